@@ -89,15 +89,31 @@ def probe_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as image:
             width, height = image.size
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            orientation = _header_orientation(image)
             image.verify()
     except FileNotFoundError:
         raise DatasetError([DatasetProblem(str(path), None, "the image file is missing; put it back or delete its "
                                            "row from metadata.csv.")]) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DatasetError([DatasetProblem(str(path), None, f"cannot be read as an image ({error}); re-export it "
-                                           "as PNG or JPEG, or move it out of the folder and delete its row.")]) from None
+        message = (f"cannot be read as an image ({error}); re-export it as PNG or JPEG, or move it out of the "
+                   "folder and delete its row.")
+        raise DatasetError([DatasetProblem(str(path), None, message)]) from None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _header_orientation(image: Image.Image) -> int:
+    """EXIF orientation from what ``Image.open`` already parsed (``getexif`` would decode a whole PNG)."""
+    try:
+        if "exif" in image.info:
+            exif = Image.Exif()
+            exif.load(image.info["exif"])
+            return int(exif.get(_EXIF_ORIENTATION, 1))
+        tags = getattr(image, "tag_v2", None)  # TIFF keeps its tags here
+        if tags is None or hasattr(image, "_tile_size"):
+            return 1  # newer Pillow already reports a TIFF's upright size (raw size in _tile_size) and rotates on load
+        return int(tags.get(_EXIF_ORIENTATION, 1))
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
+        return 1  # unreadable EXIF: keep the stored orientation; fit_to_bucket copes with any size
 
 
 def load_rgb(path: Path) -> Image.Image:

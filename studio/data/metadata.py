@@ -48,12 +48,19 @@ class DatasetProblem:
 class DatasetError(ValueError):
     """The training data cannot be used as it is; ``problems`` lists every reason at once."""
 
-    def __init__(self, problems: list[DatasetProblem] | tuple[DatasetProblem, ...]):
+    def __init__(self, problems: list[DatasetProblem] | tuple[DatasetProblem, ...] | str):
+        if isinstance(problems, str):  # a DataLoader worker re-raises exceptions from their message alone
+            self.problems = []
+            super().__init__(problems)
+            return
         self.problems = list(problems)
         count = len(self.problems)
         head = (f"The training data has {count} problem{'s' if count != 1 else ''}; nothing was changed. "
                 "Fix them and try again:")
         super().__init__(head + "".join(f"\n  - {problem}" for problem in self.problems))
+
+    def __reduce__(self):
+        return type(self), (self.problems or str(self),)
 
 
 @dataclass
