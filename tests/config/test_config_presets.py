@@ -1,0 +1,96 @@
+"""Presets: the shipped files, their advice and values, and applying them in a predictable order."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from studio.config import ConfigError, TrainConfig, apply_presets, list_presets, load_config
+from studio.config.presets import get_preset, presets_root
+
+
+def by_name(kind: str) -> dict:
+    return {preset.name: preset for preset in list_presets(kind)}
+
+
+def test_rank_presets_in_size_order_with_advice():
+    presets = list_presets("rank")
+    assert [p.name for p in presets] == ["rank-4", "rank-8", "rank-12", "rank-16", "rank-32"]
+    assert [p.values["lora_rank"] for p in presets] == [4, 8, 12, 16, 32]
+    assert all(p.values["lora_alpha"] is None for p in presets)  # alpha follows the rank
+    assert "50" in presets[0].description and "overfit" in presets[-1].description
+
+
+def test_epochs_presets_turn_max_steps_off():
+    presets = list_presets("epochs")
+    assert [(p.name, p.values["epochs"], p.values["max_steps"]) for p in presets] == [
+        ("short", 5, None), ("standard", 10, None), ("long", 15, None)]
+    assert all("1e-4" in p.description for p in presets)
+
+
+def test_task_presets_carry_the_seed_advice():
+    tasks = by_name("task")
+    assert set(tasks) == {"style", "character", "concept"}
+    assert {k: tasks["style"].values[k] for k in ("lora_rank", "learning_rate", "epochs")} == \
+        {"lora_rank": 16, "learning_rate": 1e-4, "epochs": 15}
+    character = tasks["character"].values
+    assert (character["lora_rank"], character["learning_rate"], character["epochs"], character["save_steps"]) == \
+        (12, 2e-4, 12, 100)
+    assert tasks["concept"].values["lora_rank"] == 8 and tasks["concept"].values["train_text_encoder"] is True
+
+
+def test_demo_presets_target_the_toy_model():
+    star = by_name("demo")["demo-star"].values
+    assert star["train_data_dir"] == "assets/demo-datasets/star" and star["base_model"] == ""
+    assert (star["resolution"], star["batch_size"], star["lora_rank"], star["learning_rate"]) == (32, 8, 8, 1e-3)
+    assert (star["max_steps"], star["save_steps"], star["train_text_encoder"]) == (400, 100, True)
+    assert star["output_dir"] == "./output/demo-star"
+    assert by_name("demo")["demo-striped"].values["train_data_dir"] == "assets/demo-datasets/striped"
+
+
+def test_explicit_rank_and_epochs_win_over_the_task():
+    config = apply_presets(TrainConfig(batch_size=2), task="style", rank=8, epochs="short")
+    assert (config.lora_rank, config.epochs, config.learning_rate, config.batch_size) == (8, 5, 1e-4, 2)
+    assert config.task == "style"
+    assert apply_presets(None, task="character").task == "character"
+
+
+def test_rank_can_be_named_several_ways():
+    assert {apply_presets(rank=r).lora_rank for r in (16, "16", "rank-16", "Rank16")} == {16}
+
+
+def test_unknown_preset_suggests_the_nearest():
+    with pytest.raises(ConfigError, match="did you mean 'character'"):
+        apply_presets(task="charactor")
+    with pytest.raises(ConfigError, match="rank-8"):
+        get_preset("rank", 7)
+    with pytest.raises(ConfigError, match="kind"):
+        list_presets("size")
+
+
+def test_a_preset_file_loads_as_a_config_too():
+    config = load_config(presets_root() / "demo" / "demo-star.yaml")
+    assert config.max_steps == 400 and config.output_dir == "./output/demo-star"
+
+
+def make_presets(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "task").mkdir()
+    (tmp_path / "task" / "broken.yaml").write_text(text, encoding="utf-8")
+    return tmp_path
+
+
+def test_unknown_key_in_a_preset_names_the_file(tmp_path):
+    root = make_presets(tmp_path, "description: a test preset\nlora_rank: 8\nepoch: 3\n")
+    with pytest.raises(ConfigError) as caught:
+        list_presets("task", root=root)
+    (problem,) = caught.value.problems
+    assert "broken.yaml line 3" in problem and "'epochs'" in problem
+
+
+def test_preset_values_are_validated_and_need_a_description(tmp_path):
+    root = make_presets(tmp_path, "lora_rank: 0\n")
+    with pytest.raises(ConfigError) as caught:
+        list_presets("task", root=root)
+    assert len(caught.value.problems) == 2
+    assert any("description" in p for p in caught.value.problems)
+    assert any("broken.yaml line 1" in p and "lora_rank" in p for p in caught.value.problems)
