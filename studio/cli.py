@@ -1,0 +1,149 @@
+"""Headless entry points: ``python studio.py train | check-config …`` — the same engine the studio uses.
+
+Exit codes: 0 done, 2 a problem with what the user passed (config, data, model, resume), 3 training failed,
+130 stopped by the user (a checkpoint was saved first).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+EXIT_OK, EXIT_USER_ERROR, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 130
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "fix your input", not "the trainer broke"."""
+    from studio.config import ConfigError
+    from studio.data import DatasetError
+    from studio.models import ModelLoadError
+    from studio.train.adapters import AdapterError
+    from studio.train.checkpoint import ResumeError
+
+    return (ConfigError, DatasetError, ModelLoadError, ResumeError, AdapterError, FileNotFoundError)
+
+
+def _print_error(error: BaseException) -> None:
+    """One readable message (config and dataset errors already list every problem in their text)."""
+    print(f"error: {error}", file=sys.stderr)
+
+
+def load_cli_config(path: str | None, overrides: list[str], resume: str | None):
+    from studio.config import load_config
+
+    config = load_config(Path(path) if path else {}, overrides=overrides)
+    if resume:
+        config = load_config({}, base=config, overrides=[f"resume={resume}"])
+    return config
+
+
+class _ProgressBar:
+    """tqdm progress for training events, with loss and learning rate in the postfix."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        if self.quiet:
+            if event.kind in ("warning", "checkpoint", "done"):
+                print(f"[{event.kind}] {event.message or event.path}", file=sys.stderr)
+            return
+        from tqdm import tqdm
+
+        if event.kind == "start":
+            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", dynamic_ncols=True)
+        elif event.kind == "step" and self.bar is not None:
+            self.bar.update(event.step - self.bar.n)
+            self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", epoch=event.epoch)
+        elif event.kind in ("warning", "checkpoint", "log"):
+            text = f"[{event.kind}] {event.message or event.path}"
+            (self.bar.write(text, file=sys.stderr) if self.bar is not None else print(text, file=sys.stderr))
+        elif event.kind == "done" and self.bar is not None:
+            self.bar.close()
+
+
+def cmd_train(args) -> int:
+    from studio.train import TrainingFailed, run_training
+
+    try:
+        config = load_cli_config(args.config, args.set or [], args.resume)
+    except _user_errors() as error:
+        _print_error(error)
+        return EXIT_USER_ERROR
+    stop = threading.Event()
+
+    def request_stop(signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        result = run_training(config, emit=_ProgressBar(args.quiet), should_stop=stop.is_set)
+    except _user_errors() as error:
+        _print_error(error)
+        return EXIT_USER_ERROR
+    except TrainingFailed as error:
+        _print_error(error)
+        if error.run_dir:
+            print(f"the run folder keeps what was saved: {error.run_dir}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if result.status == "stopped":
+        print(f"stopped at step {result.step}; resume with --resume {result.last_checkpoint}", file=sys.stderr)
+        return EXIT_STOPPED
+    print(f"run folder: {result.run_dir}")
+    print(f"diffusers LoRA: {result.diffusers_lora}")
+    print(f"WebUI/kohya LoRA: {result.webui_lora}")
+    return EXIT_OK
+
+
+def cmd_check_config(args) -> int:
+    from studio.config import check_paths, dump_config
+
+    try:
+        config = load_cli_config(args.config, args.set or [], None)
+    except _user_errors() as error:
+        _print_error(error)
+        return EXIT_USER_ERROR
+    print(dump_config(config), end="")
+    notes = list(getattr(config, "notes", [])) + check_paths(config)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{args.config}: valid" + (f", {len(notes)} path note(s)" if notes else ""), file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="studio.py",
+        description="LoRA Studio: from a folder of pictures to a tested Stable Diffusion LoRA.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = sub.add_parser("train", help="train a LoRA from a YAML config (flat or nested form)")
+    train.add_argument("--config", help="YAML config; without it the defaults (embedded toy-world model) apply")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+    train.add_argument("--resume", metavar="latest|PATH", help="continue a run: 'latest', a run folder or a checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar, only warnings and checkpoints")
+    train.set_defaults(handler=cmd_train)
+    check = sub.add_parser("check-config", help="print the normalised config, or what is wrong with it")
+    check.add_argument("config", help="YAML config file")
+    check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+    check.set_defaults(handler=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spin-waiting threads on shared CPUs
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_OK
+    return args.handler(args)

@@ -1,0 +1,118 @@
+"""LoRA adapters on the UNet and (optionally) the text encoder, through peft — the way diffusers' scripts do it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+ADAPTER = "default"
+
+
+class AdapterError(ValueError):
+    """A LoRA setting or file that does not fit the model; the message says what to change."""
+
+
+def lora_config(rank: int, alpha: float, targets: list[str], dropout: float, use_dora: bool):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        init_lora_weights="gaussian",
+        target_modules=list(targets),
+        use_dora=use_dora,
+    )
+
+
+def _check_targets(model: torch.nn.Module, targets: list[str], where: str) -> None:
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        raise AdapterError(
+            f"target_modules {missing} match no layer of the {where}; "
+            f"use names such as to_q, to_k, to_v, to_out.0 (UNet) or q_proj, k_proj, v_proj, out_proj (text encoder)"
+        )
+
+
+def add_lora_adapters(unet, text_encoder, config) -> list[torch.nn.Parameter]:
+    """Freeze the base, add seeded LoRA adapters, and return the trainable parameters (kept in fp32)."""
+    unet.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    alpha = config.effective_alpha()
+    _check_targets(unet, config.target_modules, "UNet")
+    torch.manual_seed(config.seed)
+    unet.add_adapter(lora_config(config.lora_rank, alpha, config.target_modules, config.lora_dropout, config.use_dora))
+    if config.train_text_encoder:
+        _check_targets(text_encoder, config.text_encoder_target_modules, "text encoder")
+        text_encoder.add_adapter(
+            lora_config(config.lora_rank, alpha, config.text_encoder_target_modules, config.lora_dropout, config.use_dora)
+        )
+    params = [p for p in unet.parameters() if p.requires_grad]
+    if config.train_text_encoder:
+        params += [p for p in text_encoder.parameters() if p.requires_grad]
+    for param in params:
+        param.data = param.data.float()
+    return params
+
+
+def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The adapter's tensors in peft's naming (``…to_q.lora_A.weight``), detached, fp32, on the CPU."""
+    from peft.utils import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model, adapter_name=ADAPTER)
+    return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+
+
+def load_adapter_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy saved adapter tensors into the live adapter; every tensor must fit exactly."""
+    from peft.utils import set_peft_model_state_dict
+
+    own = adapter_state(model)
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    unknown = [k for k in state if k not in own]
+    missing = [k for k in own if k not in state]
+    if wrong or unknown or missing:
+        detail = (wrong or unknown or missing)[:3]
+        raise AdapterError(
+            f"{source} does not fit this LoRA (rank {_rank_of(own)} vs {_rank_of(state)}, "
+            f"{len(wrong)} shape mismatches, {len(unknown)} unknown and {len(missing)} missing tensors, e.g. {detail}); "
+            "use the same lora_rank, target_modules and train_text_encoder as the run that wrote it"
+        )
+    result = set_peft_model_state_dict(model, state, adapter_name=ADAPTER)
+    if getattr(result, "unexpected_keys", None):
+        raise AdapterError(f"{source}: tensors not used by the model: {result.unexpected_keys[:3]}")
+
+
+def _rank_of(state: dict[str, torch.Tensor]) -> int | None:
+    for key, value in state.items():
+        if key.endswith("lora_A.weight"):
+            return int(value.shape[0])
+    return None
+
+
+def split_diffusers_lora(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """Split a diffusers-format LoRA (``unet.…`` / ``text_encoder.…`` keys) into peft state dicts per model."""
+    unet, text = {}, {}
+    for key, value in state.items():
+        if key.startswith("unet."):
+            unet[key[len("unet.") :]] = value
+        elif key.startswith("text_encoder."):
+            text[key[len("text_encoder.") :]] = value
+    return unet, text
+
+
+def load_initial_lora(unet, text_encoder, path: str | Path, train_text_encoder: bool) -> None:
+    """Start from an existing LoRA file (diffusers or kohya format): incremental training."""
+    from diffusers import StableDiffusionPipeline
+
+    file = Path(path)
+    if not file.is_file():
+        raise AdapterError(f"init_lora: {file} does not exist; pass a .safetensors LoRA file")
+    state, _alphas = StableDiffusionPipeline.lora_state_dict(str(file))
+    unet_state, text_state = split_diffusers_lora(state)
+    if not unet_state:
+        raise AdapterError(f"init_lora: {file} holds no UNet LoRA tensors")
+    load_adapter_state(unet, unet_state, f"init_lora {file}")
+    if train_text_encoder and text_state:
+        load_adapter_state(text_encoder, text_state, f"init_lora {file}")

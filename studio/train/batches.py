@@ -1,0 +1,135 @@
+"""Where each training step's latents and text conditioning come from.
+
+Batch order is a pure function of (seed, epoch), and every random choice of a step (flip, caption dropout,
+latent sample, noise, timesteps) comes from a generator seeded with (seed, step). So a run stopped at step k and
+resumed computes exactly what an uninterrupted run computes, with no RNG state to save.
+
+VAE latents (posterior mean and std) and text embeddings are cached once when the text encoder is frozen:
+the VAE and the text encoder then run once per image instead of once per step.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+import torch
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The CPU generator for everything random in optimizer step ``step``."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step * 7_919) % (2**63 - 1))
+
+
+@dataclass
+class Batch:
+    latents: torch.Tensor  # scaled, on the training device
+    captions: list[str]
+
+
+class BatchSource:
+    """Batches of (latents, captions) for the trainer, cached or computed on the fly."""
+
+    def __init__(self, images, captions: list[str], buckets: list, sampler, vae, config, device, weight_dtype):
+        self.images = images
+        self.captions = list(captions)
+        self.buckets = list(buckets)
+        self.sampler = sampler
+        self.vae = vae
+        self.config = config
+        self.device = device
+        self.weight_dtype = weight_dtype
+        self.scaling = float(vae.config.scaling_factor)
+        self._latent_cache: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # -- order -------------------------------------------------------------------------------------------
+    @property
+    def batches_per_epoch(self) -> int:
+        return len(self.sampler)
+
+    def steps_per_epoch(self, accumulation: int) -> int:
+        return max(1, math.ceil(self.batches_per_epoch / accumulation))
+
+    def micro_batches(self, step: int, accumulation: int) -> tuple[int, list[list[int]]]:
+        """(epoch, the micro-batches of indices) that optimizer step ``step`` consumes."""
+        per_epoch = self.steps_per_epoch(accumulation)
+        epoch, within = divmod(step, per_epoch)
+        batches = self.sampler.batches_for_epoch(epoch)
+        return epoch, batches[within * accumulation : (within + 1) * accumulation]
+
+    def flipped(self, epoch: int, index: int) -> bool:
+        if not self.config.random_flip:
+            return False
+        return random.Random(self.config.seed * 7_777_777 + epoch * 100_003 + index).random() < 0.5
+
+    # -- latents -----------------------------------------------------------------------------------------
+    def _pixels(self, index: int, flip: bool) -> torch.Tensor:
+        pixels = self.images[index]["pixel_values"]
+        return torch.flip(pixels, dims=[-1]) if flip else pixels
+
+    @torch.no_grad()
+    def _encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = self.vae.encode(pixels.to(self.device, dtype=self.vae.dtype)).latent_dist
+        return dist.mean.float().cpu(), dist.std.float().cpu()
+
+    def fill_latent_cache(self, progress=None) -> None:
+        """Encode every image once (both orientations when random_flip is on), grouped by bucket."""
+        flips = (False, True) if self.config.random_flip else (False,)
+        by_bucket: dict = {}
+        for index in range(len(self.images)):
+            by_bucket.setdefault(self.buckets[index], []).append(index)
+        done = 0
+        for indices in by_bucket.values():
+            for flip in flips:
+                for start in range(0, len(indices), 16):
+                    chunk = indices[start : start + 16]
+                    mean, std = self._encode(torch.stack([self._pixels(i, flip) for i in chunk]))
+                    for k, i in enumerate(chunk):
+                        self._latent_cache[(i, flip)] = (mean[k], std[k])
+                    done += len(chunk)
+                    if progress:
+                        progress(done, len(self.images) * len(flips))
+
+    def latents(self, indices: list[int], epoch: int, generator: torch.Generator) -> torch.Tensor:
+        flips = [self.flipped(epoch, i) for i in indices]
+        if self._latent_cache:
+            mean = torch.stack([self._latent_cache[(i, f)][0] for i, f in zip(indices, flips)])
+            std = torch.stack([self._latent_cache[(i, f)][1] for i, f in zip(indices, flips)])
+        else:
+            mean, std = self._encode(torch.stack([self._pixels(i, f) for i, f in zip(indices, flips)]))
+        sample = mean + std * torch.randn(mean.shape, generator=generator)
+        return (sample * self.scaling).to(self.device)
+
+    def captions_for(self, indices: list[int], generator: torch.Generator) -> list[str]:
+        """Captions with ``caption_dropout`` applied (a dropped caption becomes the empty prompt)."""
+        drops = torch.rand(len(indices), generator=generator).tolist()
+        return ["" if d < self.config.caption_dropout else self.captions[i] for i, d in zip(indices, drops)]
+
+
+class TextConditioner:
+    """Caption → text-encoder hidden states, cached per caption when the text encoder is frozen."""
+
+    def __init__(self, tokenizer, text_encoder, device, trainable: bool):
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        self.device = device
+        self.trainable = trainable
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def tokens(self, captions: list[str]) -> torch.Tensor:
+        return self.tokenizer(
+            captions, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
+
+    def fill_cache(self, captions: list[str]) -> None:
+        unique = list(dict.fromkeys(list(captions) + [""]))
+        with torch.no_grad():
+            for start in range(0, len(unique), 64):
+                chunk = unique[start : start + 64]
+                hidden = self.text_encoder(self.tokens(chunk))[0].float().cpu()
+                self._cache.update(zip(chunk, hidden))
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        if not self.trainable and all(c in self._cache for c in captions):
+            return torch.stack([self._cache[c] for c in captions]).to(self.device)
+        return self.text_encoder(self.tokens(captions))[0]

@@ -1,0 +1,161 @@
+"""Checkpoints without pickle: the LoRA and the optimizer as safetensors, the rest as JSON.
+
+A checkpoint is written into a hidden ``.step-N.partial`` folder and renamed into place, so a crash or a kill in
+the middle of a write never leaves a folder that looks complete. Nothing random needs saving: every random choice
+of step k comes from a generator seeded with (seed, k) (see ``batches.py``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+LORA_FILE = "pytorch_lora_weights.safetensors"
+# Settings that change the LoRA's tensors' shapes or meaning: a resume with other values cannot continue.
+RESUME_MUST_MATCH = (
+    "lora_rank", "lora_alpha", "target_modules", "use_dora", "train_text_encoder", "text_encoder_target_modules",
+)
+
+
+class ResumeError(ValueError):
+    """Nothing to resume, or a checkpoint that does not fit the config; the message says what to pass."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (partial folders are never listed)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def _optimizer_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    tensors = {}
+    for index, values in state_dict["state"].items():
+        for name, value in values.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"state.{index}.{name}"] = tensor.detach().cpu().contiguous()
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in state_dict["param_groups"]]
+    return tensors, groups
+
+
+def _optimizer_state_dict(tensors: dict[str, torch.Tensor], groups: list[dict]) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def save_checkpoint(run_dir: Path, setup, step: int, epoch: int, write_lora) -> Path:
+    """Write checkpoint ``step`` atomically; ``write_lora(folder)`` writes the LoRA file into it."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / checkpoint_name(step)
+    partial = root / f".{checkpoint_name(step)}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    write_lora(partial)
+    tensors, groups = _optimizer_tensors(setup.optimizer.state_dict())
+    save_file(tensors, str(partial / OPTIMIZER_FILE))
+    scaler = setup.accelerator.scaler.state_dict() if setup.accelerator.scaler is not None else None
+    state = {
+        "step": step, "epoch": epoch, "total_steps": setup.total_steps, "saved_at": time.time(),
+        "param_groups": groups, "lr_scheduler": setup.lr_scheduler.state_dict(), "grad_scaler": scaler,
+    }
+    (partial / STATE_FILE).write_text(json.dumps(state, indent=1, default=float))
+    _fsync_dir(partial)
+    if final.exists():
+        trash = root / f".{final.name}.old-{os.getpid()}"
+        os.replace(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(partial, final)
+    _fsync_dir(root)
+    return final
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints (0 keeps all) and any leftover partial folders."""
+    root = Path(run_dir) / CHECKPOINTS
+    removed = []
+    if root.is_dir():
+        for leftover in root.glob(".step-*"):
+            if not leftover.name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(leftover, ignore_errors=True)
+    checkpoints = list_checkpoints(run_dir)
+    if keep_last > 0:
+        for old in checkpoints[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    return removed
+
+
+def load_checkpoint_state(setup, checkpoint: Path) -> dict:
+    """Restore optimizer, LR scheduler and grad scaler; returns the trainer state (step, epoch …)."""
+    state = json.loads((checkpoint / STATE_FILE).read_text())
+    tensors = load_file(str(checkpoint / OPTIMIZER_FILE))
+    setup.optimizer.load_state_dict(_optimizer_state_dict(tensors, state["param_groups"]))
+    setup.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    if state.get("grad_scaler") and setup.accelerator.scaler is not None:
+        setup.accelerator.scaler.load_state_dict(state["grad_scaler"])
+    return state
+
+
+def find_resume_point(resume: str, output_dir: Path, output_name: str) -> tuple[Path, Path]:
+    """Resolve ``resume`` ("latest", a run folder or a checkpoint folder) to (run folder, checkpoint)."""
+    if resume == "latest":
+        runs = sorted(
+            (p for p in Path(output_dir).glob(f"{output_name}-*") if (p / "config.yaml").is_file()),
+            key=lambda p: p.name,
+            reverse=True,
+        )
+        for run in runs:
+            checkpoints = list_checkpoints(run)
+            if checkpoints:
+                return run, checkpoints[-1]
+        raise ResumeError(
+            f"resume: latest found no checkpoint of '{output_name}' under {output_dir}; "
+            "train first (checkpoints are written every save_steps and on stop) or pass a run folder"
+        )
+    path = Path(resume)
+    if (path / STATE_FILE).is_file():
+        return path.parent.parent, path
+    checkpoints = list_checkpoints(path) if path.is_dir() else []
+    if not checkpoints:
+        raise ResumeError(f"resume: {path} is neither a checkpoint folder nor a run folder with checkpoints")
+    return path, checkpoints[-1]
+
+
+def check_resume_compatible(saved: dict, current: dict, source: Path) -> None:
+    """Refuse a resume whose LoRA settings differ from the run that wrote the checkpoint."""
+    changed = [key for key in RESUME_MUST_MATCH if saved.get(key) != current.get(key)]
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} now" for k in changed)
+        raise ResumeError(f"cannot resume from {source}: {detail}; use the run's values or start a new run")

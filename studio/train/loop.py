@@ -1,0 +1,120 @@
+"""The training loop: a function of (setup, start step) that reports through ``emit`` and stops on ``should_stop``.
+
+Like minGPT's trainer it owns no files and no UI: saving a checkpoint is a callback, progress is an event.
+One iteration is one optimizer step over ``gradient_accumulation_steps`` micro-batches.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .batches import step_generator
+from .events import Emit, ShouldStop, TrainEvent
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+    def __init__(self, step: int, loss: float):
+        super().__init__(
+            f"the loss became {loss} at step {step}; the last good checkpoint is kept. "
+            "Try a lower learning_rate, mixed_precision: no (fp32), or a smaller noise_offset"
+        )
+        self.step = step
+
+
+def snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-γ loss weights (Hang et al. 2023) for epsilon or v-prediction targets."""
+    alphas = noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
+    snr = alphas / (1 - alphas).clamp(min=1e-8)
+    clipped = torch.minimum(snr, torch.full_like(snr, gamma))
+    if noise_scheduler.config.prediction_type == "v_prediction":
+        return clipped / (snr + 1)
+    return clipped / snr.clamp(min=1e-8)
+
+
+def diffusion_loss(setup, latents: torch.Tensor, hidden: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Noise the latents at random timesteps and score the UNet's prediction (epsilon or v)."""
+    config, scheduler = setup.config, setup.components.noise_scheduler
+    device = latents.device
+    noise = torch.randn(latents.shape, generator=generator).to(device)
+    if config.noise_offset:
+        offset = torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=generator).to(device)
+        noise = noise + config.noise_offset * offset
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    timesteps = timesteps.to(device)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    if scheduler.config.prediction_type == "v_prediction":
+        target = scheduler.get_velocity(latents, noise, timesteps)
+    else:
+        target = noise
+    with setup.accelerator.autocast():
+        prediction = setup.components.unet(noisy.to(hidden.dtype), timesteps, hidden).sample
+    if not config.min_snr_gamma:
+        return F.mse_loss(prediction.float(), target.float())
+    per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
+    return (per_sample * snr_weights(scheduler, timesteps, config.min_snr_gamma)).mean()
+
+
+def optimizer_step(setup, step: int) -> tuple[float, int]:
+    """One optimizer step; returns (mean loss over the micro-batches, epoch)."""
+    config = setup.config
+    torch.manual_seed((config.seed * 31 + step) % (2**63 - 1))  # LoRA dropout and anything else global
+    generator = step_generator(config.seed, step)
+    epoch, micro_batches = setup.batches.micro_batches(step, config.gradient_accumulation_steps)
+    total = 0.0
+    for indices in micro_batches:
+        latents = setup.batches.latents(indices, epoch, generator)
+        captions = setup.batches.captions_for(indices, generator)
+        with setup.accelerator.autocast():
+            hidden = setup.text(captions)
+        loss = diffusion_loss(setup, latents, hidden, generator)
+        setup.accelerator.backward(loss / len(micro_batches))
+        total += loss.detach().item() / len(micro_batches)
+    if config.max_grad_norm:
+        setup.accelerator.clip_grad_norm_(setup.params, config.max_grad_norm)
+    setup.optimizer.step()
+    if not setup.accelerator.optimizer_step_was_skipped:
+        setup.lr_scheduler.step()
+    setup.optimizer.zero_grad(set_to_none=True)
+    return total, epoch
+
+
+def train_loop(
+    setup,
+    start_step: int,
+    emit: Emit,
+    should_stop: ShouldStop,
+    checkpoint: Callable[[int, int], None],
+) -> str:
+    """Train from ``start_step`` to ``setup.total_steps``; returns "finished" or "stopped".
+
+    ``checkpoint(step, epoch)`` is called every ``save_steps`` and when a stop is requested, after the step.
+    """
+    config = setup.config
+    started = time.time()
+    done_here = 0
+    for step in range(start_step, setup.total_steps):
+        loss, epoch = optimizer_step(setup, step)
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(step + 1, loss)
+        done_here += 1
+        elapsed = time.time() - started
+        emit(
+            TrainEvent(
+                "step", step=step + 1, total_steps=setup.total_steps, epoch=epoch + 1, loss=loss,
+                lr=setup.lr_scheduler.get_last_lr()[0], elapsed_s=elapsed,
+                eta_s=elapsed / done_here * (setup.total_steps - step - 1),
+            )
+        )
+        finished = step + 1 == setup.total_steps
+        stop = should_stop()
+        if not finished and (stop or (config.save_steps and (step + 1) % config.save_steps == 0)):
+            checkpoint(step + 1, epoch)
+        if stop and not finished:
+            return "stopped"
+    return "finished"

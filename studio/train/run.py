@@ -1,0 +1,137 @@
+"""One training run end to end: run folder, setup, resume, the loop, checkpoints and the final LoRA files.
+
+``run_training`` is what the CLI and the studio call; it reports through ``emit`` and stops on ``should_stop``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import (
+    LORA_FILE,
+    check_resume_compatible,
+    find_resume_point,
+    load_checkpoint_state,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from .events import Emit, ShouldStop, TrainEvent, ignore_event, never_stop
+from .loop import train_loop
+from .recorder import RunRecorder, new_run_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    status: str  # "finished" or "stopped"
+    run_dir: Path
+    step: int
+    total_steps: int
+    diffusers_lora: Path | None = None
+    webui_lora: Path | None = None
+    last_checkpoint: Path | None = None
+
+
+class TrainingFailed(RuntimeError):
+    """The run started but could not finish; ``run_dir`` keeps what was saved before the failure."""
+
+    def __init__(self, message: str, run_dir: Path | None):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+def _resume_point(config) -> tuple[Path | None, Path | None]:
+    """(run folder, checkpoint) to continue from, checked against the run's own config; (None, None) if new."""
+    from studio.config import config_to_dict, load_config
+
+    if not config.resume:
+        return None, None
+    run_dir, checkpoint = find_resume_point(config.resume, Path(config.output_dir), config.resolved_output_name())
+    saved = load_config(run_dir / "config.yaml")
+    check_resume_compatible(config_to_dict(saved), config_to_dict(config), checkpoint)
+    return run_dir, checkpoint
+
+
+def _new_run_dir(config) -> Path:
+    """A timestamped run folder holding the config snapshot."""
+    from studio.config import save_config
+
+    run_dir = new_run_dir(Path(config.output_dir), config.resolved_output_name())
+    save_config(config, run_dir / "config.yaml")
+    return run_dir
+
+
+def _restore(setup, checkpoint: Path) -> int:
+    """Load a checkpoint's LoRA and optimizer state into ``setup``; returns the step to continue from."""
+    from safetensors.torch import load_file
+
+    from .adapters import load_adapter_state, split_diffusers_lora
+
+    unet_state, text_state = split_diffusers_lora(load_file(str(checkpoint / LORA_FILE)))
+    unwrap = setup.accelerator.unwrap_model
+    load_adapter_state(unwrap(setup.components.unet), unet_state, str(checkpoint))
+    if setup.config.train_text_encoder:
+        load_adapter_state(unwrap(setup.components.text_encoder), text_state, str(checkpoint))
+    return int(load_checkpoint_state(setup, checkpoint)["step"])
+
+
+def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = never_stop) -> RunResult:
+    """Train the LoRA described by ``config``; raises ``TrainingFailed`` (or a config/data error before start)."""
+    from .export import write_diffusers_lora, write_final_files
+    from .setup import build_setup
+
+    def warn(message: str) -> None:
+        log.warning(message)
+        emit(TrainEvent("warning", message=message))
+
+    run_dir, resume_from = _resume_point(config)
+    setup = build_setup(config, warn=warn)  # data and model errors surface here, before any folder is made
+    start_step = _restore(setup, resume_from) if resume_from else 0
+    main = setup.accelerator.is_main_process
+    if run_dir is None:
+        run_dir = _new_run_dir(config) if main else None
+    recorder = RunRecorder(run_dir, start_step, enabled=main)
+    recorder.info.setdefault("session_id", uuid.uuid4().hex)
+    recorder.info.setdefault("started_at", time.time())
+    recorder.update(status="running", step=start_step, total_steps=setup.total_steps, error=None,
+                    resumed_from=str(resume_from) if resume_from else recorder.info.get("resumed_from"))
+    last = {"checkpoint": resume_from, "epoch": 0}
+
+    def on_event(event: TrainEvent) -> None:
+        if event.kind == "step":
+            recorder.step(event)
+            last["epoch"] = event.epoch
+        emit(event)
+
+    def checkpoint(step: int, epoch: int) -> None:
+        if not main:
+            return
+        folder = save_checkpoint(run_dir, setup, step, epoch, lambda f: write_diffusers_lora(f, setup))
+        prune_checkpoints(run_dir, config.keep_last_n_checkpoints)
+        last["checkpoint"] = folder
+        recorder.update(step=step, last_checkpoint=str(folder))
+        emit(TrainEvent("checkpoint", step=step, total_steps=setup.total_steps, epoch=epoch + 1, path=str(folder)))
+
+    emit(TrainEvent("start", step=start_step, total_steps=setup.total_steps, message=str(run_dir), path=str(run_dir)))
+    try:
+        status = train_loop(setup, start_step, on_event, should_stop, checkpoint)
+        result = RunResult(status, run_dir, setup.total_steps, setup.total_steps, last_checkpoint=last["checkpoint"])
+        if status == "finished" and main:
+            result.diffusers_lora, result.webui_lora = write_final_files(
+                run_dir, setup, recorder.info, setup.total_steps, last["epoch"]
+            )
+        elif status == "stopped":
+            result.step = int(Path(last["checkpoint"]).name.split("-")[1])
+    except Exception as error:  # the run folder keeps the reason; the caller gets one readable message
+        recorder.update(status="failed", error=str(error), traceback=traceback.format_exc())
+        recorder.close()
+        raise TrainingFailed(f"training failed: {error}", run_dir) from error
+    recorder.update(status=status, step=result.step, finished_at=time.time())
+    recorder.close()
+    emit(TrainEvent("done", step=result.step, total_steps=setup.total_steps, message=status, path=str(run_dir)))
+    return result

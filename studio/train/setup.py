@@ -1,0 +1,143 @@
+"""Everything a training run needs, built from a ``TrainConfig``: accelerator, models + LoRA, optimizer, data."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .adapters import add_lora_adapters, load_initial_lora
+from .batches import BatchSource, TextConditioner
+
+log = logging.getLogger(__name__)
+
+
+def make_accelerator(mixed_precision: str, warn):
+    """An ``Accelerator`` for this run.
+
+    accelerate keeps its state process-wide: a second ``Accelerator`` with another ``mixed_precision`` raises.
+    A single-process run (the studio, the CLI, tests) owns that state, so it is reset before each run; under
+    ``accelerate launch`` (several processes) the launcher's state is kept and must match.
+    fp16 needs CUDA: on a CPU it falls back to fp32 with a warning.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        warn("mixed_precision fp16 needs a CUDA GPU; training in fp32 on the CPU (bf16 also works on CPUs)")
+        mixed_precision = "no"
+    distributed = PartialState._shared_state and PartialState().num_processes > 1
+    if AcceleratorState._shared_state and not distributed:
+        AcceleratorState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision)
+
+
+@dataclass
+class TrainingSetup:
+    """The parts of a run; the loop reads them, ``run.py`` builds and saves them."""
+
+    config: object
+    accelerator: object
+    components: object  # studio.models.Components
+    params: list
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    batches: BatchSource
+    text: TextConditioner
+    total_steps: int
+    num_images: int
+    tag_frequency: dict
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.batches.steps_per_epoch(self.config.gradient_accumulation_steps)
+
+    @property
+    def num_epochs(self) -> int:
+        return -(-self.total_steps // self.steps_per_epoch)
+
+
+def tag_frequency(captions: list[str]) -> dict[str, int]:
+    """Comma-separated tags and how often each appears (kohya's ``ss_tag_frequency``)."""
+    counts: dict[str, int] = {}
+    for caption in captions:
+        for tag in (t.strip() for t in caption.split(",")):
+            if tag:
+                counts[tag] = counts.get(tag, 0) + 1
+    return counts
+
+
+def load_data(config):
+    """Read and check the dataset; returns (images, captions, buckets, sampler)."""
+    from studio.data import BucketBatchSampler, TrainingImages, load_training_set
+
+    images_dir = Path(config.train_data_dir)
+    table = load_training_set(images_dir, Path(config.resolved_metadata_path()))
+    images = TrainingImages(images_dir, table.records, config.resolution, config.bucketing, random_flip=False)
+    buckets = list(images.bucket_of_index)
+    sampler = BucketBatchSampler(buckets, config.batch_size, config.seed, repeats=config.repeats)
+    return images, [r.prompt for r in table.records], buckets, sampler
+
+
+def _prepare_models(components, config, accelerator):
+    device = accelerator.device
+    weight_dtype = torch.float32
+    if device.type == "cuda" and accelerator.mixed_precision in ("fp16", "bf16"):
+        weight_dtype = torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16
+    components.vae.requires_grad_(False)
+    vae_dtype = torch.float32 if weight_dtype == torch.float16 else weight_dtype  # fp16 VAEs overflow to NaN
+    for module, dtype in ((components.vae, vae_dtype), (components.unet, weight_dtype), (components.text_encoder, weight_dtype)):
+        module.to(device) if module.dtype == dtype else module.to(device, dtype=dtype)
+    params = add_lora_adapters(components.unet, components.text_encoder, config)
+    if config.init_lora:
+        load_initial_lora(components.unet, components.text_encoder, config.init_lora, config.train_text_encoder)
+    if config.gradient_checkpointing:
+        components.unet.enable_gradient_checkpointing()
+        if config.train_text_encoder:
+            components.text_encoder.gradient_checkpointing_enable()
+    components.unet.train()
+    components.text_encoder.train(config.train_text_encoder)
+    components.vae.eval()
+    return params, weight_dtype
+
+
+def _optimizer(components, config):
+    unet_params = [p for p in components.unet.parameters() if p.requires_grad]
+    groups = [{"params": unet_params, "lr": config.learning_rate}]
+    if config.train_text_encoder:
+        te_params = [p for p in components.text_encoder.parameters() if p.requires_grad]
+        groups.append({"params": te_params, "lr": config.text_encoder_lr or config.learning_rate})
+    return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.adam_weight_decay)
+
+
+def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
+    """Load the model and data named by ``config`` and make them ready to train."""
+    from diffusers.optimization import get_scheduler
+
+    from studio.models import load_components
+
+    accelerator = make_accelerator(config.mixed_precision, warn)
+    images, captions, buckets, sampler = load_data(config)
+    components = load_components(config.base_model, config.base_model_config)
+    params, weight_dtype = _prepare_models(components, config, accelerator)
+    source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, weight_dtype)
+    text = TextConditioner(components.tokenizer, components.text_encoder, accelerator.device, config.train_text_encoder)
+    if config.cache_latents:
+        source.fill_latent_cache(progress)
+    if not config.train_text_encoder:
+        text.fill_cache(captions)
+    steps_per_epoch = source.steps_per_epoch(config.gradient_accumulation_steps)
+    total = config.max_steps or config.epochs * steps_per_epoch
+    optimizer = _optimizer(components, config)
+    lr_scheduler = get_scheduler(
+        config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=total
+    )
+    prepared = accelerator.prepare(components.unet, optimizer)
+    components.unet, optimizer = prepared
+    if config.train_text_encoder:
+        components.text_encoder = accelerator.prepare(components.text_encoder)
+    return TrainingSetup(
+        config, accelerator, components, params, optimizer, lr_scheduler, source, text, total,
+        len(images), tag_frequency(captions),
+    )

@@ -1,0 +1,131 @@
+"""Training runs end to end on the tiny SD 1.x-shaped model: run folder, LoRA files, resume, determinism."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from studio.config import load_config
+from studio.train import run_training
+from studio.train.recorder import read_loss_log
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _image(pipe, weight: float | None) -> torch.Tensor:
+    if weight is not None:
+        pipe.set_adapters(["lora"], [weight])
+    generator = torch.Generator().manual_seed(0)
+    out = pipe("a red circle on a white background", num_inference_steps=3, generator=generator, output_type="np")
+    return torch.from_numpy(out.images)
+
+
+def _load_pipe(model_dir):
+    from diffusers import StableDiffusionPipeline
+
+    return StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None, requires_safety_checker=False)
+
+
+def test_cli_run_writes_run_folder_and_loadable_lora_files(write_config, tiny_sd_dir):
+    config_path = write_config(train_text_encoder=True, text_encoder_lr=5e-4)
+    done = subprocess.run(
+        [sys.executable, "studio.py", "train", "--config", str(config_path), "--quiet"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = list((config_path.parent / "output").glob("tiny-*"))
+    assert len(runs) == 1
+    run = runs[0]
+    assert (run / "config.yaml").is_file() and load_config(run / "config.yaml").lora_rank == 4
+    steps = [r["step"] for r in read_loss_log(run)]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert {"epoch", "loss", "lr", "time"} <= set(read_loss_log(run)[0])
+    assert list((run / "logs").glob("events.out.tfevents.*")), "no TensorBoard event file"
+    assert (run / "checkpoints" / "step-000003" / "pytorch_lora_weights.safetensors").is_file()
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+
+    pipe = _load_pipe(tiny_sd_dir)
+    base = _image(pipe, None)
+    for lora_file in (run / "pytorch_lora_weights.safetensors", run / "tiny.safetensors"):
+        pipe.load_lora_weights(str(lora_file), adapter_name="lora")
+        assert (_image(pipe, 0.0) - base).abs().max() < 1e-5
+        assert (_image(pipe, 1.0) - base).abs().max() > 1e-4
+        pipe.delete_adapters(["lora"])
+    kohya = load_file(str(run / "tiny.safetensors"))
+    assert any(k.startswith("lora_te_text_model_encoder_layers_") for k in kohya)
+    assert all(kohya[k].item() == 8.0 for k in kohya if k.endswith(".alpha"))
+
+
+def _lora_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "pytorch_lora_weights.safetensors"))
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_stop_and_resume_equals_straight_run(write_config, tmp_path):
+    straight = run_training(load_config(write_config(max_steps=20, save_steps=5, output_dir=str(tmp_path / "a"))))
+    assert straight.status == "finished"
+
+    config = load_config(write_config(max_steps=20, save_steps=5, output_dir=str(tmp_path / "b")))
+    seen = []
+    stopped = run_training(config, emit=lambda e: seen.append(e.step) if e.kind == "step" else None,
+                           should_stop=lambda: bool(seen) and seen[-1] == 10)
+    assert stopped.status == "stopped" and stopped.step == 10
+    assert not (stopped.run_dir / "pytorch_lora_weights.safetensors").exists()
+
+    resumed = run_training(load_config(write_config(max_steps=20, save_steps=5, output_dir=str(tmp_path / "b"),
+                                                    resume="latest")))
+    assert resumed.status == "finished" and resumed.run_dir == stopped.run_dir
+    assert _max_diff(_lora_tensors(straight.run_dir), _lora_tensors(resumed.run_dir)) <= 1e-6
+    assert [r["step"] for r in read_loss_log(resumed.run_dir)] == list(range(1, 21))
+
+
+def test_resume_after_steps_past_the_checkpoint_logs_each_step_once(write_config, tmp_path):
+    """A run killed after step 7 with its last checkpoint at 5 retrains 6 and 7; the log keeps them once."""
+    out = str(tmp_path / "c")
+    seen = []
+    first = run_training(load_config(write_config(max_steps=10, save_steps=5, output_dir=out)),
+                         emit=lambda e: seen.append(e.step) if e.kind == "step" else None,
+                         should_stop=lambda: bool(seen) and seen[-1] == 7)
+    (first.run_dir / "checkpoints" / "step-000007").rename(first.run_dir / "checkpoints" / ".gone")
+    run_training(load_config(write_config(max_steps=10, save_steps=5, output_dir=out, resume=str(first.run_dir))))
+    assert [r["step"] for r in read_loss_log(first.run_dir)] == list(range(1, 11))
+
+
+def test_same_seed_gives_identical_lora_and_precision_can_change_between_runs(write_config, tmp_path):
+    first = run_training(load_config(write_config(output_dir=str(tmp_path / "1"))))
+    second = run_training(load_config(write_config(output_dir=str(tmp_path / "2"))))
+    assert _max_diff(_lora_tensors(first.run_dir), _lora_tensors(second.run_dir)) == 0.0
+    bf16 = run_training(load_config(write_config(output_dir=str(tmp_path / "3"), mixed_precision="bf16")))
+    assert bf16.status == "finished"
+    other_seed = run_training(load_config(write_config(output_dir=str(tmp_path / "4"), seed=8)))
+    assert _max_diff(_lora_tensors(first.run_dir), _lora_tensors(other_seed.run_dir)) > 0
+
+
+def test_fp16_on_cpu_falls_back_with_a_warning(write_config, tmp_path):
+    warnings = []
+    result = run_training(
+        load_config(write_config(output_dir=str(tmp_path / "w"), mixed_precision="fp16", max_steps=2)),
+        emit=lambda e: warnings.append(e.message) if e.kind == "warning" else None,
+    )
+    assert result.status == "finished"
+    assert any("fp16" in w and "CPU" in w for w in warnings)
+
+
+@pytest.mark.parametrize("option", [
+    {"gradient_accumulation_steps": 2, "lr_scheduler": "cosine", "lr_warmup_steps": 2},
+    {"min_snr_gamma": 5.0, "noise_offset": 0.05, "caption_dropout": 0.3, "random_flip": True},
+    {"cache_latents": False, "gradient_checkpointing": True, "use_dora": True},
+])
+def test_training_options_run_and_lower_nothing_to_nan(write_config, tmp_path, option):
+    result = run_training(load_config(write_config(output_dir=str(tmp_path / "o"), max_steps=4, **option)))
+    losses = [r["loss"] for r in read_loss_log(result.run_dir)]
+    assert len(losses) == 4 and all(l == l and l < 10 for l in losses)
