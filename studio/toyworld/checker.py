@@ -32,12 +32,13 @@ _COLOUR_RGB = np.array([COLOURS[n] for n in _COLOUR_NAMES], dtype=np.float64)
 _STRIPE_RGB = np.array([stripe_colour(n) for n in _COLOUR_NAMES], dtype=np.float64)
 
 BORDER_TOLERANCE = 40.0  # RGB distance within which a border pixel agrees with the border median
-MIN_BORDER_AGREEMENT = 0.6  # fraction of border pixels that must agree for a background to be read
+MIN_BORDER_AGREEMENT = 0.75  # fraction of border pixels that must agree for a background to be read
 MAX_BACKGROUND_DISTANCE = 70.0  # beyond this the border matches no named background
 FOREGROUND_DISTANCE = 45.0  # a pixel this far from the background belongs to the shape
 MIN_AREA = 12  # pixels; smaller components are specks, not shapes
 MAX_AREA_FRACTION = 0.85  # a "component" covering more than this of the image is mud, not a shape
 MAX_COLOUR_DISTANCE = 110.0  # beyond this the shape's colour matches no named colour
+MAX_COLOUR_SPREAD = 58.0  # median RGB distance of the fill's pixels to its colour above which the fill is mud
 STRIPE_PERIOD = IMAGE_SIZE // 8  # rows per light+dark pair at 32 px
 MIN_STRIPE_CONTRAST = 10.0  # RGB std of the row profile below which a fill is solid
 MIN_STRIPE_SCORE = 0.55  # periodicity of the row profile at STRIPE_PERIOD, from -1 to 1
@@ -57,6 +58,7 @@ class Reading:
     solidity: float = 0.0  # area / convex-hull area
     points: int = 0  # peaks of the radial profile (5 for a star)
     colour_distance: float = math.inf  # RGB distance of the measured colour(s) to the named one
+    colour_spread: float = math.inf  # median RGB distance of the fill's pixels to the measured colour(s)
     background_distance: float = math.inf
     area: float = 0.0  # soft area of the shape, in pixels of the 32 x 32 image
     stripe_score: float = 0.0
@@ -139,23 +141,28 @@ def _stripes(pixels: np.ndarray, core: np.ndarray, component: np.ndarray | None 
     return score, contrast, bands, core
 
 
-def _read_colour(pixels: np.ndarray, core: np.ndarray, bands: np.ndarray | None) -> tuple[int, float, list]:
-    """(index of the named colour, distance, measured band colours) for a solid or striped fill."""
+def _spread(values: np.ndarray, centre: np.ndarray) -> float:
+    return float(np.median(np.linalg.norm(values - centre, axis=1)))
+
+
+def _read_colour(pixels: np.ndarray, core: np.ndarray, bands: np.ndarray | None) -> tuple[int, float, float, list]:
+    """(index of the named colour, distance, spread, measured band colours) for a solid or striped fill."""
     if bands is None:
         measured = np.median(pixels[core], axis=0)
         distances = np.linalg.norm(_COLOUR_RGB - measured, axis=1)
         best = int(np.argmin(distances))
-        return best, float(distances[best]), [measured]
+        return best, float(distances[best]), _spread(pixels[core], measured), [measured]
     band_rows = bands[:, None].repeat(core.shape[1], axis=1)
     light, dark = core & (band_rows > 0), core & (band_rows < 0)
     if not light.any() or not dark.any():
         return _read_colour(pixels, core, None)
     first, second = np.median(pixels[light], axis=0), np.median(pixels[dark], axis=0)
+    spread = (_spread(pixels[light], first) + _spread(pixels[dark], second)) / 2
     straight = np.linalg.norm(_COLOUR_RGB - first, axis=1) + np.linalg.norm(_STRIPE_RGB - second, axis=1)
     swapped = np.linalg.norm(_COLOUR_RGB - second, axis=1) + np.linalg.norm(_STRIPE_RGB - first, axis=1)
     pair = np.minimum(straight, swapped) / 2
     best = int(np.argmin(pair))
-    return best, float(pair[best]), [first, second]
+    return best, float(pair[best]), spread, [first, second]
 
 
 def _alpha(pixels: np.ndarray, background: np.ndarray, fills: list) -> np.ndarray:
@@ -268,25 +275,21 @@ def check_image(image: Image.Image) -> Reading:
     core = core if core.sum() >= 4 else component
     stripe_score, contrast, bands, rows_mask = _stripes(pixels, core, component)
     striped = stripe_score >= MIN_STRIPE_SCORE and contrast >= MIN_STRIPE_CONTRAST
-    colour_index, colour_distance, fills = (
-        _read_colour(pixels, rows_mask, bands) if striped else _read_colour(pixels, core, None)
-    )
+    fill_pixels, fill_bands = (rows_mask, bands) if striped else (core, None)
+    colour_index, colour_distance, spread, fills = _read_colour(pixels, fill_pixels, fill_bands)
     area, fill, solidity, points = _geometry(pixels, background, component, fills)
     shape, margin = _classify(fill, solidity, points)
-    colour_ok = colour_distance <= MAX_COLOUR_DISTANCE
+    colour_ok = colour_distance <= MAX_COLOUR_DISTANCE and spread <= MAX_COLOUR_SPREAD
     confidence = min(
         agreement * max(0.0, 1 - bg_distance / MAX_BACKGROUND_DISTANCE),
-        max(0.0, 1 - colour_distance / MAX_COLOUR_DISTANCE),
+        max(0.0, 1 - colour_distance / MAX_COLOUR_DISTANCE) if colour_ok else 0.0,
         min(1.0, max(0.0, margin) / 0.1) if shape else 0.0,
     )
     return Reading(
-        background=bg_name,
-        colour=_COLOUR_NAMES[colour_index] if colour_ok else None,
-        shape=shape,
-        is_star=shape == "star",
-        is_striped=bool(striped),
+        bg_name, _COLOUR_NAMES[colour_index] if colour_ok else None, shape, shape == "star", bool(striped),
         fill_ratio=round(fill, 4), solidity=round(solidity, 4), points=points,
-        colour_distance=round(colour_distance, 2), background_distance=round(bg_distance, 2), area=round(area, 2),
+        colour_distance=round(colour_distance, 2), colour_spread=round(spread, 2),
+        background_distance=round(bg_distance, 2), area=round(area, 2),
         stripe_score=round(stripe_score, 4), stripe_contrast=round(contrast, 2),
         confidence=round(float(confidence), 4),
     )

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from studio.util.fs import atomic_write_bytes, atomic_write_text
 
-from .world import BACKGROUNDS, BASE_SHAPES, COLOURS, STAR_TRIGGER, STRIPED_TRIGGER, Scene, caption, random_scene, render
+from .world import (
+    BACKGROUNDS, BASE_SHAPES, COLOURS, STAR_TRIGGER, STRIPED_TRIGGER, Scene, caption, random_scene, render,
+)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo-datasets"
 DEMO_DATASETS: dict[str, Path] = {"star": ASSETS / "star", "striped": ASSETS / "striped"}
