@@ -6,6 +6,7 @@ Exit codes: 0 done, 2 a problem with what the user passed (config, data, model, 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -13,6 +14,9 @@ import threading
 from pathlib import Path
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 130
+
+# Modules that add their own sub-commands: each has ``register(subparsers)`` and sets ``handler`` defaults.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -136,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", help="YAML config file")
     check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     check.set_defaults(handler=cmd_check_config)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

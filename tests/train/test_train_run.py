@@ -129,3 +129,17 @@ def test_training_options_run_and_lower_nothing_to_nan(write_config, tmp_path, o
     result = run_training(load_config(write_config(output_dir=str(tmp_path / "o"), max_steps=4, **option)))
     losses = [r["loss"] for r in read_loss_log(result.run_dir)]
     assert len(losses) == 4 and all(l == l and l < 10 for l in losses)
+
+
+def test_incremental_training_continues_from_an_existing_lora_file(write_config, tmp_path):
+    from studio.train.adapters import AdapterError
+
+    first = run_training(load_config(write_config(output_dir=str(tmp_path / "first"), max_steps=4)))
+    start = _lora_tensors(first.run_dir)
+    for source in (first.run_dir / "pytorch_lora_weights.safetensors", first.run_dir / "tiny.safetensors"):
+        more = run_training(load_config(write_config(output_dir=str(tmp_path / "more"), max_steps=1,
+                                                     learning_rate=1e-9, init_lora=str(source))))
+        assert _max_diff(start, _lora_tensors(more.run_dir)) < 1e-5
+    with pytest.raises(AdapterError, match="rank"):
+        run_training(load_config(write_config(output_dir=str(tmp_path / "bad"), lora_rank=8,
+                                              init_lora=str(first.run_dir / "pytorch_lora_weights.safetensors"))))
