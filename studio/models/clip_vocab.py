@@ -29,7 +29,9 @@ def build_clip_vocabulary(bpe_gz: Path) -> tuple[dict[str, int], list[tuple[str,
     tokens += ["".join(pair) for pair in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     if len(tokens) != VOCAB_SIZE:
-        raise ValueError(f"{bpe_gz} gave {len(tokens)} tokens instead of {VOCAB_SIZE}: pass CLIP's bpe_simple_vocab_16e6.txt.gz.")
+        raise ValueError(
+            f"{bpe_gz} gave {len(tokens)} tokens instead of {VOCAB_SIZE}: pass CLIP's bpe_simple_vocab_16e6.txt.gz."
+        )
     return {token: index for index, token in enumerate(tokens)}, merges
 
 

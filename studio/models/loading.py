@@ -114,17 +114,24 @@ def _resolve(base_model: str) -> tuple[str, str]:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix not in SINGLE_FILE_SUFFIXES | PICKLE_SUFFIXES:
-            raise ModelLoadError(f"{path} is not a model file: pass an SD 1.x .safetensors checkpoint or a diffusers folder.")
+            raise ModelLoadError(
+                f"{path} is not a model file: pass an SD 1.x .safetensors checkpoint or a diffusers folder."
+            )
         return "single_file", str(path)
     if _HUB_ID.match(base_model) and path.suffix.lower() not in SINGLE_FILE_SUFFIXES | PICKLE_SUFFIXES:
         return "hub", base_model
-    raise ModelLoadError(f"{base_model} does not exist: pass a diffusers folder, an SD 1.x .safetensors file or a hub id like org/name.")
+    raise ModelLoadError(
+        f"{base_model} does not exist: pass a diffusers folder, an SD 1.x .safetensors file or a hub id like org/name."
+    )
 
 
 def _check_model_index(folder: Path) -> None:
     index_path = folder / "model_index.json"
     if not index_path.is_file():
-        raise ModelLoadError(f"{folder} has no model_index.json, so it is not a diffusers model folder: pass the folder that contains model_index.json or a .safetensors checkpoint.")
+        raise ModelLoadError(
+            f"{folder} has no model_index.json, so it is not a diffusers model folder: "
+            "pass the folder that contains model_index.json or a .safetensors checkpoint."
+        )
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -137,7 +144,8 @@ def _check_index_kind(index: dict, name: str) -> None:
         raise ModelLoadError(f"{name} is an SDXL model, which is not supported yet: pass an SD 1.x model.")
     missing = [c for c in ("unet", "vae", "text_encoder", "tokenizer") if c not in index]
     if missing:
-        raise ModelLoadError(f"{name} is a {index.get('_class_name', 'non-SD')} folder without {', '.join(missing)}: pass an SD 1.x model.")
+        kind = index.get("_class_name", "non-SD")
+        raise ModelLoadError(f"{name} is a {kind} folder without {', '.join(missing)}: pass an SD 1.x model.")
 
 
 def _pipeline_class():
@@ -155,11 +163,25 @@ def _quiet_dtype(dtype: torch.dtype) -> dict:
     return {"torch_dtype": dtype}
 
 
+def _check_no_adapter_weights(folder: Path) -> None:
+    """Refuse folders saved after ``add_adapter`` (spike pitfall 4): their ``base_layer`` keys reload as random."""
+    for weights in sorted(folder.glob("*/*.safetensors")):
+        keys, _ = single_file.read_header(weights)
+        if any(".base_layer." in key or ".lora_A." in key for key in keys):
+            raise ModelLoadError(
+                f"{weights.parent.name} in {folder} was saved with LoRA adapters inside, so its attention weights would "
+                "load as random: save the base model before adding adapters, or fuse and unload them first."
+            )
+
+
 def _load_folder(folder: Path, dtype: torch.dtype):
+    _check_no_adapter_weights(folder)
     try:
         return _pipeline_class().from_pretrained(str(folder), local_files_only=True, **_quiet_dtype(dtype), **_NO_SAFETY)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
-        raise ModelLoadError(f"could not load the diffusers folder {folder} ({_first_line(error)}): pass a complete SD 1.x diffusers folder.") from error
+        raise ModelLoadError(
+            f"could not load the diffusers folder {folder} ({_first_line(error)}): pass a complete SD 1.x diffusers folder."
+        ) from error
 
 
 def _load_hub(repo_id: str, dtype: torch.dtype):
@@ -180,49 +202,69 @@ def _hub_message(repo_id: str) -> str:
 
 
 def _load_single_file(path: Path, base_model_config: str, dtype: torch.dtype, allow_pickle: bool):
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise ModelLoadError(f"{path.name} is a pickle checkpoint, which can run code when loaded: convert it to .safetensors or opt in with allow_pickle=True.")
-        keys, metadata = single_file.read_pickle_keys(path), {}
-    else:
-        try:
-            keys, metadata = single_file.read_header(path)
-        except Exception as error:  # safetensors raises its own error type for a corrupt header
-            raise ModelLoadError(f"{path.name} is not a readable .safetensors file ({_first_line(error)}): pass an intact SD 1.x checkpoint.") from error
+    keys, metadata = _checkpoint_header(path, allow_pickle)
     try:
         single_file.check_sd1_keys(keys, path.name)
     except single_file.CheckpointKindError as error:
         raise ModelLoadError(str(error)) from error
     with tempfile.TemporaryDirectory(prefix="studio-config-") as scratch:
-        config_dir = _config_folder(path, base_model_config, metadata, Path(scratch))
+        config_dir, described = _config_folder(path, base_model_config, metadata, Path(scratch))
         try:
             return _pipeline_class().from_single_file(
                 str(path), config=str(config_dir), local_files_only=True, **_quiet_dtype(dtype), **_NO_SAFETY
             )
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ModelLoadError(
-                f"{path.name} does not match the configs in {config_dir} ({_first_line(error)}): "
+                f"{path.name} does not match {described} ({_first_line(error)}): "
                 "pass base_model_config=<a diffusers folder with this checkpoint's configs>."
             ) from error
 
 
-def _config_folder(path: Path, base_model_config: str, metadata: dict[str, str], scratch: Path) -> Path:
-    """The config folder for a single file: the user's, else the file's embedded configs, else SD 1.5's."""
+def _checkpoint_header(path: Path, allow_pickle: bool) -> tuple[list[str], dict[str, str]]:
+    """Tensor names and metadata of a single file; pickle files only when the user opted in."""
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise ModelLoadError(
+                f"{path.name} is a pickle checkpoint, which can run code when loaded: "
+                "convert it to .safetensors or opt in with allow_pickle=True."
+            )
+        try:
+            return single_file.read_pickle_keys(path), {}
+        except Exception as error:  # UnpicklingError for objects weights_only refuses, RuntimeError for others
+            raise ModelLoadError(
+                f"{path.name} cannot be read as plain tensors ({_first_line(error)}): convert it to .safetensors."
+            ) from error
+    try:
+        return single_file.read_header(path)
+    except Exception as error:  # safetensors raises its own error type for a corrupt header
+        raise ModelLoadError(
+            f"{path.name} is not a readable .safetensors file ({_first_line(error)}): pass an intact SD 1.x checkpoint."
+        ) from error
+
+
+def _config_folder(path: Path, base_model_config: str, metadata: dict[str, str], scratch: Path) -> tuple[Path, str]:
+    """(folder, description) of the configs for a single file: the user's, else the file's own, else SD 1.5's."""
     if base_model_config:
         folder = Path(base_model_config).expanduser()
         if not folder.is_dir():
-            raise ModelLoadError(f"base_model_config {base_model_config} is not a folder: pass a diffusers folder (with model_index.json) whose configs match the checkpoint.")
+            raise ModelLoadError(
+                f"base_model_config {base_model_config} is not a folder: "
+                "pass a diffusers folder (with model_index.json) whose configs match the checkpoint."
+            )
         _check_model_index(folder)
-        return folder
+        return folder, f"the configs in {folder}"
     if single_file.CONFIG_METADATA_KEY in metadata:
         try:
             configs = json.loads(metadata[single_file.CONFIG_METADATA_KEY])
-            return single_file.write_config_folder(configs, scratch / "embedded")
+            return single_file.write_config_folder(configs, scratch / "embedded"), "the configs embedded in it"
         except (ValueError, KeyError, TypeError, OSError) as error:
-            raise ModelLoadError(f"the configs embedded in {path.name} are damaged ({_first_line(error)}): pass base_model_config=<a diffusers folder>.") from error
+            raise ModelLoadError(
+                f"the configs embedded in {path.name} are damaged ({_first_line(error)}): "
+                "pass base_model_config=<a diffusers folder>."
+            ) from error
     if path.suffix.lower() == ".safetensors":
         _check_sd15_shapes(path)
-    return single_file.SD15_CONFIG_DIR
+    return single_file.SD15_CONFIG_DIR, "the SD 1.5 configs"
 
 
 def _check_sd15_shapes(path: Path) -> None:

@@ -58,7 +58,9 @@ def _ldm_state_dict(pipe) -> dict[str, torch.Tensor]:
     unet_state = pipe.unet.state_dict()
     te_state = pipe.text_encoder.state_dict()
     if any("lora_" in key or ".base_layer." in key for key in list(unet_state) + list(te_state)):
-        raise ValueError("the pipeline still has LoRA adapters in it: fuse_lora() and unload_lora_weights() before exporting.")
+        raise ValueError(
+            "the pipeline still has LoRA adapters in it: fuse_lora() and unload_lora_weights() before exporting."
+        )
     state = {}
     state.update(ldm_keys.unet_to_ldm(unet_state, dict(pipe.unet.config)))
     state.update(ldm_keys.vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)))
@@ -144,13 +146,27 @@ def check_sd1_keys(keys: list[str], name: str) -> None:
         return any(k.startswith(prefix) for k in keys)
 
     if any(k.startswith(("lora_unet_", "lora_te", "unet.", "text_encoder.")) or ".lora_" in k for k in keys):
-        raise CheckpointKindError(f"{name} is a LoRA file, not a base model: pass it as a LoRA and pass an SD 1.x checkpoint or diffusers folder as the base model.")
+        raise CheckpointKindError(
+            f"{name} is a LoRA file, not a base model: pass it as a LoRA and pass an SD 1.x checkpoint "
+            "or diffusers folder as the base model."
+        )
     if has("conditioner.embedders.") or has("model.diffusion_model.label_emb."):
-        raise CheckpointKindError(f"{name} is an SDXL checkpoint, which is not supported yet: pass an SD 1.x checkpoint (.safetensors) or diffusers folder.")
+        raise CheckpointKindError(
+            f"{name} is an SDXL checkpoint, which is not supported yet: pass an SD 1.x checkpoint (.safetensors) or diffusers folder."
+        )
     if has("cond_stage_model.model."):
-        raise CheckpointKindError(f"{name} is an SD 2.x checkpoint (OpenCLIP text encoder), which is not supported yet: pass an SD 1.x checkpoint or diffusers folder.")
+        raise CheckpointKindError(
+            f"{name} is an SD 2.x checkpoint (OpenCLIP text encoder), which is not supported yet: "
+            "pass an SD 1.x checkpoint or diffusers folder."
+        )
     if has("down_blocks.") or has("encoder.layers.") or has("text_model.") or has("encoder.down_blocks."):
-        raise CheckpointKindError(f"{name} holds a single diffusers component, not a whole model: pass the folder that contains model_index.json.")
-    missing = [part for part, prefix in (("UNet", ldm_keys.UNET_PREFIX), ("VAE", ldm_keys.VAE_PREFIX), ("text encoder", "cond_stage_model.transformer.")) if not has(prefix)]
+        raise CheckpointKindError(
+            f"{name} holds a single diffusers component, not a whole model: pass the folder that contains model_index.json."
+        )
+    parts = (("UNet", ldm_keys.UNET_PREFIX), ("VAE", ldm_keys.VAE_PREFIX), ("text encoder", "cond_stage_model.transformer."))
+    missing = [part for part, prefix in parts if not has(prefix)]
     if missing:
-        raise CheckpointKindError(f"{name} is not a complete SD 1.x checkpoint (no {', '.join(missing)} weights found): pass a full SD 1.x .safetensors checkpoint or a diffusers folder.")
+        raise CheckpointKindError(
+            f"{name} is not a complete SD 1.x checkpoint (no {', '.join(missing)} weights found): "
+            "pass a full SD 1.x .safetensors checkpoint or a diffusers folder."
+        )

@@ -68,6 +68,16 @@ def test_sdxl_folder_is_refused(tmp_path):
         load_components(str(tmp_path))
 
 
+def test_folder_saved_with_adapters_is_refused(tiny_sd_dir, tmp_path):
+    from peft import LoraConfig
+
+    pipe = load_pipeline(str(tiny_sd_dir))
+    pipe.unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q"]))
+    pipe.save_pretrained(str(tmp_path / "adapted"))
+    with pytest.raises(ModelLoadError, match="LoRA adapters inside"):
+        load_components(str(tmp_path / "adapted"))
+
+
 def test_wrong_suffix(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("hello")

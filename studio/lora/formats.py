@@ -1,0 +1,271 @@
+"""Save trained LoRAs in the two formats users' tools load, and read either back.
+
+* diffusers: ``<dir>/pytorch_lora_weights.safetensors`` written by ``StableDiffusionPipeline.save_lora_weights``
+  with the PEFT adapter configs as metadata, so ``lora_alpha`` survives the round trip (spike pitfall 5).
+* kohya / WebUI: one ``.safetensors`` with ``lora_unet_*`` / ``lora_te_text_model_*`` modules, a real ``.alpha``
+  per module, kohya's ``ss_*`` metadata and additional-network hashes (see ``kohya.py``).
+
+Both savers take ``peft.utils.get_peft_model_state_dict(model)`` outputs and write atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from studio.util.fs import atomic_write_bytes
+
+from . import kohya
+
+DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+ADAPTER_METADATA_KEY = "lora_adapter_metadata"
+KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
+DIFFUSERS_PREFIXES = ("unet.", "text_encoder.")
+# Leaf names shown to users, dotted; a kohya name matches the same name with "." -> "_".
+KNOWN_TARGETS = (
+    "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+    "q_proj", "k_proj", "v_proj", "out_proj", "mlp.fc1", "mlp.fc2",
+    "conv1", "conv2", "conv_shortcut", "time_emb_proj", "conv_in", "conv_out",
+)
+
+
+class LoraFormatError(ValueError):
+    """A file that is not a LoRA we can read; the message says what to pass."""
+
+
+def _adapter_config(rank: int, alpha: float, targets, use_dora: bool) -> dict:
+    """The PEFT LoraConfig that diffusers' loader rebuilds the adapter from (JSON-ready)."""
+    from peft import LoraConfig
+
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, target_modules=sorted(targets), init_lora_weights="gaussian", use_dora=use_dora
+    ).to_dict()
+    return json.loads(json.dumps(config, default=lambda value: sorted(value) if isinstance(value, set) else str(value)))
+
+
+def save_diffusers_lora(
+    out_dir: str | os.PathLike,
+    unet_state: dict[str, torch.Tensor],
+    text_encoder_state: dict[str, torch.Tensor] | None = None,
+    *,
+    rank: int,
+    alpha: float,
+    use_dora: bool = False,
+    unet_targets,
+    te_targets=None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write ``out_dir/pytorch_lora_weights.safetensors``; ``pipe.load_lora_weights(out_dir)`` reads it back.
+
+    ``unet_targets`` / ``te_targets`` are the ``target_modules`` the adapters were created with; ``metadata``
+    (strings, e.g. from ``build_kohya_metadata``) is stored next to diffusers' own adapter metadata.
+    """
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from safetensors.torch import load_file, save
+
+    if text_encoder_state and not te_targets:
+        raise ValueError("a text-encoder LoRA needs te_targets: pass the target_modules its adapter was created with.")
+    for state in (unet_state, text_encoder_state or {}):
+        _check_rank(state, rank)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    unet_layers = te_layers = unet_config = te_config = None
+    if unet_state:
+        unet_layers = convert_state_dict_to_diffusers(_detached(unet_state))
+        unet_config = _adapter_config(rank, alpha, unet_targets, use_dora)
+    if text_encoder_state:
+        te_layers = convert_state_dict_to_diffusers(_te_magnitudes(_detached(text_encoder_state)))
+        te_config = _adapter_config(rank, alpha, te_targets, use_dora)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".saving-") as scratch:
+        StableDiffusionPipeline.save_lora_weights(
+            scratch,
+            unet_lora_layers=unet_layers,
+            text_encoder_lora_layers=te_layers,
+            unet_lora_adapter_metadata=unet_config,
+            text_encoder_lora_adapter_metadata=te_config,
+            safe_serialization=True,
+        )
+        written = Path(scratch) / DIFFUSERS_WEIGHT_NAME
+        tensors = load_file(str(written))
+        file_metadata = _read_metadata(written)
+    file_metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    return atomic_write_bytes(out / DIFFUSERS_WEIGHT_NAME, save(tensors, file_metadata))
+
+
+def save_kohya_lora(
+    path: str | os.PathLike,
+    unet_state: dict[str, torch.Tensor] | None,
+    text_encoder_state: dict[str, torch.Tensor] | None,
+    rank: int,
+    alpha: float,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Write a kohya/WebUI LoRA file (A1111, ComfyUI, Forge) with ``ss_*`` metadata and ``sshs_*`` hashes.
+
+    DoRA adapters are refused with a ``ValueError``: ComfyUI applies ``dora_scale`` with a different norm than
+    PEFT, so such a file would not reproduce the trained model.
+    """
+    from safetensors.torch import save
+
+    target = Path(path)
+    if target.suffix != ".safetensors":
+        raise ValueError(f"{target} must end in .safetensors: pass a file name like my_lora.safetensors.")
+    tensors = kohya.to_kohya_state(unet_state, text_encoder_state, rank, alpha)
+    file_metadata = {**kohya.BASE_METADATA, "ss_network_dim": str(rank), "ss_network_alpha": str(alpha)}
+    file_metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
+    model_hash, legacy_hash = kohya.addnet_hashes(tensors, file_metadata)
+    file_metadata["sshs_model_hash"], file_metadata["sshs_legacy_hash"] = model_hash, legacy_hash
+    return atomic_write_bytes(target, save(tensors, file_metadata))
+
+
+def _detached(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.detach().cpu().contiguous() for key, value in state.items()}
+
+
+def _te_magnitudes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Name text-encoder DoRA magnitudes ``...lora_magnitude_vector.weight``.
+
+    PEFT returns them without ``.weight``; diffusers' UNet loader accepts that, but the text-encoder path
+    (transformers' PEFT integration) then silently drops them and the reloaded model differs.
+    """
+    return {(k + ".weight" if k.endswith(".lora_magnitude_vector") else k): v for k, v in state.items()}
+
+
+def _check_rank(state: dict[str, torch.Tensor], rank: int) -> None:
+    for key, value in state.items():
+        if key.endswith("lora_A.weight") and value.shape[0] != rank:
+            raise ValueError(f"{key} has rank {value.shape[0]}, not {rank}: pass the rank the adapter was trained with.")
+
+
+def _read_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def detect_format(keys) -> str:
+    """"kohya" or "diffusers" from a LoRA file's tensor names; ``LoraFormatError`` for anything else."""
+    keys = list(keys)
+    if keys and all(k.startswith(KOHYA_PREFIXES) for k in keys):
+        return "kohya"
+    lora_marks = (".lora_A.", ".lora_B.", ".lora.down.", ".lora.up.", ".lora_linear_layer.", "lora_magnitude_vector")
+    if keys and all(k.startswith(DIFFUSERS_PREFIXES) for k in keys) and any(m in k for k in keys for m in lora_marks):
+        return "diffusers"
+    if any(k.startswith(("model.diffusion_model.", "first_stage_model.")) for k in keys):
+        raise LoraFormatError(
+            "this is a base-model checkpoint, not a LoRA: pass it as the base model and pick a LoRA file here."
+        )
+    raise LoraFormatError(
+        "this file has no kohya (lora_unet_/lora_te_) or diffusers (unet./text_encoder.) LoRA weights: "
+        "pass a LoRA .safetensors file."
+    )
+
+
+def _lora_path(path: str | os.PathLike) -> Path:
+    source = Path(path).expanduser()
+    if source.is_dir():
+        source = source / DIFFUSERS_WEIGHT_NAME
+    if not source.is_file():
+        raise LoraFormatError(
+            f"{source} does not exist: pass a LoRA .safetensors file or a folder holding {DIFFUSERS_WEIGHT_NAME}."
+        )
+    if source.suffix.lower() != ".safetensors":
+        raise LoraFormatError(
+            f"{source.name} is not a .safetensors file (pickle files can run code): pass a .safetensors LoRA."
+        )
+    return source
+
+
+def load_lora_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str], str]:
+    """(tensors, metadata, format) of a LoRA file or diffusers LoRA folder; format is "kohya" or "diffusers"."""
+    from safetensors.torch import load_file
+
+    source = _lora_path(path)
+    state = load_file(str(source))
+    try:
+        fmt = detect_format(state)
+    except LoraFormatError as error:
+        raise LoraFormatError(f"{source.name}: {error}") from error
+    return state, _read_metadata(source), fmt
+
+
+@dataclass
+class LoraInfo:
+    """What the UI shows about a LoRA file.
+
+    ``alpha`` is the value loaders apply (the rank when the file stores none; None when modules differ).
+    """
+
+    path: str
+    format: str
+    rank: int | None
+    alpha: float | None
+    targets: list[str]
+    modules: int
+    has_unet: bool
+    has_text_encoder: bool
+    use_dora: bool
+    output_name: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _target_label(module: str) -> str:
+    for name in KNOWN_TARGETS:
+        if module.endswith("." + name) or module.endswith("_" + name.replace(".", "_")):
+            return name
+    return re.split(r"[._]", module)[-1]
+
+
+def _modules(state: dict[str, torch.Tensor], fmt: str) -> dict[str, torch.Tensor]:
+    """Module name -> its down (A) matrix."""
+    if fmt == "kohya":
+        return {k[: -len(".lora_down.weight")]: v for k, v in state.items() if k.endswith(".lora_down.weight")}
+    downs = (".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight")
+    return {k[: -len(s)]: v for k, v in state.items() for s in downs if k.endswith(s)}
+
+
+def _alpha(state, metadata: dict[str, str], fmt: str, rank: int | None) -> float | None:
+    if fmt == "kohya":
+        alphas = {round(float(v), 6) for k, v in state.items() if k.endswith(".alpha")}
+        if not alphas:
+            return rank
+        return alphas.pop() if len(alphas) == 1 else None
+    try:
+        config = json.loads(metadata.get(ADAPTER_METADATA_KEY, "{}"))
+    except ValueError:
+        config = {}
+    alpha = config.get("unet.lora_alpha", config.get("text_encoder.lora_alpha"))
+    return float(alpha) if alpha is not None else rank
+
+
+def read_lora_info(path: str | os.PathLike) -> LoraInfo:
+    """Rank, alpha, targets, parts, format and ``ss_*`` / ``modelspec.*`` metadata of a LoRA file."""
+    state, metadata, fmt = load_lora_file(path)
+    modules = _modules(state, fmt)
+    ranks = {int(v.shape[0]) for v in modules.values()}
+    rank = max(ranks) if ranks else None
+    text_prefixes = KOHYA_PREFIXES[1:] if fmt == "kohya" else ("text_encoder.",)
+    text_modules = [m for m in modules if m.startswith(text_prefixes)]
+    source = _lora_path(path)
+    shown = {k: v for k, v in metadata.items() if k.startswith(("ss_", "sshs_", "modelspec."))}
+    default_name = source.parent.name if source.name == DIFFUSERS_WEIGHT_NAME else source.stem
+    return LoraInfo(
+        path=str(source),
+        format=fmt,
+        rank=rank,
+        alpha=_alpha(state, metadata, fmt, rank),
+        targets=sorted({_target_label(m) for m in modules}),
+        modules=len(modules),
+        has_unet=len(text_modules) < len(modules),
+        has_text_encoder=bool(text_modules),
+        use_dora=any("dora_scale" in k or "lora_magnitude_vector" in k for k in state),
+        output_name=metadata.get("ss_output_name") or default_name,
+        metadata=shown,
+    )

@@ -1,0 +1,207 @@
+"""The kohya / A1111 / ComfyUI ("WebUI") LoRA layout: key names, training metadata and the additional-network hashes.
+
+Written by hand rather than with diffusers' ``convert_state_dict_to_kohya``, which stores ``alpha = rank`` and
+names SD 1.x text-encoder modules ``lora_te1_...`` (see the spike notes). Conventions checked against:
+ComfyUI ``comfy/lora.py`` (SD 1.x text-encoder keys only as ``lora_te_text_model_encoder_layers_{i}_...``;
+UNet keys as ``lora_unet_`` + diffusers path with ``.`` -> ``_``; scale = alpha / rank), A1111
+``extensions-builtin/Lora/networks.py`` (same names, alias from ``ss_output_name``) and kohya sd-scripts
+(``train_network.py`` metadata, ``precalculate_safetensors_hashes`` / ``addnet_hash_*``, ``sai_model_spec``).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+UNET_PREFIX = "lora_unet_"
+TEXT_ENCODER_PREFIX = "lora_te_"
+# transformers 5 names CLIPTextModel modules without ``text_model.``; WebUI keys need it.
+TEXT_MODEL_PART = "text_model_"
+# Written into every kohya file: what A1111 / kohya tools use to tell SD versions and network types apart.
+BASE_METADATA = {
+    "ss_network_module": "networks.lora", "ss_v2": "False", "ss_base_model_version": "sd_v1",
+    "modelspec.sai_model_spec": "1.0.1", "modelspec.architecture": "stable-diffusion-v1/lora",
+    "modelspec.implementation": "diffusers",
+}
+_PEFT_INTERNALS = {
+    "base_layer", "lora_A", "lora_B", "lora_dropout", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector",
+}
+_PEFT_SUFFIXES = {
+    ".lora_A.weight": "down", ".lora_B.weight": "up",
+    ".lora_magnitude_vector": "magnitude", ".lora_magnitude_vector.weight": "magnitude",
+}
+
+
+def kohya_name(module_path: str, text_encoder: bool) -> str:
+    """WebUI module name for a diffusers / transformers module path."""
+    if text_encoder:
+        return TEXT_ENCODER_PREFIX + TEXT_MODEL_PART + module_path.removeprefix("text_model.").replace(".", "_")
+    return UNET_PREFIX + module_path.replace(".", "_")
+
+
+def _adaptable_modules(model: nn.Module):
+    """Paths of modules a LoRA can wrap (linear / conv layers, or the PEFT wrappers around them)."""
+    for name, module in model.named_modules():
+        if not name or _PEFT_INTERNALS & set(name.split(".")):
+            continue
+        if isinstance(module, (nn.Linear, nn.Conv2d)) or hasattr(module, "base_layer"):
+            yield name
+
+
+def kohya_module_map(unet: nn.Module, text_encoder: nn.Module | None = None) -> dict[str, str]:
+    """Map each WebUI module name to its module path in ``unet`` (``lora_unet_*``) or ``text_encoder`` (``lora_te_*``)."""
+    mapping = {kohya_name(path, False): path for path in _adaptable_modules(unet)}
+    if text_encoder is not None:
+        mapping.update({kohya_name(path, True): path for path in _adaptable_modules(text_encoder)})
+    return mapping
+
+
+def split_peft_state(state: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """Group a ``get_peft_model_state_dict`` output by module: ``{path: {"down", "up"[, "magnitude"]}}``."""
+    modules: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        key = key.removeprefix("unet.").removeprefix("text_encoder.")
+        for suffix, part in _PEFT_SUFFIXES.items():
+            if key.endswith(suffix):
+                modules.setdefault(key[: -len(suffix)], {})[part] = tensor
+                break
+        else:
+            raise ValueError(f"{key!r} is not a PEFT LoRA weight: pass peft.utils.get_peft_model_state_dict(model).")
+    incomplete = [path for path, parts in modules.items() if not {"down", "up"} <= set(parts)]
+    if incomplete:
+        raise ValueError(f"{incomplete[0]} has no lora_A/lora_B pair: pass the complete get_peft_model_state_dict output.")
+    return modules
+
+
+def to_kohya_state(unet_state, text_encoder_state, rank: int, alpha: float) -> dict[str, torch.Tensor]:
+    """PEFT state dicts -> ``{name}.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` tensors."""
+    tensors: dict[str, torch.Tensor] = {}
+    for state, is_text in ((unet_state or {}, False), (text_encoder_state or {}, True)):
+        for path, parts in split_peft_state(state).items():
+            if "magnitude" in parts:
+                raise ValueError(
+                    "DoRA LoRAs cannot be saved in the kohya/WebUI format (ComfyUI normalises DoRA magnitudes differently "
+                    "from PEFT, so the file would not reproduce the trained model): save the diffusers file instead."
+                )
+            down, up = parts["down"].detach().cpu().contiguous(), parts["up"].detach().cpu().contiguous()
+            if down.shape[0] != rank:
+                raise ValueError(f"{path} has rank {down.shape[0]}, not {rank}: pass the rank the adapter was trained with.")
+            name = kohya_name(path, is_text)
+            tensors[f"{name}.lora_down.weight"] = down
+            tensors[f"{name}.lora_up.weight"] = up
+            tensors[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=down.dtype)
+    if not tensors:
+        raise ValueError("there are no LoRA weights to save: pass the UNet and/or text-encoder PEFT state dicts.")
+    return tensors
+
+
+def addnet_hashes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> tuple[str, str]:
+    """(sshs_model_hash, sshs_legacy_hash) as kohya's ``precalculate_safetensors_hashes`` computes them.
+
+    The file is serialised with only the ``ss_*`` metadata; the model hash is the SHA-256 of everything after the
+    header, the legacy hash the first 8 hex digits of the SHA-256 of the 64 KiB at offset 1 MiB.
+    """
+    from safetensors.torch import save
+
+    data = save(dict(tensors), {k: v for k, v in metadata.items() if k.startswith("ss_")})
+    header = int.from_bytes(data[:8], "little")
+    model_hash = hashlib.sha256(data[8 + header :]).hexdigest()
+    legacy_hash = hashlib.sha256(data[0x100000 : 0x100000 + 0x10000]).hexdigest()[:8]
+    return model_hash, legacy_hash
+
+
+def a1111_legacy_model_hash(path: str | os.PathLike) -> str:
+    """A1111's old 8-digit model hash (``ss_sd_model_hash``): SHA-256 of the 64 KiB at offset 1 MiB."""
+    with open(path, "rb") as handle:
+        handle.seek(0x100000)
+        return hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
+
+
+def _timestamp(value) -> float:
+    if isinstance(value, datetime.datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return datetime.datetime.fromisoformat(str(value)).timestamp()
+
+
+def _resolution(value) -> tuple[int, int]:
+    if isinstance(value, (list, tuple)):
+        return int(value[0]), int(value[-1])
+    return int(value), int(value)
+
+
+_DIRECT = {
+    "output_name": "ss_output_name", "session_id": "ss_session_id", "seed": "ss_seed",
+    "learning_rate": "ss_learning_rate", "unet_lr": "ss_unet_lr", "text_encoder_lr": "ss_text_encoder_lr",
+    "lr_scheduler": "ss_lr_scheduler", "optimizer": "ss_optimizer", "num_train_images": "ss_num_train_images",
+    "num_epochs": "ss_num_epochs", "epoch": "ss_epoch", "steps": "ss_steps", "network_dim": "ss_network_dim",
+    "network_alpha": "ss_network_alpha", "mixed_precision": "ss_mixed_precision", "noise_offset": "ss_noise_offset",
+    "min_snr_gamma": "ss_min_snr_gamma", "clip_skip": "ss_clip_skip", "keep_tokens": "ss_keep_tokens",
+    "zero_terminal_snr": "ss_zero_terminal_snr",
+}
+_SPECIAL = {
+    "started_at", "finished_at", "use_dora", "resolution", "base_model_name", "base_model_path", "tag_frequency",
+    "dataset_dirs", "prediction_type", "trigger_phrase", "description",
+}
+
+
+def build_kohya_metadata(values: Mapping[str, object]) -> dict[str, str]:
+    """kohya-style ``ss_*`` and Stability ``modelspec.*`` metadata (all strings) from plain training values.
+
+    Keys: output_name, session_id, started_at / finished_at (unix seconds, datetime or ISO text), seed,
+    learning_rate, unet_lr, text_encoder_lr, lr_scheduler, optimizer, num_train_images, num_epochs, epoch,
+    steps, network_dim, network_alpha, use_dora, mixed_precision, resolution (int or (w, h)), base_model_name,
+    noise_offset, min_snr_gamma, tag_frequency ({dir: {tag: count}}), dataset_dirs ({dir: {"n_repeats",
+    "img_count"}}); optional: clip_skip, keep_tokens, zero_terminal_snr, base_model_path (adds A1111's model
+    hash), prediction_type, trigger_phrase, description. Values are written as kohya writes them (``str(v)``,
+    nested values as JSON). The ``sshs_*`` hashes depend on the tensors and are added by ``save_kohya_lora``.
+    """
+    unknown = sorted(set(values) - set(_DIRECT) - _SPECIAL)
+    if unknown:
+        allowed = ", ".join(sorted(set(_DIRECT) | _SPECIAL))
+        raise ValueError(f"unknown training value(s) {', '.join(unknown)}: pass only {allowed}.")
+    meta = dict(BASE_METADATA)
+    meta.update({target: str(values[key]) for key, target in _DIRECT.items() if key in values})
+    meta.update(_special_metadata(values))
+    return meta
+
+
+def _special_metadata(values: Mapping[str, object]) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    for key, target in (("started_at", "ss_training_started_at"), ("finished_at", "ss_training_finished_at")):
+        if values.get(key) is not None:
+            meta[target] = str(_timestamp(values[key]))
+    when = values.get("finished_at") or values.get("started_at")
+    if when is not None:
+        meta["modelspec.date"] = datetime.datetime.fromtimestamp(int(_timestamp(when))).isoformat()
+    if values.get("use_dora"):
+        meta["ss_network_args"] = json.dumps({"use_dora": "True"})
+    if values.get("resolution") is not None:
+        width, height = _resolution(values["resolution"])
+        meta["ss_resolution"] = str((width, height))
+        meta["modelspec.resolution"] = f"{width}x{height}"
+    if values.get("base_model_name") is not None:
+        name = str(values["base_model_name"])
+        meta["ss_sd_model_name"] = os.path.basename(name.rstrip("/\\")) or name
+    if values.get("base_model_path") and os.path.isfile(str(values["base_model_path"])):
+        meta["ss_sd_model_hash"] = a1111_legacy_model_hash(str(values["base_model_path"]))
+    for key, target in (("tag_frequency", "ss_tag_frequency"), ("dataset_dirs", "ss_dataset_dirs")):
+        if values.get(key) is not None:
+            meta[target] = json.dumps(values[key])
+    if values.get("output_name") is not None:
+        meta["modelspec.title"] = str(values["output_name"])
+    if values.get("prediction_type") is not None:
+        meta["modelspec.prediction_type"] = "v" if str(values["prediction_type"]).startswith("v") else "epsilon"
+    for key in ("trigger_phrase", "description"):
+        if values.get(key):
+            meta[f"modelspec.{key}"] = str(values[key])
+    return meta
