@@ -34,9 +34,13 @@ def export_single_file(pipeline_or_folder, out_path: str | os.PathLike, dtype: t
     keys that no loader reads (fuse or unload the adapters first).
     """
     from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save
 
     from studio.util.fs import atomic_write_bytes
 
+    out = Path(out_path)
+    if out.suffix != ".safetensors":
+        raise ValueError(f"{out} must end in .safetensors: pass an output path like model.safetensors.")
     pipe = pipeline_or_folder
     if isinstance(pipeline_or_folder, (str, os.PathLike)):
         pipe = StableDiffusionPipeline.from_pretrained(
@@ -46,11 +50,6 @@ def export_single_file(pipeline_or_folder, out_path: str | os.PathLike, dtype: t
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     metadata = {"format": "pt", CONFIG_METADATA_KEY: json.dumps(pipeline_configs(pipe), sort_keys=True)}
-    from safetensors.torch import save
-
-    out = Path(out_path)
-    if out.suffix != ".safetensors":
-        raise ValueError(f"{out} must end in .safetensors: pass an output path like model.safetensors.")
     return atomic_write_bytes(out, save(state, metadata=metadata))
 
 
