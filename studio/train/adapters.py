@@ -92,7 +92,7 @@ def _rank_of(state: dict[str, torch.Tensor]) -> int | None:
 
 
 def split_diffusers_lora(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """Split a diffusers-format LoRA (``unet.…`` / ``text_encoder.…`` keys) into peft state dicts per model."""
+    """Split a diffusers-format LoRA (``unet.…`` / ``text_encoder.…`` keys) into per-model state dicts."""
     unet, text = {}, {}
     for key, value in state.items():
         if key.startswith("unet."):
@@ -102,17 +102,60 @@ def split_diffusers_lora(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
     return unet, text
 
 
-def load_initial_lora(unet, text_encoder, path: str | Path, train_text_encoder: bool) -> None:
-    """Start from an existing LoRA file (diffusers or kohya format): incremental training."""
-    from diffusers import StableDiffusionPipeline
+def _kohya_to_peft(tensors: dict, unet, text_encoder, source: Path) -> tuple[dict, dict]:
+    from studio.lora import kohya_module_map
 
+    modules = kohya_module_map(unet, text_encoder)
+    suffixes = {"lora_down.weight": "lora_A.weight", "lora_up.weight": "lora_B.weight"}
+    unet_state, text_state = {}, {}
+    for key, value in tensors.items():
+        module, _, suffix = key.partition(".")
+        if suffix == "alpha":
+            continue
+        if module not in modules or suffix not in suffixes:
+            raise AdapterError(f"init_lora {source}: tensor {key} fits no layer of this model (or is not plain LoRA)")
+        target = unet_state if module.startswith("lora_unet_") else text_state
+        target[f"{modules[module]}.{suffixes[suffix]}"] = value
+    return unet_state, text_state
+
+
+def read_lora_file(path: str | Path, unet, text_encoder) -> tuple[dict, dict, float | None]:
+    """A diffusers or kohya/WebUI LoRA file as peft state dicts: (UNet, text encoder, the file's alpha)."""
+    from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft
+
+    from studio.lora import LoraFormatError, load_lora_file, read_lora_info
+
+    file = Path(path)
+    try:
+        tensors, _metadata, fmt = load_lora_file(file)
+        alpha = read_lora_info(file).alpha
+    except (LoraFormatError, OSError) as error:
+        raise AdapterError(f"init_lora {file}: {error}") from error
+    if fmt == "kohya":
+        unet_state, text_state = _kohya_to_peft(tensors, unet, text_encoder, file)
+    else:
+        unet_part, text_part = split_diffusers_lora(tensors)
+        unet_state = convert_unet_state_dict_to_peft(unet_part)
+        text_state = convert_state_dict_to_peft(text_part) if text_part else {}
+    return unet_state, text_state, alpha
+
+
+def load_initial_lora(unet, text_encoder, path: str | Path, config) -> None:
+    """Start from an existing LoRA file (diffusers or kohya format): incremental training.
+
+    When the file's alpha differs from this run's, ``lora_B`` is rescaled so the LoRA's effect is unchanged.
+    """
     file = Path(path)
     if not file.is_file():
         raise AdapterError(f"init_lora: {file} does not exist; pass a .safetensors LoRA file")
-    state, _alphas = StableDiffusionPipeline.lora_state_dict(str(file))
-    unet_state, text_state = split_diffusers_lora(state)
+    unet_state, text_state, alpha = read_lora_file(file, unet, text_encoder)
     if not unet_state:
         raise AdapterError(f"init_lora: {file} holds no UNet LoRA tensors")
+    factor = (alpha / config.effective_alpha()) if alpha else 1.0
+    for state in (unet_state, text_state):
+        for key in state:
+            if key.endswith("lora_B.weight"):
+                state[key] = state[key] * factor
     load_adapter_state(unet, unet_state, f"init_lora {file}")
-    if train_text_encoder and text_state:
+    if config.train_text_encoder and text_state:
         load_adapter_state(text_encoder, text_state, f"init_lora {file}")

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+ADAPTER_FILE = "adapter_state.safetensors"  # peft names, exactly what resume loads back
 LORA_FILE = "pytorch_lora_weights.safetensors"
 # Settings that change the LoRA's tensors' shapes or meaning: a resume with other values cannot continue.
 RESUME_MUST_MATCH = (
@@ -63,8 +64,12 @@ def _optimizer_state_dict(tensors: dict[str, torch.Tensor], groups: list[dict]) 
     return {"state": state, "param_groups": groups}
 
 
-def save_checkpoint(run_dir: Path, setup, step: int, epoch: int, write_lora) -> Path:
-    """Write checkpoint ``step`` atomically; ``write_lora(folder)`` writes the LoRA file into it."""
+def save_checkpoint(run_dir: Path, setup, step: int, epoch: int, write_lora, adapters: dict[str, torch.Tensor]) -> Path:
+    """Write checkpoint ``step`` atomically.
+
+    ``write_lora(folder)`` writes the diffusers LoRA file (what evaluation loads); ``adapters`` are the same
+    tensors under peft's names (what resume loads), keyed ``unet.…`` / ``text_encoder.…``.
+    """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
@@ -72,6 +77,7 @@ def save_checkpoint(run_dir: Path, setup, step: int, epoch: int, write_lora) -> 
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     write_lora(partial)
+    save_file(adapters, str(partial / ADAPTER_FILE))
     tensors, groups = _optimizer_tensors(setup.optimizer.state_dict())
     save_file(tensors, str(partial / OPTIMIZER_FILE))
     scaler = setup.accelerator.scaler.state_dict() if setup.accelerator.scaler is not None else None

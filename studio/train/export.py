@@ -65,13 +65,17 @@ def kohya_values(setup, run_info: dict, step: int, epoch: int) -> dict:
     }
 
 
-def write_final_files(run_dir: Path, setup, run_info: dict, step: int, epoch: int) -> tuple[Path, Path]:
-    """Both final files, in ``save_precision``; returns (diffusers file, WebUI/kohya file)."""
+def write_final_files(run_dir: Path, setup, run_info: dict, step: int, epoch: int, warn) -> tuple[Path, Path | None]:
+    """Both final files, in ``save_precision``; returns (diffusers file, WebUI/kohya file or None for DoRA)."""
     from studio.lora import build_kohya_metadata, save_kohya_lora
 
     config = setup.config
     dtype = PRECISIONS[config.save_precision]
     diffusers_file = write_diffusers_lora(run_dir, setup, dtype)
+    if config.use_dora:
+        warn("DoRA: only the diffusers file is written — WebUI/ComfyUI apply DoRA magnitudes differently, "
+             "so a kohya-format file would not reproduce the trained LoRA")
+        return Path(diffusers_file), None
     unet, text = lora_states(setup, dtype)
     metadata = build_kohya_metadata(kohya_values(setup, run_info, step, epoch))
     webui_file = save_kohya_lora(

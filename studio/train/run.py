@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import (
-    LORA_FILE,
+    ADAPTER_FILE,
     check_resume_compatible,
     find_resume_point,
     load_checkpoint_state,
@@ -72,7 +72,7 @@ def _restore(setup, checkpoint: Path) -> int:
 
     from .adapters import load_adapter_state, split_diffusers_lora
 
-    unet_state, text_state = split_diffusers_lora(load_file(str(checkpoint / LORA_FILE)))
+    unet_state, text_state = split_diffusers_lora(load_file(str(checkpoint / ADAPTER_FILE)))
     unwrap = setup.accelerator.unwrap_model
     load_adapter_state(unwrap(setup.components.unet), unet_state, str(checkpoint))
     if setup.config.train_text_encoder:
@@ -82,7 +82,7 @@ def _restore(setup, checkpoint: Path) -> int:
 
 def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = never_stop) -> RunResult:
     """Train the LoRA described by ``config``; raises ``TrainingFailed`` (or a config/data error before start)."""
-    from .export import write_diffusers_lora, write_final_files
+    from .export import lora_states, write_diffusers_lora, write_final_files
     from .setup import build_setup
 
     def warn(message: str) -> None:
@@ -111,7 +111,10 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
     def checkpoint(step: int, epoch: int) -> None:
         if not main:
             return
-        folder = save_checkpoint(run_dir, setup, step, epoch, lambda f: write_diffusers_lora(f, setup))
+        unet_state, text_state = lora_states(setup)
+        adapters = {f"unet.{k}": v for k, v in unet_state.items()}
+        adapters.update({f"text_encoder.{k}": v for k, v in (text_state or {}).items()})
+        folder = save_checkpoint(run_dir, setup, step, epoch, lambda f: write_diffusers_lora(f, setup), adapters)
         prune_checkpoints(run_dir, config.keep_last_n_checkpoints)
         last["checkpoint"] = folder
         recorder.update(step=step, last_checkpoint=str(folder))
@@ -123,7 +126,7 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
         result = RunResult(status, run_dir, setup.total_steps, setup.total_steps, last_checkpoint=last["checkpoint"])
         if status == "finished" and main:
             result.diffusers_lora, result.webui_lora = write_final_files(
-                run_dir, setup, recorder.info, setup.total_steps, last["epoch"]
+                run_dir, setup, recorder.info, setup.total_steps, last["epoch"], warn
             )
         elif status == "stopped":
             result.step = int(Path(last["checkpoint"]).name.split("-")[1])

@@ -91,7 +91,7 @@ def _prepare_models(components, config, accelerator):
         module.to(device) if module.dtype == dtype else module.to(device, dtype=dtype)
     params = add_lora_adapters(components.unet, components.text_encoder, config)
     if config.init_lora:
-        load_initial_lora(components.unet, components.text_encoder, config.init_lora, config.train_text_encoder)
+        load_initial_lora(components.unet, components.text_encoder, config.init_lora, config)
     if config.gradient_checkpointing:
         components.unet.enable_gradient_checkpointing()
         if config.train_text_encoder:
