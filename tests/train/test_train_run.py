@@ -59,6 +59,46 @@ def test_cli_run_writes_run_folder_and_loadable_lora_files(write_config, tiny_sd
     kohya = load_file(str(run / "tiny.safetensors"))
     assert any(k.startswith("lora_te_text_model_encoder_layers_") for k in kohya)
     assert all(kohya[k].item() == 8.0 for k in kohya if k.endswith(".alpha"))
+    _assert_kohya_keys_map_to_modules(kohya, pipe)
+
+
+def _assert_kohya_keys_map_to_modules(kohya: dict, pipe) -> None:
+    """Every WebUI module name is a real UNet / text-encoder layer, with down, up and alpha tensors."""
+    from studio.lora import kohya_module_map
+
+    modules = kohya_module_map(pipe.unet, pipe.text_encoder)
+    names = {key.partition(".")[0] for key in kohya}
+    unet_layers = dict(pipe.unet.named_modules())
+    text_layers = dict(pipe.text_encoder.named_modules())
+    for name in names:
+        assert name.startswith(("lora_unet_", "lora_te_")), name
+        layers = unet_layers if name.startswith("lora_unet_") else text_layers
+        assert modules[name] in layers, name
+        assert {f"{name}.lora_down.weight", f"{name}.lora_up.weight", f"{name}.alpha"} <= kohya.keys(), name
+
+
+def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_latest_finishes(write_config):
+    import signal
+    import time
+
+    config_path = write_config(max_steps=150, save_steps=1000)
+    process = subprocess.Popen([sys.executable, "studio.py", "train", "--config", str(config_path), "--quiet"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    output = config_path.parent / "output"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(len(read_loss_log(r)) >= 3 for r in output.glob("tiny-*")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    run = next(output.glob("tiny-*"))
+    stopped_at = json.loads((run / "run.json").read_text())
+    assert stopped_at["status"] == "stopped" and 3 <= stopped_at["step"] < 150
+    assert (run / "checkpoints" / f"step-{stopped_at['step']:06d}").is_dir()
+    done = subprocess.run([sys.executable, "studio.py", "train", "--config", str(config_path), "--quiet",
+                           "--resume", "latest"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [r["step"] for r in read_loss_log(run)] == list(range(1, 151))
 
 
 def _lora_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
