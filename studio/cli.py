@@ -16,7 +16,7 @@ from pathlib import Path
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 130
 
 # Modules that add their own sub-commands: each has ``register(subparsers)`` and sets ``handler`` defaults.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("studio.caption.commands",)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -124,11 +124,30 @@ def cmd_check_config(args) -> int:
     return EXIT_OK
 
 
+def cmd_studio(args) -> int:
+    """No command: open the studio (gradio is imported only now, so the CLI stays fast)."""
+    from studio.ui.launch import LaunchOptions, launch
+
+    try:
+        options = LaunchOptions(args.host, args.port, Path(args.workspace), args.share, args.auth or "")
+        launch(options)
+    except ValueError as error:
+        _print_error(error)
+        return EXIT_USER_ERROR
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="studio.py",
-        description="LoRA Studio: from a folder of pictures to a tested Stable Diffusion LoRA.",
+        description="LoRA Studio: from a folder of pictures to a tested Stable Diffusion LoRA. "
+        "Without a command it opens the studio in your browser.",
     )
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=7860, help="port (the next free one is used if it is busy)")
+    parser.add_argument("--workspace", default="workspace", help="folder for runs, grids and exported configs")
+    parser.add_argument("--share", action="store_true", help="also make a temporary public link (always behind a login)")
+    parser.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (a password is generated for --share)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = sub.add_parser("train", help="train a LoRA from a YAML config (flat or nested form)")
     train.add_argument("--config", help="YAML config; without it the defaults (embedded toy-world model) apply")
@@ -150,6 +169,5 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        parser.print_help()
-        return EXIT_OK
+        return cmd_studio(args)
     return args.handler(args)

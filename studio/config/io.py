@@ -88,6 +88,12 @@ def load_config(
     return build_config(entries, problems, base)
 
 
+def config_from_text(text: str, source: str = "the YAML box", base: TrainConfig | None = None) -> TrainConfig:
+    """A config from YAML text (e.g. the studio's editor): same checks and line numbers as a file."""
+    entries, extras, problems = entries_from_text(text or "", source, extra=("description",))
+    return build_config(entries, problems, base)
+
+
 def _last_per_key(entries: list[Entry]) -> list[Entry]:
     """The last ``--set`` of each key wins, as on any command line."""
     return list({entry.key: entry for entry in entries}.values())

@@ -49,7 +49,7 @@ class TrainConfig:
     # data
     train_data_dir: str = _f("", "data", "Folder with the training images (and their captions).", path=True)
     metadata_path: str = _f(
-        "", "data", "CSV of file_name,caption rows; empty means <train_data_dir>/metadata.csv.", path=True
+        "", "data", "CSV of filename,prompt rows; empty means <train_data_dir>/metadata.csv.", path=True
     )
     resolution: int = _f(512, "data", "Training resolution in pixels (a multiple of 8). SD 1.x is trained at 512.",
                          min=8, multiple_of=8)

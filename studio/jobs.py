@@ -1,0 +1,162 @@
+"""The studio's training job: one run at a time in an in-process thread, observed through snapshots.
+
+gradio's ``cancels=`` cannot stop a function that is already running, so the job owns a stop event that the
+trainer polls after every step (OneTrainer's callbacks/commands pair). The page polls ``snapshot()`` on a timer;
+a reloaded page sees the same live run because the job lives in the service, not in the page.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+ACTIVE = ("starting", "running", "stopping")
+MAX_LOG_LINES = 200
+
+
+class JobBusy(RuntimeError):
+    """A second start while a run is active."""
+
+
+@dataclass(frozen=True)
+class TrainingSnapshot:
+    """What the Training tab shows; a copy, safe to read from any thread."""
+
+    status: str = "idle"  # idle, starting, running, stopping, finished, stopped, failed
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+    loss: float | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    losses: tuple[tuple[int, float], ...] = ()
+    logs: tuple[str, ...] = ()
+    run_dir: str = ""
+    last_checkpoint: str = ""
+    error: str = ""
+    started_at: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total_steps if self.total_steps else 0.0
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+def progress_line(snapshot: TrainingSnapshot) -> str:
+    """``step 120/400 (30 %) · epoch 3 · loss 0.1234 · elapsed 00:42 · ETA 01:38``"""
+    if snapshot.status == "idle":
+        return "No training yet."
+    parts = [f"{snapshot.status}", f"step {snapshot.step}/{snapshot.total_steps} ({snapshot.fraction:.0%})"]
+    if snapshot.epoch:
+        parts.append(f"epoch {snapshot.epoch}")
+    if snapshot.loss is not None:
+        parts.append(f"loss {snapshot.loss:.4f}")
+    parts.append(f"elapsed {_clock(snapshot.elapsed_s)}")
+    if snapshot.active:
+        parts.append(f"ETA {_clock(snapshot.eta_s)}")
+    return " · ".join(parts)
+
+
+class TrainingJob:
+    """Runs ``run_training`` in a daemon thread; start/stop/snapshot are safe from any thread."""
+
+    def __init__(self, runner=None):
+        self._runner = runner  # the training function; injectable for tests of the job itself
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = TrainingSnapshot()
+        self._losses: list[tuple[int, float]] = []
+        self._logs: deque[str] = deque(maxlen=MAX_LOG_LINES)
+
+    def snapshot(self) -> TrainingSnapshot:
+        with self._lock:
+            return replace(self._state, losses=tuple(self._losses), logs=tuple(self._logs))
+
+    def start(self, config) -> None:
+        """Start training ``config``; raises ``JobBusy`` while another run is active."""
+        with self._lock:
+            if self._state.active:
+                raise JobBusy(
+                    f"a training run is already {self._state.status} (step {self._state.step}/"
+                    f"{self._state.total_steps}); stop it or wait for it to finish before starting another"
+                )
+            self._stop.clear()
+            self._losses = []
+            self._logs.clear()
+            self._state = TrainingSnapshot(status="starting", started_at=time.time())
+            self._logs.append("loading the model and the dataset …")
+            self._thread = threading.Thread(target=self._run, args=(config,), name="lora-training", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> bool:
+        """Ask the run to stop after the current step (a checkpoint is saved). False if nothing runs."""
+        with self._lock:
+            if not self._state.active:
+                return False
+            self._state = replace(self._state, status="stopping")
+            self._logs.append("stop requested: finishing this step and saving a checkpoint …")
+        self._stop.set()
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def _on_event(self, event) -> None:
+        with self._lock:
+            state = self._state
+            if event.kind == "start":
+                state = replace(state, status="stopping" if self._stop.is_set() else "running",
+                                step=event.step, total_steps=event.total_steps, run_dir=event.path)
+                self._logs.append(f"run folder: {event.path}")
+            elif event.kind == "step":
+                self._losses.append((event.step, float(event.loss)))
+                state = replace(state, step=event.step, total_steps=event.total_steps, epoch=event.epoch,
+                                loss=event.loss, elapsed_s=event.elapsed_s, eta_s=event.eta_s)
+            elif event.kind == "checkpoint":
+                state = replace(state, last_checkpoint=event.path)
+                self._logs.append(f"checkpoint saved at step {event.step}: {event.path}")
+            elif event.kind in ("warning", "log"):
+                self._logs.append(f"{event.kind}: {event.message}")
+            self._state = state
+
+    def _run(self, config) -> None:
+        runner = self._runner
+        if runner is None:
+            from studio.train import run_training as runner
+        try:
+            result = runner(config, emit=self._on_event, should_stop=self._stop.is_set)
+        except Exception as error:  # reaches the page as a readable message, never a silent stop
+            message = str(error) or type(error).__name__
+            with self._lock:
+                run_dir = str(getattr(error, "run_dir", "") or self._state.run_dir)
+                self._state = replace(self._state, status="failed", error=message, run_dir=run_dir, eta_s=None)
+                self._logs.append(f"error: {message}")
+                self._logs.extend(traceback.format_exc().splitlines()[-3:])
+            return
+        with self._lock:
+            self._state = replace(self._state, status=result.status, step=result.step, eta_s=None,
+                                  run_dir=str(result.run_dir),
+                                  last_checkpoint=str(result.last_checkpoint or self._state.last_checkpoint))
+            if result.status == "finished":
+                self._logs.append(f"finished: {result.diffusers_lora}")
+                if result.webui_lora:
+                    self._logs.append(f"WebUI/kohya file: {result.webui_lora}")
+            else:
+                self._logs.append(f"stopped at step {result.step}; Resume continues from {result.last_checkpoint}")

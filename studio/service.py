@@ -1,0 +1,218 @@
+"""The studio's service facade: what the UI tabs call, with plain dataclasses and paths (no gradio here).
+
+One ``Studio`` per app: it owns the workspace, the training job and the pipeline cache — no module globals.
+The UI never builds a ``TrainConfig`` from widgets itself: it hands YAML text and field changes to
+``config_yaml_with`` and gets YAML back, so the dataclass stays the single source of truth.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from studio.jobs import TrainingJob
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_ROOT = REPO_ROOT / "assets" / "demo-datasets"
+
+
+class StudioError(ValueError):
+    """A user-facing problem; the message says what to do."""
+
+
+@dataclass
+class DatasetView:
+    folder: Path
+    rows: list[tuple[str, str]]  # (filename, prompt)
+    images: list[Path]
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: Path
+    status: str
+    step: int
+    total_steps: int
+    final_lora: Path | None
+    checkpoints: list[Path]
+    base_model: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} — {self.status}, step {self.step}/{self.total_steps}"
+
+
+class Studio:
+    def __init__(self, workspace: str | Path):
+        self.workspace = Path(workspace).expanduser().resolve()
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        self.output_dir = self.workspace / "output"
+        self.training = TrainingJob()
+        self.pipeline_cache: dict = {}
+
+    # ---- datasets -----------------------------------------------------------------------------------
+    def demo_datasets(self) -> dict[str, Path]:
+        if not DEMO_ROOT.is_dir():
+            return {}
+        return {p.name: p for p in sorted(DEMO_ROOT.iterdir()) if (p / "metadata.csv").is_file()}
+
+    def dataset_folder(self, text: str) -> Path:
+        """A folder the user named (a demo name or a path); it must exist."""
+        text = (text or "").strip()
+        if not text:
+            raise StudioError("type the path of a folder with images and metadata.csv, or pick a demo dataset")
+        demo = self.demo_datasets().get(text)
+        folder = demo or Path(text).expanduser()
+        if not folder.is_absolute():
+            folder = (Path.cwd() / folder).resolve()
+        if not folder.is_dir():
+            raise StudioError(f"{folder} is not a folder; check the path")
+        return folder
+
+    def load_dataset(self, text: str) -> DatasetView:
+        from studio.data import IMAGE_EXTENSIONS, check_dataset, read_metadata
+
+        folder = self.dataset_folder(text)
+        csv_path = folder / "metadata.csv"
+        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not csv_path.is_file():
+            rows = [(p.name, "") for p in images]
+            return DatasetView(folder, rows, images, [f"{csv_path.name} is missing: write captions in the table and save"])
+        table = read_metadata(csv_path)
+        rows = [(r.filename, r.prompt) for r in table.records]
+        problems = [str(p) for p in check_dataset(folder, csv_path)]
+        return DatasetView(folder, rows, images, problems, list(table.warnings))
+
+    def save_captions(self, text: str, rows: list[tuple[str, str]]) -> Path:
+        """Write ``metadata.csv`` atomically, keeping the previous file as ``metadata.csv.bak``."""
+        from studio.data import CaptionRecord, write_metadata
+
+        folder = self.dataset_folder(text)
+        records = [CaptionRecord(str(f).strip(), str(p or "").strip()) for f, p in rows if str(f or "").strip()]
+        if not records:
+            raise StudioError("the table is empty: nothing to save")
+        return write_metadata(folder / "metadata.csv", records)
+
+    # ---- configuration ------------------------------------------------------------------------------
+    def default_config(self):
+        from studio.config import TrainConfig
+
+        return TrainConfig(output_dir=str(self.output_dir))
+
+    def parse_config(self, yaml_text: str):
+        """YAML text from the page → ``TrainConfig`` (``ConfigError`` names the key and line)."""
+        from studio.config import config_from_text
+
+        return config_from_text(yaml_text)
+
+    def config_yaml(self, config) -> str:
+        from studio.config import dump_config
+
+        return dump_config(config)
+
+    def config_yaml_with(self, yaml_text: str, changes: dict) -> str:
+        """Apply form changes (field → value) to the YAML's config; returns the new YAML."""
+        from studio.config import config_from_dict, config_to_dict
+
+        values = config_to_dict(self.parse_config(yaml_text))
+        values.update(changes)
+        return self.config_yaml(config_from_dict(values))
+
+    def apply_presets(self, yaml_text: str, task=None, rank=None, epochs=None, demo=None) -> str:
+        from studio.config import apply_presets
+
+        config = apply_presets(self.parse_config(yaml_text), rank=rank or None, epochs=epochs or None,
+                               task=task or None, demo=demo or None)
+        if demo:
+            config = config.resolve_paths(REPO_ROOT)
+            config = _with(config, output_dir=str(self.output_dir))
+        return self.config_yaml(config)
+
+    def import_config(self, path: str | Path) -> str:
+        from studio.config import load_config
+
+        return self.config_yaml(load_config(Path(path)))
+
+    def export_config(self, yaml_text: str) -> Path:
+        from studio.config import save_config
+
+        config = self.parse_config(yaml_text)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return save_config(config, self.workspace / "configs" / f"{config.resolved_output_name()}-{stamp}.yaml")
+
+    # ---- training -----------------------------------------------------------------------------------
+    def start_training(self, yaml_text: str, resume: bool = False) -> None:
+        config = self.parse_config(yaml_text)
+        if resume:
+            config = _with(config, resume="latest")
+        self.training.start(config)
+
+    # ---- runs and evaluation ------------------------------------------------------------------------
+    def list_runs(self) -> list[RunSummary]:
+        from studio.train.checkpoint import list_checkpoints
+
+        runs = []
+        if not self.output_dir.is_dir():
+            return runs
+        for folder in sorted(self.output_dir.glob("*/*-*")) + sorted(self.output_dir.glob("*-*")):
+            if not (folder / "config.yaml").is_file():
+                continue
+            info = _read_json(folder / "run.json")
+            final = folder / "pytorch_lora_weights.safetensors"
+            runs.append(RunSummary(
+                folder.name, folder, info.get("status", "unknown"), int(info.get("step", 0)),
+                int(info.get("total_steps", 0)), final if final.is_file() else None, list_checkpoints(folder),
+                _config_value(folder / "config.yaml", "base_model"),
+            ))
+        return sorted(runs, key=lambda r: r.path.name, reverse=True)
+
+    def find_run(self, name_or_path: str) -> RunSummary:
+        for run in self.list_runs():
+            if name_or_path in (run.name, str(run.path), run.label):
+                return run
+        raise StudioError(f"no run named {name_or_path!r} under {self.output_dir}; train one first")
+
+    def render_grid(self, run_label: str, checkpoint: str, prompts: list[str], seeds: list[int],
+                    weights: list[float], steps: int = 25, guidance: float = 5.0, progress=None):
+        from studio.eval import GridSpec, render_grid
+
+        run = self.find_run(run_label)
+        lora = run.final_lora if checkpoint in ("", "final", None) else Path(checkpoint)
+        if lora is None:
+            raise StudioError(f"run {run.name} has no final LoRA yet; pick one of its checkpoints")
+        prompts = [p.strip() for p in prompts if p.strip()]
+        if not prompts:
+            raise StudioError("write at least one prompt (one per line)")
+        spec = GridSpec(lora=str(lora), base_model=run.base_model, prompts=prompts, seeds=seeds, weights=weights,
+                        steps=steps, guidance=guidance)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return render_grid(spec, run.path / "eval" / f"grid-{stamp}", progress=progress,
+                           pipeline_cache=self.pipeline_cache)
+
+
+def _with(config, **changes):
+    from studio.config import config_from_dict, config_to_dict
+
+    values = config_to_dict(config)
+    values.update(changes)
+    return config_from_dict(values)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _config_value(path: Path, key: str) -> str:
+    import yaml
+
+    try:
+        return str((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get(key) or "")
+    except (OSError, yaml.YAMLError):
+        return ""

@@ -1,0 +1,55 @@
+"""The studio's Gradio Blocks: four tabs around one ``Studio`` service."""
+from __future__ import annotations
+
+import gradio as gr
+
+from . import caption_tab, dataset_tab, evaluation_tab, training_tab
+
+TITLE = "LoRA Studio"
+CSS = """
+.train-progress { font-family: ui-monospace, monospace; }
+footer { display: none !important; }
+"""
+
+
+def build_app(studio) -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as app:
+        gr.Markdown(f"# {TITLE}\nFrom a folder of pictures to a tested LoRA · workspace `{studio.workspace}`")
+        with gr.Tabs():
+            with gr.Tab("Dataset", id="dataset", elem_id="tab-dataset"):
+                dataset = dataset_tab.render(studio)
+            with gr.Tab("Captioning", id="captioning", elem_id="tab-captioning"):
+                captions = caption_tab.render(studio)
+            with gr.Tab("Training", id="training", elem_id="tab-training"):
+                training = training_tab.render(studio)
+            with gr.Tab("Evaluation", id="evaluation", elem_id="tab-evaluation") as evaluation_page:
+                evaluation = evaluation_tab.render(studio)
+        dataset_tab.listen(dataset, studio)
+        caption_tab.listen(captions, studio)
+        training_tab.listen(training, studio)
+        evaluation_tab.listen(evaluation, studio)
+        _link_tabs(studio, dataset, captions, training)
+        evaluation_page.select(lambda current: evaluation_tab.run_choices(studio, current), inputs=evaluation.run,
+                               outputs=evaluation.run)
+        app.load(lambda: training_tab.poll(studio), outputs=[training.progress, training.loss_plot, training.logs,
+                                                             training.message])
+        app.load(lambda: evaluation_tab.run_choices(studio), outputs=evaluation.run)
+    app.css = CSS
+    return app
+
+
+def _link_tabs(studio, dataset, captions, training) -> None:
+    """The dataset picked in one tab follows the user to the others."""
+
+    def use_for_training(folder_text, yaml_text):
+        try:
+            folder = studio.dataset_folder(folder_text)
+            new_yaml = studio.config_yaml_with(yaml_text, {"train_data_dir": str(folder)})
+        except Exception as error:
+            return gr.update(), gr.update(), f"❌ {error}"
+        values = training_tab.form_values(studio, new_yaml)
+        return new_yaml, values[training_tab.FORM_FIELDS.index("train_data_dir")], f"training will use {folder}"
+
+    dataset.use.click(use_for_training, inputs=[dataset.folder, training.yaml],
+                      outputs=[training.yaml, training.form["train_data_dir"], dataset.message])
+    dataset.folder.change(lambda text: text, inputs=dataset.folder, outputs=captions.folder)

@@ -1,0 +1,60 @@
+"""Dataset tab: pick a folder (a path or a demo dataset) and see its pictures with their captions."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+from PIL import Image
+
+from .common import error_text, ok_text
+
+THUMBNAIL = 192
+
+
+def render(studio) -> SimpleNamespace:
+    demos = list(studio.demo_datasets())
+    with gr.Row():
+        folder = gr.Textbox(label="Dataset folder", placeholder="/path/to/images (with metadata.csv)", scale=4,
+                            elem_id="dataset-folder")
+        demo = gr.Dropdown(choices=demos, value=None, label="…or a demo dataset", scale=2, elem_id="dataset-demo")
+        load = gr.Button("Load", variant="primary", scale=1, elem_id="dataset-load")
+    message = gr.Markdown(elem_id="dataset-message")
+    gallery = gr.Gallery(label="Pictures and captions", columns=6, height=520, object_fit="contain",
+                         elem_id="dataset-gallery")
+    use = gr.Button("Use this dataset for training", elem_id="dataset-use")
+    return SimpleNamespace(folder=folder, demo=demo, load=load, message=message, gallery=gallery, use=use)
+
+
+def _thumbnail(path) -> Image.Image:
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        if max(image.size) < THUMBNAIL:  # tiny toy-world pictures: enlarge without blurring
+            factor = max(1, THUMBNAIL // max(image.size))
+            return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+        image.thumbnail((THUMBNAIL, THUMBNAIL))
+        return image
+
+
+def show_dataset(studio, text: str):
+    """Gallery items (thumbnail, caption) and a summary line for the folder named in ``text``."""
+    try:
+        view = studio.load_dataset(text)
+    except Exception as error:  # shown on the page, never a stack trace
+        return [], error_text(error)
+    captions = dict(view.rows)
+    items = [(_thumbnail(path), captions.get(path.name, "(no caption)")) for path in view.images]
+    summary = f"**{view.folder}** — {len(view.images)} pictures, {len(view.rows)} captions"
+    notes = view.problems + view.warnings
+    if notes:
+        summary += "\n\n" + "\n".join(f"- ⚠ {n}" for n in notes[:20])
+    return items, ok_text(summary)
+
+
+def listen(ui: SimpleNamespace, studio) -> None:
+    demos = studio.demo_datasets()
+    ui.demo.input(lambda name: str(demos[name]) if name in demos else gr.update(), inputs=ui.demo,
+                  outputs=ui.folder).then(
+        lambda text: show_dataset(studio, text), inputs=ui.folder, outputs=[ui.gallery, ui.message]
+    )
+    ui.load.click(lambda text: show_dataset(studio, text), inputs=ui.folder, outputs=[ui.gallery, ui.message])
+    ui.folder.submit(lambda text: show_dataset(studio, text), inputs=ui.folder, outputs=[ui.gallery, ui.message])

@@ -1,0 +1,181 @@
+"""Training tab: presets, the main settings as a form, the full YAML, Start/Stop/Resume and live progress.
+
+The YAML box is the config; the form edits fields of it through the service (``config_yaml_with``), and editing
+the YAML updates the form when the box loses focus. Progress comes from polling the job's snapshot.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+
+from studio.jobs import progress_line
+
+from .common import error_text
+
+FORM_FIELDS = (
+    "train_data_dir", "base_model", "output_name", "resolution", "lora_rank", "lora_alpha", "batch_size",
+    "epochs", "max_steps", "learning_rate", "save_steps", "mixed_precision", "train_text_encoder",
+)
+POLL_SECONDS = 1.0
+
+
+def _widget(name: str, spec, value):
+    from studio.config import field_help
+
+    label, info = name.replace("_", " "), field_help(name)
+    choices = spec.meta.get("choices")
+    if choices:
+        return gr.Dropdown(choices=list(choices), value=value, label=label, info=info, elem_id=f"form-{name}")
+    if spec.kind == "bool":
+        return gr.Checkbox(value=value, label=label, info=info, elem_id=f"form-{name}")
+    if spec.kind in ("int", "float"):
+        return gr.Number(value=value, label=label, info=info, precision=0 if spec.kind == "int" else None,
+                         elem_id=f"form-{name}")
+    return gr.Textbox(value=value, label=label, info=info, elem_id=f"form-{name}")
+
+
+def _preset_choices(kind: str) -> list[str]:
+    from studio.config import list_presets
+
+    return [p.name for p in list_presets(kind)]
+
+
+def render(studio) -> SimpleNamespace:
+    from studio.config import config_to_dict
+    from studio.config.schema import field_specs
+
+    config = studio.default_config()
+    values, specs = config_to_dict(config), field_specs()
+    with gr.Row():
+        task = gr.Dropdown(["", *_preset_choices("task")], value="", label="Task preset", elem_id="preset-task")
+        rank = gr.Dropdown(["", *_preset_choices("rank")], value="", label="Rank preset", elem_id="preset-rank")
+        epochs = gr.Dropdown(["", *_preset_choices("epochs")], value="", label="Epoch preset", elem_id="preset-epochs")
+        demo = gr.Dropdown(["", *_preset_choices("demo")], value="", label="Demo preset", elem_id="preset-demo")
+        apply = gr.Button("Apply presets", elem_id="preset-apply")
+    preset_notes = gr.Markdown(elem_id="preset-notes")
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Group():
+                form = {name: _widget(name, specs[name], values[name]) for name in FORM_FIELDS}
+        with gr.Column(scale=4):
+            yaml_box = gr.Code(value=studio.config_yaml(config), language="yaml", label="Full config (YAML)",
+                               interactive=True, max_lines=28, elem_id="config-yaml")
+            with gr.Row():
+                import_file = gr.UploadButton("Import YAML", file_types=[".yaml", ".yml"], elem_id="config-import")
+                export = gr.Button("Export YAML", elem_id="config-export")
+            export_file = gr.File(label="Exported config", interactive=False, height=80, elem_id="config-file")
+    with gr.Row():
+        start = gr.Button("Start training", variant="primary", elem_id="train-start")
+        stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+        resume = gr.Button("Resume latest", elem_id="train-resume")
+    message = gr.Markdown(elem_id="train-message")
+    progress = gr.HTML(elem_id="train-progress")
+    loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=260, elem_id="train-loss")
+    logs = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True, elem_id="train-log")
+    timer = gr.Timer(POLL_SECONDS)
+    return SimpleNamespace(task=task, rank=rank, epochs=epochs, demo=demo, apply=apply, preset_notes=preset_notes,
+                           form=form, yaml=yaml_box, import_file=import_file, export=export, export_file=export_file, start=start,
+                           stop=stop, resume=resume, message=message, progress=progress, loss_plot=loss_plot,
+                           logs=logs, timer=timer)
+
+
+def form_values(studio, yaml_text: str) -> list:
+    from studio.config import config_to_dict
+
+    values = config_to_dict(studio.parse_config(yaml_text))
+    return [values[name] for name in FORM_FIELDS]
+
+
+def progress_html(snapshot) -> str:
+    percent = round(100 * snapshot.fraction)
+    colour = {"failed": "#c62828", "stopped": "#ef6c00", "finished": "#2e7d32"}.get(snapshot.status, "#1565c0")
+    return (
+        f'<div class="train-progress" data-status="{snapshot.status}" data-step="{snapshot.step}" '
+        f'data-total="{snapshot.total_steps}">'
+        f'<div style="background:#e0e0e0;border-radius:4px;height:14px">'
+        f'<div style="width:{percent}%;background:{colour};height:14px;border-radius:4px"></div></div>'
+        f'<div style="margin-top:4px">{progress_line(snapshot)}</div></div>'
+    )
+
+
+def poll(studio):
+    snapshot = studio.training.snapshot()
+    frame = pd.DataFrame(list(snapshot.losses) or [], columns=["step", "loss"])
+    message = error_text(snapshot.error) if snapshot.status == "failed" else gr.update()
+    return progress_html(snapshot), frame, "\n".join(snapshot.logs[-40:]), message
+
+
+def _start(studio, yaml_text: str, resume: bool):
+    try:
+        studio.start_training(yaml_text, resume=resume)
+    except Exception as error:
+        return error_text(error)
+    return "▶ training started" + (" (resuming the latest checkpoint)" if resume else "")
+
+
+def _stop(studio):
+    return "■ stopping after this step; a checkpoint will be saved" if studio.training.stop() else "nothing is running"
+
+
+def listen(ui: SimpleNamespace, studio) -> None:
+    fields = [ui.form[name] for name in FORM_FIELDS]
+
+    def on_form(name):
+        def update(yaml_text, value):
+            try:
+                return studio.config_yaml_with(yaml_text, {name: value}), ""
+            except Exception as error:
+                return gr.update(), error_text(error)
+        return update
+
+    for name, widget in ui.form.items():
+        widget.input(on_form(name), inputs=[ui.yaml, widget], outputs=[ui.yaml, ui.message])
+
+    def on_yaml(yaml_text):
+        try:
+            return [*form_values(studio, yaml_text), ""]
+        except Exception as error:
+            return [*(gr.update() for _ in FORM_FIELDS), error_text(error)]
+
+    ui.yaml.blur(on_yaml, inputs=ui.yaml, outputs=[*fields, ui.message])
+
+    def on_presets(yaml_text, task, rank, epochs, demo):
+        try:
+            new_yaml = studio.apply_presets(yaml_text, task=task, rank=rank, epochs=epochs, demo=demo)
+        except Exception as error:
+            return [gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
+        return [new_yaml, *form_values(studio, new_yaml), _preset_descriptions(task, rank, epochs, demo)]
+
+    ui.apply.click(on_presets, inputs=[ui.yaml, ui.task, ui.rank, ui.epochs, ui.demo],
+                   outputs=[ui.yaml, *fields, ui.preset_notes])
+
+    def on_import(file):
+        try:
+            new_yaml = studio.import_config(file)
+        except Exception as error:
+            return [gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
+        return [new_yaml, *form_values(studio, new_yaml), "imported"]
+
+    ui.import_file.upload(on_import, inputs=ui.import_file, outputs=[ui.yaml, *fields, ui.message])
+    ui.export.click(lambda text: _export(studio, text), inputs=ui.yaml, outputs=[ui.export_file, ui.message])
+    ui.start.click(lambda text: _start(studio, text, False), inputs=ui.yaml, outputs=ui.message)
+    ui.resume.click(lambda text: _start(studio, text, True), inputs=ui.yaml, outputs=ui.message)
+    ui.stop.click(lambda: _stop(studio), outputs=ui.message)
+    ui.timer.tick(lambda: poll(studio), outputs=[ui.progress, ui.loss_plot, ui.logs, ui.message])
+
+
+def _export(studio, yaml_text):
+    try:
+        path = studio.export_config(yaml_text)
+    except Exception as error:
+        return gr.update(), error_text(error)
+    return str(path), f"exported to {path}"
+
+
+def _preset_descriptions(*names) -> str:
+    from studio.config import list_presets
+
+    chosen = [p for p in list_presets() if p.name in names and p.name]
+    return "\n\n".join(f"**{p.kind}: {p.name}** — {p.description}" for p in chosen)
