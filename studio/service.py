@@ -101,7 +101,7 @@ class Studio:
     def default_config(self):
         from studio.config import TrainConfig
 
-        return TrainConfig(output_dir=str(self.output_dir))
+        return TrainConfig(output_dir=str(self.output_dir / "lora"))
 
     def parse_config(self, yaml_text: str):
         """YAML text from the page → ``TrainConfig`` (``ConfigError`` names the key and line)."""
@@ -127,9 +127,9 @@ class Studio:
 
         config = apply_presets(self.parse_config(yaml_text), rank=rank or None, epochs=epochs or None,
                                task=task or None, demo=demo or None)
-        if demo:
+        if demo:  # demo presets name folders of this repository and write under the workspace
             config = config.resolve_paths(REPO_ROOT)
-            config = _with(config, output_dir=str(self.output_dir))
+            config = _with(config, output_dir=str(self.output_dir / Path(config.output_dir).name))
         return self.config_yaml(config)
 
     def import_config(self, path: str | Path) -> str:

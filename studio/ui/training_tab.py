@@ -122,16 +122,15 @@ def _stop(studio):
 def listen(ui: SimpleNamespace, studio) -> None:
     fields = [ui.form[name] for name in FORM_FIELDS]
 
-    def on_form(name):
-        def update(yaml_text, value):
-            try:
-                return studio.config_yaml_with(yaml_text, {name: value}), ""
-            except Exception as error:
-                return gr.update(), error_text(error)
-        return update
+    def on_form(yaml_text, *values):
+        """Every form field into the YAML (not only the edited one: a quick second edit may see a stale YAML)."""
+        try:
+            return studio.config_yaml_with(yaml_text, dict(zip(FORM_FIELDS, values))), ""
+        except Exception as error:
+            return gr.update(), error_text(error)
 
-    for name, widget in ui.form.items():
-        widget.input(on_form(name), inputs=[ui.yaml, widget], outputs=[ui.yaml, ui.message])
+    for widget in fields:
+        widget.input(on_form, inputs=[ui.yaml, *fields], outputs=[ui.yaml, ui.message])
 
     def on_yaml(yaml_text):
         try:

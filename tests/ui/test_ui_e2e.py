@@ -1,0 +1,89 @@
+"""A user's path through the real app in Chromium: dataset → presets → train → grid; and Stop mid-run."""
+from __future__ import annotations
+
+import json
+
+STATUS_JS = "() => document.querySelector('#train-progress .train-progress')?.dataset.status"
+STEP_JS = "() => Number(document.querySelector('#train-progress .train-progress')?.dataset.step || 0)"
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    page.click(f"#{elem_id} input")
+    page.locator("ul[role=listbox] li", has_text=option).first.click()
+    page.wait_for_timeout(300)
+
+
+def fill(page, elem_id: str, value: str) -> None:
+    field = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    field.fill(value)
+    field.press("Tab")
+    page.wait_for_timeout(700)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(500)
+
+
+def run_configs(workspace) -> list[str]:
+    return [p.read_text() for p in workspace.glob("output/**/config.yaml")]
+
+
+def configure_tiny_run(page, tiny_sd_dir) -> None:
+    open_tab(page, "Training")
+    pick(page, "preset-demo", "demo-star")
+    pick(page, "preset-rank", "rank-4")
+    pick(page, "preset-epochs", "short")
+    page.click("#preset-apply")
+    page.wait_for_function("() => document.querySelector('#preset-notes').innerText.includes('rank-4')")
+    fill(page, "form-base_model", str(tiny_sd_dir))
+    assert page.locator("#form-lora_rank input").input_value() == "4", "the rank preset did not reach the form"
+
+
+def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, tiny_sd_dir, screenshot_dir):
+    _, workspace = studio_server
+    pick(page, "dataset-demo", "star")
+    page.wait_for_function("() => document.querySelectorAll('#dataset-gallery img').length >= 20")
+    assert "20 pictures, 20 captions" in page.inner_text("#dataset-message")
+    page.screenshot(path=str(screenshot_dir / "dataset.png"))
+
+    open_tab(page, "Captioning")
+    page.click("#caption-load")
+    page.wait_for_function("() => document.querySelector('#caption-message').innerText.includes('20 captions')")
+    assert "zq star" in page.inner_text("#caption-table")
+    page.screenshot(path=str(screenshot_dir / "captioning.png"))
+
+    configure_tiny_run(page, tiny_sd_dir)
+    page.click("#train-start")
+    page.wait_for_function(f"() => ({STEP_JS})() >= 2", timeout=120_000)
+    page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=300_000)
+    assert page.locator("#train-loss canvas, #train-loss svg").count() > 0, "no loss plot"
+    assert "finished" in page.inner_text("#train-progress")
+    page.screenshot(path=str(screenshot_dir / "training.png"), full_page=True)
+
+    open_tab(page, "Evaluation")
+    page.wait_for_function("() => document.querySelector('#eval-run input').value.length > 0")
+    page.click("#eval-render")
+    page.wait_for_function("() => document.querySelectorAll('#eval-cells img').length >= 6", timeout=180_000)
+    captions = page.locator("#eval-cells").inner_text()
+    for weight in ("0.4", "0.5", "0.6", "0.7", "0.8", "0.9"):
+        assert f"weight {weight}" in captions
+    page.screenshot(path=str(screenshot_dir / "evaluation.png"), full_page=True)
+    runs = list(workspace.glob("output/**/run.json"))
+    assert any(json.loads(r.read_text())["status"] == "finished" for r in runs)
+    snapshot = run_configs(workspace)[0]  # the form's edits reached the YAML the run used
+    assert str(tiny_sd_dir) in snapshot and "lora_rank: 4" in snapshot
+
+
+def test_stop_mid_run_keeps_a_checkpoint(page, studio_server, tiny_sd_dir):
+    _, workspace = studio_server
+    configure_tiny_run(page, tiny_sd_dir)
+    fill(page, "form-max_steps", "5000")
+    page.click("#train-start")
+    page.wait_for_function(f"() => ({STEP_JS})() >= 3", timeout=120_000)
+    page.click("#train-stop")
+    page.wait_for_function(f"() => ({STATUS_JS})() === 'stopped'", timeout=120_000)
+    assert "checkpoint saved" in page.locator("#train-log textarea").input_value()
+    stopped = [json.loads(r.read_text()) for r in workspace.glob("output/**/run.json")]
+    stopped = [info for info in stopped if info["status"] == "stopped"]
+    assert stopped and stopped[0]["last_checkpoint"]
