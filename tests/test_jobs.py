@@ -33,6 +33,8 @@ def test_second_start_is_refused_while_running_and_stop_ends_the_run():
     job.start(config=None)
     with pytest.raises(JobBusy, match="already"):
         job.start(config=None)
+    while not job.snapshot().losses:
+        release.wait(0.01)
     assert job.stop() is True
     assert job.wait(10)
     snapshot = job.snapshot()

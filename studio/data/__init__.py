@@ -1,34 +1,24 @@
-"""Training data: metadata.csv captions, folder checks, aspect-ratio buckets, the image dataset and its sampler."""
-from studio.data.buckets import assign_bucket, crop_fraction, fit_to_bucket, make_buckets
-from studio.data.dataset import BucketBatchSampler, TrainingImages, collate, load_rgb
-from studio.data.metadata import (
-    IMAGE_EXTENSIONS,
-    CaptionRecord,
-    CaptionTable,
-    DatasetError,
-    DatasetProblem,
-    check_dataset,
-    load_training_set,
-    read_metadata,
-    write_metadata,
-)
+"""Training data: metadata.csv captions, folder checks, aspect-ratio buckets, the image dataset and its sampler.
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "BucketBatchSampler",
-    "CaptionRecord",
-    "CaptionTable",
-    "DatasetError",
-    "DatasetProblem",
-    "TrainingImages",
-    "assign_bucket",
-    "check_dataset",
-    "collate",
-    "crop_fraction",
-    "fit_to_bucket",
-    "load_rgb",
-    "load_training_set",
-    "make_buckets",
-    "read_metadata",
-    "write_metadata",
-]
+Names are imported on first use, so the CLI (and ``metadata.csv`` tools) start without importing torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "assign_bucket": "buckets", "crop_fraction": "buckets", "fit_to_bucket": "buckets", "make_buckets": "buckets",
+    "BucketBatchSampler": "dataset", "TrainingImages": "dataset", "collate": "dataset", "load_rgb": "dataset",
+    "IMAGE_EXTENSIONS": "metadata", "CaptionRecord": "metadata", "CaptionTable": "metadata",
+    "DatasetError": "metadata", "DatasetProblem": "metadata", "check_dataset": "metadata",
+    "load_training_set": "metadata", "read_metadata": "metadata", "write_metadata": "metadata",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'studio.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"studio.data.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
