@@ -19,7 +19,15 @@ from studio.caption.edits import (
     undo_last_edit,
 )
 from studio.caption.formula import FORMULA_FIELDS, build_caption
-from studio.caption.lint import DEFAULT_SYNONYMS, RULES, SUBJECTIVE_WORDS, Finding, count_severities, lint_captions, lint_file
+from studio.caption.lint import (
+    DEFAULT_SYNONYMS,
+    RULES,
+    SUBJECTIVE_WORDS,
+    Finding,
+    count_severities,
+    lint_captions,
+    lint_file,
+)
 from studio.caption.markup import (
     MarkupIssue,
     StructuredPrompt,

@@ -26,6 +26,31 @@ def test_loads_from_folder_on_cpu_in_float32(tiny_captioner, tiny_blip_dir):
     assert tiny_captioner.source == str(tiny_blip_dir)
 
 
+@pytest.mark.parametrize("precision", ["float16", "bfloat16"])
+def test_half_precision_path_runs(tiny_blip_dir, precision):
+    import torch
+
+    captioner = load_captioner(str(tiny_blip_dir), device="cpu", dtype=precision)
+    assert captioner.dtype == getattr(torch, precision)
+    assert next(captioner.model.parameters()).dtype == captioner.dtype
+    assert len(captioner.caption(_images(3), batch_size=2, max_new_tokens=4)) == 3
+
+
+def test_auto_device_and_precision(monkeypatch):
+    import torch
+
+    from studio.caption import blip
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert blip._pick_device("auto") == "cuda" and blip._pick_dtype("auto", "cuda") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert blip._pick_device("auto") == "mps" and blip._pick_dtype("auto", "mps") == torch.float16
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert blip._pick_device("auto") == "cpu" and blip._pick_dtype("auto", "cpu") == torch.float32
+    assert blip._pick_device("cuda:1") == "cuda:1" and blip._pick_dtype("bf16", "cpu") == torch.bfloat16
+
+
 def test_one_caption_per_image_and_batched_equals_one_at_a_time(tiny_captioner):
     images = _images(5) + [Image.new("L", (30, 30), 70)]
     batched = tiny_captioner.caption(images, batch_size=4, max_new_tokens=8)
