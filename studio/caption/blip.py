@@ -66,8 +66,8 @@ class Captioner:
         return captions
 
     def _generate(self, batch: list[Image.Image], max_new_tokens: int, prompt: str | None) -> list[str]:
-        text = [prompt] * len(batch) if prompt else None  # the same prompt for all: no padding needed
-        inputs = self.processor(images=batch, text=text, return_tensors="pt")
+        prompts = [prompt] * len(batch) if prompt else None  # the same prompt for all: no padding needed
+        inputs = self.processor(images=batch, text=prompts, return_tensors="pt")
         inputs = {name: value.to(self.device) for name, value in inputs.items()}
         inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         output = self.model.generate(**inputs, max_new_tokens=max_new_tokens)
@@ -129,6 +129,8 @@ def caption_folder(folder: str | os.PathLike, captioner: Captioner, template: st
     raise ``DatasetError`` naming every bad file before any captioning. Stopping returns the records so far.
     """
     apply_template([], template)  # a bad template fails now, not after an hour of captioning
+    if batch_size < 1:
+        raise ValueError(f"batch size must be 1 or more, not {batch_size}")
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError([DatasetProblem(str(root), None, "the image folder does not exist; choose the folder "
