@@ -16,7 +16,7 @@ from pathlib import Path
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 130
 
 # Modules that add their own sub-commands: each has ``register(subparsers)`` and sets ``handler`` defaults.
-COMMAND_MODULES: tuple[str, ...] = ("studio.caption.commands", "studio.data.commands")
+COMMAND_MODULES: tuple[str, ...] = ("studio.caption.commands", "studio.data.commands", "studio.eval.commands")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

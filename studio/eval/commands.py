@@ -1,0 +1,185 @@
+"""``python studio.py grid …`` (an X/Y grid of a LoRA) and ``python studio.py evaluate RUN_DIR`` (grid + verdict).
+
+Exit codes: 0 done, 2 a problem with what was passed (LoRA, model, prompt, weights), 130 stopped with Ctrl-C
+(what was drawn so far is written).
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def _common(parser, prompt_required: bool) -> None:
+    """The grid options both commands share."""
+    parser.add_argument("--base", default="", metavar="MODEL",
+                        help="base model (diffusers folder, .safetensors, hub id); default: the run's base model")
+    parser.add_argument("--prompt", action="append", required=prompt_required, default=None, metavar="P",
+                        help="a prompt (repeatable); <lora:name:0.5> tags add other LoRAs to every cell")
+    parser.add_argument("--weights", default="0.4:0.9:0.1", help="LoRA weights: start:stop:step or a list (0.4:0.9:0.1)")
+    parser.add_argument("--reference", action="store_true", help="also show the weight-0 (base model) column")
+    parser.add_argument("--negative", default="", metavar="N", help="negative prompt")
+    parser.add_argument("--steps", type=int, default=25, help="sampling steps (25)")
+    parser.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (5.0)")
+    parser.add_argument("--sampler", default="ddim", help="ddim, euler, euler_a, dpm++_2m, dpm++_2m_karras, unipc, …")
+    parser.add_argument("--trigger", default="", help="trigger word: every prompt is also drawn without it")
+    parser.add_argument("--lora-dir", action="append", default=[], metavar="DIR",
+                        help="folder where <lora:name:w> names are looked up (repeatable)")
+    parser.add_argument("--clip-model", default="", metavar="PATH_OR_ID", help="CLIP model for the text-image score")
+    parser.add_argument("--checker", default="auto", choices=("auto", "on", "off"),
+                        help="read cells with the toy-world checker (auto: on toy-world pictures)")
+    parser.add_argument("--width", type=int, default=0, help="picture width (default: the model's)")
+    parser.add_argument("--height", type=int, default=0, help="picture height (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=8, help="pictures per pipeline call (8)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers) -> None:
+    """Add the ``grid`` and ``evaluate`` sub-commands to the studio's argument parser."""
+    grid = subparsers.add_parser("grid", help="draw a LoRA at several weights x prompts x seeds (x checkpoints)")
+    grid.add_argument("--lora", required=True, metavar="FILE_OR_RUN",
+                      help="LoRA .safetensors, checkpoint folder, run folder, or a name found in --lora-dir")
+    _common(grid, prompt_required=True)
+    grid.add_argument("--seeds", default="0", help="seeds: 0,1,2 or 0-3 (0)")
+    grid.add_argument("--checkpoints", default="", metavar="all|LIST",
+                      help="'all' = a row group per checkpoint of the run; or comma-separated checkpoint folders")
+    grid.add_argument("--out", required=True, metavar="DIR", help="folder for grid.png, cells/ and grid.json")
+    grid.set_defaults(handler=cmd_grid)
+
+    evaluate = subparsers.add_parser("evaluate", help="grid every checkpoint of a run and write evaluation.md")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a training run folder")
+    _common(evaluate, prompt_required=False)
+    evaluate.add_argument("--seeds", default="0-3", help="seeds: 0,1,2 or 0-3 (0-3)")
+    evaluate.add_argument("--checkpoints", default="all", metavar="all|LIST", help="row groups (all)")
+    evaluate.add_argument("--out", default="", metavar="DIR", help="grid folder (default RUN_DIR/evaluation)")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+
+def _spec(args, lora: str, prompts: list[str]):
+    from .spec import GridSpec, parse_seeds, parse_weights
+
+    checkpoints = [c.strip() for c in args.checkpoints.split(",") if c.strip()]
+    return GridSpec(
+        lora=lora, base_model=args.base, prompts=prompts, seeds=parse_seeds(args.seeds),
+        weights=parse_weights(args.weights), include_reference=args.reference, checkpoints=checkpoints,
+        negative_prompt=args.negative, steps=args.steps, guidance=args.guidance, sampler=args.sampler,
+        trigger=args.trigger, lora_dirs=list(args.lora_dir), clip_model=args.clip_model, checker=args.checker,
+        width=args.width, height=args.height, batch_size=args.batch_size, device=args.device,
+    )
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from studio.lora import LoraFormatError
+    from studio.models import ModelLoadError
+
+    from .spec import EvalError
+
+    return (EvalError, ModelLoadError, LoraFormatError, FileNotFoundError)
+
+
+def _run(spec, out_dir: Path, quiet: bool):
+    """``render_grid`` with a progress bar and Ctrl-C as a clean stop."""
+    from tqdm import tqdm
+
+    from .grid import render_grid
+
+    stop = threading.Event()
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = tqdm(total=total, unit="image", dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    def request_stop(_signum, _frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        print("\nstopping after this batch (Ctrl-C again to abort)", file=sys.stderr)
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        return render_grid(spec, out_dir, progress=progress, should_stop=stop.is_set)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+
+
+def _print_summary(result) -> None:
+    from .spec import weight_label
+
+    print(f"grid: {result.grid_png}")
+    print(f"cells: {result.grid_png.parent / 'cells'} ({len(result.cells)} pictures)")
+    print(f"index: {result.index_json}")
+    for key, name in (("change_by_weight", "change from weight 0"), ("concept_rate_by_weight", "concept rate"),
+                      ("clip_score_by_weight", "CLIP score"), ("seed_spread_by_weight", "seed spread")):
+        values = result.metrics.get(key)
+        if values:
+            print(f"{name}: " + "  ".join(f"{weight_label(w)}={v:.3g}" for w, v in values.items()))
+
+
+def cmd_grid(args) -> int:
+    from studio.cli import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
+
+    try:
+        result = _run(_spec(args, args.lora, args.prompt), Path(args.out), args.quiet)
+    except _user_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    _print_summary(result)
+    return EXIT_STOPPED if result.stopped else EXIT_OK
+
+
+def default_prompts(run_dir: Path, count: int = 2) -> list[str]:
+    """The first ``count`` distinct captions of the run's training data, for ``evaluate`` without ``--prompt``."""
+    from studio.config import ConfigError, load_config
+    from studio.data import DatasetError, read_metadata
+
+    from .spec import EvalError
+
+    try:
+        csv_path = load_config(run_dir / "config.yaml").resolved_metadata_path()
+        captions = [r.prompt for r in read_metadata(csv_path).records if r.prompt.strip()] if csv_path else []
+    except (ConfigError, DatasetError, OSError):
+        captions = []
+    prompts = list(dict.fromkeys(captions))[:count]
+    if not prompts:
+        raise EvalError(f"{run_dir}: its training captions cannot be read, so there is no default prompt: "
+                        "pass --prompt.")
+    return prompts
+
+
+def cmd_evaluate(args) -> int:
+    from studio.cli import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
+
+    from .loss import diagnose_run
+    from .report import write_evaluation
+    from .resolve import is_run_dir
+    from .spec import EvalError
+    from .verdict import make_verdict
+
+    run_dir = Path(args.run_dir)
+    try:
+        if not is_run_dir(run_dir):
+            raise EvalError(f"{run_dir} is not a training run folder (no config.yaml with a LoRA, loss.jsonl or "
+                            "checkpoints): pass the folder `studio.py train` printed.")
+        prompts = args.prompt or default_prompts(run_dir)
+        result = _run(_spec(args, str(run_dir), prompts), Path(args.out) if args.out else run_dir / "evaluation",
+                      args.quiet)
+    except _user_errors() as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    diagnosis = diagnose_run(run_dir)
+    verdict = make_verdict(result.metrics, diagnosis)
+    report = write_evaluation(run_dir, result, diagnosis, verdict=verdict)
+    _print_summary(result)
+    print(f"loss curve: {diagnosis.kind} - {diagnosis.message}")
+    print(f"recommended weight: {verdict.weight_range}; best checkpoint: {verdict.best_checkpoint}")
+    print(f"evaluation: {report}")
+    return EXIT_STOPPED if result.stopped else EXIT_OK

@@ -1,0 +1,181 @@
+"""``render_grid``: draw a LoRA at several weights (× checkpoints × prompts × seeds) and measure the pictures.
+
+One pipeline per base model (kept in ``pipeline_cache``), each LoRA file loaded once as an adapter, weights
+switched with ``set_adapters``; every row starts from its seed's noise at every weight. The weight-0 picture of
+each row is always drawn, because every metric compares with it; ``include_reference`` also shows it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import metrics as m
+from .output import write_outputs
+from .prompts import parse_prompt, prompt_rows
+from .resolve import default_search_dirs, find_run_dir, grid_checkpoints, resolve_lora, run_base_model
+from .samplers import sampler_name, use_sampler
+from .session import Adapters, generate, get_pipeline, image_size, pick_device
+from .spec import MAX_CELLS, EvalError, GridResult, GridSpec, check_spec, column_weights
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One row: a checkpoint's LoRA, a prompt (as written and as drawn), the LoRAs its tags add, a seed."""
+
+    index: int
+    group: str
+    lora: Path
+    prompt: str
+    text: str
+    extra: tuple  # ((LoRA file, unet weight, text-encoder weight), ...) from <lora:…> tags
+    seed: int
+    trigger: bool | None
+
+
+def plan_rows(spec: GridSpec, groups: list[tuple[str, Path]], search_dirs: list[Path]) -> list[GridRow]:
+    """Rows in drawing order: checkpoint, then prompt (with / without trigger), then seed."""
+    rows: list[GridRow] = []
+    resolved: dict[str, Path] = {}
+    for label, lora in groups:
+        for prompt, trigger in prompt_rows(spec.prompts, spec.trigger):
+            parsed = parse_prompt(prompt)
+            extra = []
+            for tag in parsed.loras:
+                if tag.name not in resolved:
+                    resolved[tag.name] = resolve_lora(tag.name, search_dirs)
+                if resolved[tag.name].resolve() != lora.resolve():  # the LoRA under test follows the columns
+                    extra.append((resolved[tag.name], tag.weight, tag.te_weight))
+            for seed in spec.seeds:
+                rows.append(GridRow(len(rows), label, lora, prompt, parsed.text, tuple(extra), int(seed), trigger))
+    return rows
+
+
+def _batches(rows: list[GridRow]) -> list[list[GridRow]]:
+    """Rows that share their adapters (same LoRA and same tag LoRAs), in order of first appearance."""
+    batches: dict[tuple, list[GridRow]] = {}
+    for row in rows:
+        batches.setdefault((str(row.lora), row.extra), []).append(row)
+    return list(batches.values())
+
+
+def _render(pipe, spec: GridSpec, rows: list[GridRow], weights: list[float], progress, should_stop):
+    """{(row index, weight): PIL image} for every row at every weight, and whether it was stopped early."""
+    width, height = image_size(pipe, spec.width, spec.height)
+    images: dict = {}
+    total, done = len(rows) * len(weights), 0
+    with use_sampler(pipe, spec.sampler), Adapters(pipe) as adapters:
+        for members in _batches(rows):
+            for weight in weights:
+                active = {str(members[0].lora): (weight, weight)}
+                active.update({str(path): (w, te) for path, w, te in members[0].extra})
+                adapters.activate(active)
+                for start in range(0, len(members), spec.batch_size):
+                    if should_stop is not None and should_stop():
+                        return images, True
+                    chunk = members[start:start + spec.batch_size]
+                    pictures = generate(pipe, [r.text for r in chunk], [spec.negative_prompt] * len(chunk),
+                                        [r.seed for r in chunk], steps=spec.steps, guidance=spec.guidance,
+                                        width=width, height=height)
+                    images.update({(r.index, weight): p for r, p in zip(chunk, pictures)})
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+    return images, False
+
+
+def _use_checker(spec: GridSpec, embedded: bool, rows: list[GridRow], images: dict) -> bool:
+    """The toy-world checker reads cells when asked, or (auto) on the embedded model or toy-world-like pictures."""
+    from studio.toyworld.checker import check_image
+    from studio.toyworld.world import IMAGE_SIZE
+
+    if spec.checker != "auto":
+        return spec.checker == "on"
+    if embedded:
+        return True
+    base = [images[(r.index, 0.0)] for r in rows if (r.index, 0.0) in images]
+    if not base or base[0].size != (IMAGE_SIZE, IMAGE_SIZE):
+        return False
+    readings = [check_image(image) for image in base]
+    return sum(r.background is not None and r.shape is not None for r in readings) >= 0.5 * len(readings)
+
+
+def measure(spec: GridSpec, rows: list[GridRow], images: dict, checker: bool, clip_scorer=None) -> dict:
+    """Per-cell numbers ``{(row, weight): {"change", "thumb", "clip", "concept", "checker"}}``."""
+    from studio.toyworld.checker import check_image
+
+    cells: dict = {}
+    keys = list(images)
+    clip_scores = clip_scorer.score([images[k] for k in keys], [rows[k[0]].text for k in keys]) if clip_scorer else []
+    for position, key in enumerate(keys):
+        row_index, weight = key
+        image = images[key]
+        reference = images.get((row_index, 0.0))
+        cell = {"change": m.change(m.to_array(image), m.to_array(reference)) if reference is not None else None,
+                "thumb": m.thumbnail(image), "clip": clip_scores[position] if clip_scores else None,
+                "concept": None}
+        if checker:
+            reading = check_image(image)
+            cell["checker"] = m.checker_fields(reading)
+            cell["concept"] = m.concept_hit(rows[row_index].text, reading)
+        cells[key] = cell
+    return cells
+
+
+def grid_metrics(rows: list[GridRow], cells: dict, columns: list[float], checker: bool, spec: GridSpec) -> dict:
+    """The whole grid's summary, plus per checkpoint, per prompt and with / without the trigger."""
+    summary = m.summarise(rows, cells, columns)
+    groups = list(dict.fromkeys(r.group for r in rows))
+    if len(groups) > 1:
+        summary["by_checkpoint"] = {g: m.summarise([r for r in rows if r.group == g], cells, columns) for g in groups}
+    prompts = list(dict.fromkeys(r.prompt for r in rows))
+    if len(prompts) > 1:
+        summary["by_prompt"] = {p: m.summarise([r for r in rows if r.prompt == p], cells, columns) for p in prompts}
+    if spec.trigger.strip():
+        summary["trigger"] = {name: m.summarise([r for r in rows if r.trigger is flag], cells, columns)
+                              for name, flag in (("with", True), ("without", False))}
+    summary.update(checker=checker, clip_model=spec.clip_model, columns=columns, checkpoints=groups)
+    return summary
+
+
+def render_grid(spec: GridSpec, out_dir, progress=None, should_stop=None, pipeline_cache: dict | None = None) -> GridResult:
+    """Draw the grid ``spec`` asks for into ``out_dir`` (grid.png, cells/, grid.json) and measure it.
+
+    ``progress(done, total)`` is called after every batch of pictures; ``should_stop()`` is asked before each
+    batch (a stopped grid still writes what it drew). ``pipeline_cache``: a dict kept between calls so a base
+    model loads once per session. Raises ``EvalError`` (or ``ModelLoadError``) for what the user must change.
+    """
+    check_spec(spec)
+    sampler_name(spec.sampler)
+    lora_path = resolve_lora(spec.lora, spec.lora_dirs)
+    run_dir = find_run_dir(lora_path)
+    search_dirs = default_search_dirs(run_dir, spec.lora_dirs)
+    groups = grid_checkpoints(lora_path, run_dir, spec.checkpoints, search_dirs)
+    base, base_config = (spec.base_model, "") if spec.base_model.strip() else run_base_model(run_dir)
+    rows = plan_rows(spec, groups, search_dirs)
+    columns = column_weights(spec)
+    weights = columns + ([] if 0.0 in columns else [0.0])
+    if len(rows) * len(weights) > MAX_CELLS:
+        raise EvalError(f"this grid would draw {len(rows) * len(weights)} pictures (more than {MAX_CELLS}): "
+                        "use fewer prompts, seeds, weights or checkpoints.")
+    device = pick_device(spec.device)
+    pipe = get_pipeline(base, base_config, device, pipeline_cache)
+    images, stopped = _render(pipe, spec, rows, weights, progress, should_stop)
+    checker = _use_checker(spec, _is_embedded(base), rows, images)
+    scorer = None
+    if spec.clip_model.strip():
+        from .clipscore import load_clip_scorer
+
+        scorer = load_clip_scorer(spec.clip_model, device, pipeline_cache)
+    cells = measure(spec, rows, images, checker, scorer)
+    summary = grid_metrics(rows, cells, columns, checker, spec)
+    return write_outputs(Path(out_dir), spec, rows, columns, images, cells, summary,
+                         lora_path=lora_path, run_dir=run_dir, base_model=base, stopped=stopped)
+
+
+def _is_embedded(base_model: str) -> bool:
+    from studio.models import default_model_path
+
+    if not base_model.strip():
+        return True
+    path = Path(base_model).expanduser()
+    return path.is_dir() and path.resolve() == default_model_path().resolve()

@@ -1,0 +1,149 @@
+"""The pipeline and its LoRA adapters during a grid: load once, switch weights with ``set_adapters``, clean up.
+
+``pipeline_cache`` is a plain dict the caller keeps (the studio keeps one per session), so a base model is loaded
+once however many grids are drawn on it. Every adapter a grid loads is deleted again when it ends, and the
+sampler is put back, so a cached pipeline is always left as the base model.
+"""
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+
+import torch
+
+from .spec import EvalError
+
+ADAPTER_PREFIX = "grid_"  # never "eval": PEFT's ModuleDicts collide with nn.Module.eval
+
+
+def pick_device(device: str = "auto") -> str:
+    """"auto" -> "cuda" when a GPU is usable, else "cpu"; anything else is passed through."""
+    if device in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def get_pipeline(base_model: str, base_model_config: str = "", device: str = "auto", cache: dict | None = None):
+    """The base ``StableDiffusionPipeline`` on ``device`` (float16 on CUDA), from ``cache`` when it is there."""
+    from studio.models import load_pipeline
+
+    device = pick_device(device)
+    key = ("pipeline", str(base_model or ""), str(base_model_config or ""), device)
+    if cache is not None and key in cache:
+        pipe = cache[key]
+        remove_grid_adapters(pipe)
+        return pipe
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    pipe = load_pipeline(base_model, base_model_config, dtype=dtype).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    if cache is not None:
+        cache[key] = pipe
+    return pipe
+
+
+def loaded_adapters(pipe) -> set[str]:
+    try:
+        return {name for names in pipe.get_list_adapters().values() for name in names}
+    except (AttributeError, ValueError):
+        return set()
+
+
+def remove_grid_adapters(pipe) -> None:
+    """Delete adapters a grid left behind (one that was interrupted half-way)."""
+    stale = sorted(name for name in loaded_adapters(pipe) if name.startswith(ADAPTER_PREFIX))
+    if stale:
+        pipe.delete_adapters(stale)
+
+
+class Adapters:
+    """LoRA files loaded into one pipeline as named adapters; ``activate`` sets every adapter's weight at once."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.names: dict[str, str] = {}  # file path -> adapter name
+
+    def __enter__(self) -> "Adapters":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def load(self, path) -> str:
+        """Load a LoRA file once; returns its adapter name."""
+        key = str(path)
+        if key not in self.names:
+            name = f"{ADAPTER_PREFIX}{len(self.names)}"
+            try:
+                with _quiet_loading():
+                    self.pipe.load_lora_weights(key, adapter_name=name)
+            except (ValueError, RuntimeError, KeyError, OSError) as error:
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+                raise EvalError(f"{key} cannot be loaded as a LoRA for this base model ({first}): check that it "
+                                "was trained on the same base model architecture.") from error
+            self.names[key] = name
+        return self.names[key]
+
+    def activate(self, weights: dict[str, tuple[float, float]]) -> None:
+        """``{path: (unet weight, text-encoder weight)}``; adapters not named are switched off."""
+        names = [self.load(path) for path in weights]
+        parts = self.pipe.get_list_adapters()  # {"unet": [names], "text_encoder": [names]}
+        values = []
+        for name, (unet_weight, te_weight) in zip(names, weights.values()):
+            if unet_weight == te_weight:
+                values.append(float(unet_weight))
+            else:  # only the parts this adapter has: diffusers warns about the others on every call
+                split = {"unet": float(unet_weight), "text_encoder": float(te_weight)}
+                values.append({part: w for part, w in split.items() if name in parts.get(part, [])})
+        self.pipe.set_adapters(names, values)
+
+    def close(self) -> None:
+        present = loaded_adapters(self.pipe)
+        names = [name for name in self.names.values() if name in present]
+        if names:
+            with _quiet_loading():
+                self.pipe.delete_adapters(names)
+        self.names.clear()
+
+
+@contextmanager
+def _quiet_loading():
+    """Silence what diffusers / PEFT say on every load of a second adapter or a UNet-only LoRA: expected here."""
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(peft_config|was active which is now deleted).*")
+            yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
+def image_size(pipe, width: int = 0, height: int = 0) -> tuple[int, int]:
+    """(width, height): the given ones, or the model's native size."""
+    native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+    return (width or native), (height or native)
+
+
+def initial_latents(pipe, seed: int, width: int, height: int) -> torch.Tensor:
+    """The starting noise for ``seed``: drawn on the CPU in float32, so every device and weight gets the same."""
+    shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=torch.float32)
+
+
+def generate(pipe, prompts: list[str], negatives: list[str], seeds: list[int], *, steps: int, guidance: float,
+             width: int, height: int) -> list:
+    """One PIL image per (prompt, negative, seed), in one pipeline call, each from its seed's initial noise.
+
+    The seeds' generators also drive ancestral / SDE samplers, so those are repeatable too.
+    """
+    device = pipe._execution_device
+    latents = torch.cat([initial_latents(pipe, seed, width, height) for seed in seeds])
+    generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
+    with torch.inference_mode():
+        output = pipe(
+            prompts, negative_prompt=negatives if any(negatives) else None, latents=latents.to(device, pipe.unet.dtype),
+            generator=generators, num_inference_steps=steps, guidance_scale=guidance, width=width, height=height,
+        )
+    return list(output.images)
