@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
 
-from studio.data.dataset import to_rgb
-
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning limit (about 89 megapixels, 9459x9459)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _EXIF_ORIENTATION = 0x0112
@@ -50,17 +48,19 @@ def decode_rgb(data: bytes, *, background: tuple[int, int, int] = (255, 255, 255
     """
     width = height = 0
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            width, height = opened.size
-            file_format, mode = opened.format or "unknown", opened.mode
-            if width * height > max_pixels:
-                raise _bomb(width * height, max_pixels, width, height)
-            if draft_side and file_format == "JPEG":
-                opened.draft("RGB", (draft_side, draft_side))
-            opened.load()
-            info = {"icc_profile": opened.info.get("icc_profile")} if opened.info.get("icc_profile") else {}
-            upright, swapped = _upright(opened)
-            image = flatten(upright, background)
+        # Not a ``with`` block: closing would discard the pixels that the result may share with ``opened``; an
+        # in-memory file holds no OS resource.
+        opened = Image.open(io.BytesIO(data))
+        width, height = opened.size
+        file_format, mode = opened.format or "unknown", opened.mode
+        if width * height > max_pixels:
+            raise _bomb(width * height, max_pixels, width, height)
+        if draft_side and file_format == "JPEG":
+            opened.draft("RGB", (draft_side, draft_side))
+        opened.load()
+        info = {"icc_profile": opened.info.get("icc_profile")} if opened.info.get("icc_profile") else {}
+        upright, swapped = _upright(opened)
+        image = flatten(upright, background)
     except UnreadableImage:
         raise
     except Image.DecompressionBombError as error:  # Pillow's own hard limit, raised by Image.open
@@ -77,12 +77,20 @@ def decode_rgb(data: bytes, *, background: tuple[int, int, int] = (255, 255, 255
 
 
 def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    """8-bit RGB with any transparency composited on ``background``."""
+    """8-bit RGB with any transparency composited on ``background``.
+
+    16-bit and float pictures go through :func:`studio.data.dataset.to_rgb` (it scales their range); that module
+    imports torch, so it is imported only for them and the scan starts without torch.
+    """
+    if image.mode.startswith("I") or image.mode == "F":
+        from studio.data.dataset import to_rgb
+
+        image = to_rgb(image)
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
         base = Image.new("RGBA", rgba.size, (*background, 255))
         return Image.alpha_composite(base, rgba).convert("RGB")
-    return to_rgb(image)
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _upright(image: Image.Image) -> tuple[Image.Image, bool]:
@@ -93,6 +101,8 @@ def _upright(image: Image.Image) -> tuple[Image.Image, bool]:
     """
     try:
         orientation = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+        if orientation not in range(2, 9):
+            return image, False  # already upright: no transpose, no copy
         return ImageOps.exif_transpose(image), orientation in (5, 6, 7, 8)
     except (OSError, SyntaxError, ValueError, TypeError, KeyError):
         return image, False

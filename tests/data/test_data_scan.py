@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -162,8 +164,9 @@ def test_formats_orientation_background_and_first_gif_frame(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.new("RGB", (60, 20)).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    Image.fromarray(np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20).save(tmp_path / "deep.png")
     report = scan_folder(tmp_path, workers=1, min_side=16)
-    assert sorted(image.relpath for image in report.images) == sorted(names + ["anim.gif", "rotated.jpg"])
+    assert sorted(image.relpath for image in report.images) == sorted(names + ["anim.gif", "deep.png", "rotated.jpg"])
     assert report.errors == [] and (report.image("rotated.jpg").width, report.image("rotated.jpg").height) == (20, 60)
     first = decode_rgb((tmp_path / "anim.gif").read_bytes()).image
     assert first.getpixel((5, 5)) == (255, 0, 0)
@@ -183,6 +186,18 @@ def test_recursive_option_and_hidden_folders(tmp_path):
     assert any("sub-folders were not scanned" in note for note in flat.notes)
     deep = scan_folder(tmp_path, workers=1, min_side=32, recursive=True)
     assert [image.relpath for image in deep.images] == ["sub/inner.png", "top.png"]
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    _save(tmp_path.parent, outside.name, seed=4, size=(64, 64))
+    (tmp_path / "link.png").symlink_to(outside)
+    linked = scan_folder(tmp_path, workers=1, min_side=32)
+    assert [image.relpath for image in linked.images] == ["top.png"]
+    assert any("link.png is a link to a file outside" in note for note in linked.notes)
+
+
+def test_scan_modules_start_without_torch():
+    code = ("import sys, studio.data.scan, studio.data.prepare, studio.data.commands; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_report_round_trips_through_json_and_has_a_one_line_verdict(tmp_path):
