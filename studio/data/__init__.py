@@ -8,7 +8,7 @@ import importlib
 
 _EXPORTS = {
     "assign_bucket": "buckets", "crop_fraction": "buckets", "fit_to_bucket": "buckets", "make_buckets": "buckets",
-    "BucketBatchSampler": "dataset", "TrainingImages": "dataset", "collate": "dataset", "load_rgb": "dataset",
+    "BucketBatchSampler": "dataset", "TrainingImages": "dataset", "collate": "dataset", "load_rgb": "images",
     "IMAGE_EXTENSIONS": "metadata", "CaptionRecord": "metadata", "CaptionTable": "metadata",
     "DatasetError": "metadata", "DatasetProblem": "metadata", "check_dataset": "metadata",
     "load_training_set": "metadata", "read_metadata": "metadata", "write_metadata": "metadata",

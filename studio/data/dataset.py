@@ -9,13 +9,12 @@ from typing import Hashable, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from studio.data.buckets import Bucket, assign_bucket, fit_to_bucket, make_buckets
+from studio.data.images import load_rgb, probe_size, to_rgb  # noqa: F401  (re-exported)
 from studio.data.metadata import CaptionRecord, DatasetError, DatasetProblem, resolve_inside
 
-_EXIF_ORIENTATION = 0x0112
-_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
 class TrainingImages(torch.utils.data.Dataset):
@@ -82,75 +81,6 @@ class TrainingImages(torch.utils.data.Dataset):
         if problems:
             raise DatasetError(problems)
         return paths, sizes
-
-
-def probe_size(path: Path) -> tuple[int, int]:
-    """Upright ``(width, height)`` from the file header (no full decode); the file's structure is verified."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = _header_orientation(image)
-            image.verify()
-    except FileNotFoundError:
-        raise DatasetError([DatasetProblem(str(path), None, "the image file is missing; put it back or delete its "
-                                           "row from metadata.csv.")]) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        message = (f"cannot be read as an image ({error}); re-export it as PNG or JPEG, or move it out of the "
-                   "folder and delete its row.")
-        raise DatasetError([DatasetProblem(str(path), None, message)]) from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
-
-
-def _header_orientation(image: Image.Image) -> int:
-    """EXIF orientation from what ``Image.open`` already parsed (``getexif`` would decode a whole PNG)."""
-    try:
-        if "exif" in image.info:
-            exif = Image.Exif()
-            exif.load(image.info["exif"])
-            return int(exif.get(_EXIF_ORIENTATION, 1))
-        tags = getattr(image, "tag_v2", None)  # TIFF keeps its tags here
-        if tags is None or hasattr(image, "_tile_size"):
-            return 1  # newer Pillow already reports a TIFF's upright size (raw size in _tile_size) and rotates on load
-        return int(tags.get(_EXIF_ORIENTATION, 1))
-    except (OSError, SyntaxError, ValueError, TypeError, KeyError):
-        return 1  # unreadable EXIF: keep the stored orientation; fit_to_bucket copes with any size
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """The image upright (EXIF) in 8-bit RGB: transparency composited on white, 16-bit/float scaled, CMYK converted."""
-    try:
-        with Image.open(path) as opened:
-            opened.seek(0)  # first frame of an animation
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-            return to_rgb(image)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DatasetError([DatasetProblem(str(path), None, f"cannot be decoded ({error}); re-export it as PNG or "
-                                           "JPEG, or move it out of the folder and delete its row.")]) from None
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB; raises ValueError for modes Pillow cannot convert."""
-    if image.mode.startswith("I") or image.mode == "F":
-        image = _high_depth_to_l(image)
-    if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def _high_depth_to_l(image: Image.Image) -> Image.Image:
-    """16/32-bit integer or float greyscale to 8-bit ``L`` by scaling its range, not clipping it."""
-    values = np.asarray(image, dtype=np.float64)
-    if image.mode == "F":
-        peak = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
-    elif image.mode.startswith("I;16") or values.max(initial=0.0) > 255:
-        peak = 65535.0
-    else:
-        peak = 255.0
-    scaled = np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return Image.fromarray(scaled, mode="L")
 
 
 class BucketBatchSampler(torch.utils.data.Sampler):

@@ -58,18 +58,13 @@ class TrainingSetup:
         return -(-self.total_steps // self.steps_per_epoch)
 
 
-def tag_frequency(captions: list[str]) -> dict[str, int]:
-    """Comma-separated tags and how often each appears (kohya's ``ss_tag_frequency``)."""
-    counts: dict[str, int] = {}
-    for caption in captions:
-        for tag in (t.strip() for t in caption.split(",")):
-            if tag:
-                counts[tag] = counts.get(tag, 0) + 1
-    return counts
-
-
 def load_data(config):
-    """Read and check the dataset; returns (images, captions, buckets, sampler)."""
+    """Read and check the dataset; returns (images, captions for training, buckets, sampler).
+
+    Markdown structure (``**core**``, ``*mood*``) and ``(word:1.3)`` weighting are stripped: the text encoder
+    sees exactly the words, as if the caption had been written plainly.
+    """
+    from studio.caption import strip_markup
     from studio.data import BucketBatchSampler, TrainingImages, load_training_set
 
     images_dir = Path(config.train_data_dir)
@@ -77,7 +72,7 @@ def load_data(config):
     images = TrainingImages(images_dir, table.records, config.resolution, config.bucketing, random_flip=False)
     buckets = list(images.bucket_of_index)
     sampler = BucketBatchSampler(buckets, config.batch_size, config.seed, repeats=config.repeats)
-    return images, [r.prompt for r in table.records], buckets, sampler
+    return images, [strip_markup(r.prompt) for r in table.records], buckets, sampler
 
 
 def _prepare_models(components, config, accelerator):
@@ -115,6 +110,7 @@ def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
     """Load the model and data named by ``config`` and make them ready to train."""
     from diffusers.optimization import get_scheduler
 
+    from studio.caption import tag_frequency
     from studio.models import load_components
 
     accelerator = make_accelerator(config.mixed_precision, warn)

@@ -183,3 +183,22 @@ def test_incremental_training_continues_from_an_existing_lora_file(write_config,
     with pytest.raises(AdapterError, match="rank"):
         run_training(load_config(write_config(output_dir=str(tmp_path / "bad"), lora_rank=8,
                                               init_lora=str(first.run_dir / "pytorch_lora_weights.safetensors"))))
+
+
+def test_markdown_and_weighting_in_captions_train_exactly_like_plain_captions(write_config, toy_dataset, tmp_path):
+    import shutil
+
+    from studio.data import CaptionRecord, read_metadata, write_metadata
+
+    marked = tmp_path / "marked"
+    shutil.copytree(toy_dataset, marked)
+    records = read_metadata(marked / "metadata.csv").records
+    decorated = []
+    for record in records:
+        colour_shape, rest = record.prompt.split(" on ", 1)
+        decorated.append(CaptionRecord(record.filename, f"**{colour_shape}** on (*{rest}*:1.2)"))
+    write_metadata(marked / "metadata.csv", decorated)
+    plain = run_training(load_config(write_config(output_dir=str(tmp_path / "plain"), max_steps=3)))
+    fancy = run_training(load_config(write_config(output_dir=str(tmp_path / "fancy"), max_steps=3,
+                                                  train_data_dir=str(marked))))
+    assert _max_diff(_lora_tensors(plain.run_dir), _lora_tensors(fancy.run_dir)) == 0.0
