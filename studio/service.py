@@ -164,7 +164,7 @@ class Studio:
             info = _read_json(folder / "run.json")
             final = folder / "pytorch_lora_weights.safetensors"
             runs.append(RunSummary(
-                folder.name, folder, info.get("status", "unknown"), int(info.get("step", 0)),
+                folder.name, folder, run_status(info), int(info.get("step", 0)),
                 int(info.get("total_steps", 0)), final if final.is_file() else None, list_checkpoints(folder),
                 _config_value(folder / "config.yaml", "base_model"),
             ))
@@ -192,6 +192,23 @@ class Studio:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         return render_grid(spec, run.path / "eval" / f"grid-{stamp}", progress=progress,
                            pipeline_cache=self.pipeline_cache)
+
+
+def run_status(info: dict) -> str:
+    """The recorded status, except that a "running" run whose process is gone was interrupted (crash, kill)."""
+    import os
+    import socket
+
+    status = info.get("status", "unknown")
+    if status != "running" or info.get("host") != socket.gethostname():
+        return status
+    try:
+        os.kill(int(info.get("pid", 0)), 0)
+    except (ProcessLookupError, ValueError):
+        return "interrupted"
+    except PermissionError:
+        return status
+    return status if int(info.get("pid", 0)) > 0 else "interrupted"
 
 
 def _with(config, **changes):

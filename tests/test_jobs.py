@@ -52,3 +52,18 @@ def test_an_error_in_the_thread_reaches_the_snapshot_as_a_message():
     snapshot = job.snapshot()
     assert snapshot.status == "failed" and "out of memory" in snapshot.error
     assert "failed" in progress_line(snapshot)
+
+
+def test_a_run_whose_process_died_is_shown_as_interrupted_not_running():
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from studio.service import run_status
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    assert run_status({"status": "running", "pid": int(dead.stdout), "host": host}) == "interrupted"
+    assert run_status({"status": "running", "pid": os.getpid(), "host": host}) == "running"
+    assert run_status({"status": "finished", "pid": int(dead.stdout), "host": host}) == "finished"

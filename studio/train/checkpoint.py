@@ -76,17 +76,11 @@ def save_checkpoint(run_dir: Path, setup, step: int, epoch: int, write_lora, ada
     partial = root / f".{checkpoint_name(step)}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    write_lora(partial)
-    save_file(adapters, str(partial / ADAPTER_FILE))
-    tensors, groups = _optimizer_tensors(setup.optimizer.state_dict())
-    save_file(tensors, str(partial / OPTIMIZER_FILE))
-    scaler = setup.accelerator.scaler.state_dict() if setup.accelerator.scaler is not None else None
-    state = {
-        "step": step, "epoch": epoch, "total_steps": setup.total_steps, "saved_at": time.time(),
-        "param_groups": groups, "lr_scheduler": setup.lr_scheduler.state_dict(), "grad_scaler": scaler,
-    }
-    (partial / STATE_FILE).write_text(json.dumps(state, indent=1, default=float))
-    _fsync_dir(partial)
+    try:
+        _write_parts(partial, setup, step, epoch, write_lora, adapters)
+    except BaseException:  # a full disk or a kill: no half checkpoint stays behind under a complete-looking name
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     if final.exists():
         trash = root / f".{final.name}.old-{os.getpid()}"
         os.replace(final, trash)
@@ -94,6 +88,26 @@ def save_checkpoint(run_dir: Path, setup, step: int, epoch: int, write_lora, ada
     os.replace(partial, final)
     _fsync_dir(root)
     return final
+
+
+def _write_parts(partial: Path, setup, step: int, epoch: int, write_lora, adapters: dict) -> None:
+    # Debug/test knob: pause between the files of a checkpoint so a kill can land in the middle of a write.
+    pause = float(os.environ.get("LORA_STUDIO_CHECKPOINT_DELAY", "0") or 0)
+    write_lora(partial)
+    save_file(adapters, str(partial / ADAPTER_FILE))
+    time.sleep(pause)
+    tensors, groups = _optimizer_tensors(setup.optimizer.state_dict())
+    save_file(tensors, str(partial / OPTIMIZER_FILE))
+    scaler = setup.accelerator.scaler.state_dict() if setup.accelerator.scaler is not None else None
+    state = {
+        "step": step, "epoch": epoch, "total_steps": setup.total_steps, "saved_at": time.time(),
+        "param_groups": groups, "lr_scheduler": setup.lr_scheduler.state_dict(), "grad_scaler": scaler,
+    }
+    with open(partial / STATE_FILE, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(state, indent=1, default=float))
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_dir(partial)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -22,7 +22,8 @@ class NonFiniteLoss(RuntimeError):
     def __init__(self, step: int, loss: float):
         super().__init__(
             f"the loss became {loss} at step {step}; the last good checkpoint is kept. "
-            "Try a lower learning_rate, mixed_precision: no (fp32), or a smaller noise_offset"
+            "Try a lower learning_rate, mixed_precision: no (fp32), or a smaller noise_offset "
+            "(the VAE already encodes in fp32, as kohya's --no_half_vae does)"
         )
         self.step = step
 

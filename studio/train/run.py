@@ -20,6 +20,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .events import Emit, ShouldStop, TrainEvent, ignore_event, never_stop
+from .failures import describe_failure
 from .loop import train_loop
 from .recorder import RunRecorder, new_run_dir
 
@@ -92,6 +93,8 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
     run_dir, resume_from = _resume_point(config)
     setup = build_setup(config, warn=warn)  # data and model errors surface here, before any folder is made
     start_step = _restore(setup, resume_from) if resume_from else 0
+    if resume_from:
+        prune_checkpoints(run_dir, 0)  # only clears half-written folders a killed run left behind
     main = setup.accelerator.is_main_process
     if run_dir is None:
         run_dir = _new_run_dir(config) if main else None
@@ -131,9 +134,10 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
         elif status == "stopped":
             result.step = int(Path(last["checkpoint"]).name.split("-")[1])
     except Exception as error:  # the run folder keeps the reason; the caller gets one readable message
-        recorder.update(status="failed", error=str(error), traceback=traceback.format_exc())
+        message = describe_failure(error, config, last["checkpoint"])
+        recorder.update(status="failed", error=message, traceback=traceback.format_exc())
         recorder.close()
-        raise TrainingFailed(f"training failed: {error}", run_dir) from error
+        raise TrainingFailed(f"training failed: {message}", run_dir) from error
     recorder.update(status=status, step=result.step, finished_at=time.time())
     recorder.close()
     emit(TrainEvent("done", step=result.step, total_steps=setup.total_steps, message=status, path=str(run_dir)))
