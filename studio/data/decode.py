@@ -1,6 +1,6 @@
 """Decode one image file for the scan and prepare steps, safely: header size checked first, JPEG draft mode, EXIF.
 
-Unlike :func:`studio.data.dataset.load_rgb` (training: full size, white background), this takes the bytes already
+Unlike :func:`studio.data.images.load_rgb` (training: full size, white background), this takes the bytes already
 read (so the content hash and the decode share one read), can decode a JPEG at reduced size, composites
 transparency on any background, and refuses decompression bombs from the header alone, before any pixel is decoded.
 """
@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
+
+from studio.data.images import to_rgb
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning limit (about 89 megapixels, 9459x9459)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -77,20 +79,14 @@ def decode_rgb(data: bytes, *, background: tuple[int, int, int] = (255, 255, 255
 
 
 def flatten(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    """8-bit RGB with any transparency composited on ``background``.
-
-    16-bit and float pictures go through :func:`studio.data.dataset.to_rgb` (it scales their range); that module
-    imports torch, so it is imported only for them and the scan starts without torch.
-    """
+    """8-bit RGB with any transparency composited on ``background`` (16-bit and float ranges scaled by ``to_rgb``)."""
     if image.mode.startswith("I") or image.mode == "F":
-        from studio.data.dataset import to_rgb
-
         image = to_rgb(image)
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
         base = Image.new("RGBA", rgba.size, (*background, 255))
         return Image.alpha_composite(base, rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
+    return to_rgb(image)
 
 
 def _upright(image: Image.Image) -> tuple[Image.Image, bool]:
