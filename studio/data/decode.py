@@ -45,6 +45,9 @@ def decode_rgb(data: bytes, *, background: tuple[int, int, int] = (255, 255, 255
     """Decode the first frame of ``data``; with ``draft_side`` a JPEG is decoded at the smallest DCT scale whose
     sides are both at least ``draft_side`` (so up to 8x fewer pixels). Raises :class:`UnreadableImage`.
 
+    Pictures over ``max_pixels`` are refused from the header; Pillow itself refuses more than twice its
+    ``Image.MAX_IMAGE_PIXELS`` (about 179 megapixels) whatever ``max_pixels`` says.
+
     Decoders raise many exception types on damaged input (OSError, SyntaxError, ValueError, struct.error,
     EOFError, ...), so every ``Exception`` from Pillow is reported as ``corrupt`` with its text.
     """
@@ -65,9 +68,10 @@ def decode_rgb(data: bytes, *, background: tuple[int, int, int] = (255, 255, 255
         image = flatten(upright, background)
     except UnreadableImage:
         raise
-    except Image.DecompressionBombError as error:  # Pillow's own hard limit, raised by Image.open
+    except Image.DecompressionBombError as error:  # Pillow's own hard limit (twice MAX_IMAGE_PIXELS), in Image.open
         found = _PILLOW_BOMB.search(str(error))
-        raise _bomb(int(found.group(1)) if found else 0, max_pixels) from None
+        hard_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else max_pixels
+        raise _bomb(int(found.group(1)) if found else 0, min(max_pixels, hard_limit)) from None
     except Exception as error:  # noqa: BLE001 - see the docstring
         text = str(error) or type(error).__name__
         raise UnreadableImage("corrupt", f"cannot be decoded ({text}); the file is damaged or cut short — "

@@ -154,7 +154,8 @@ def make_verdict(images: list[ImageReport], counts: dict[str, int], errors: list
         return "No images found; add jpg, png, webp, bmp, tiff or gif files to the folder and scan again."
     ready = sum(image.suggested_keep for image in images)
     parts = [f"{counts[code]} {_LABELS[code][counts[code] != 1]}" for code in _LABELS if counts.get(code)]
-    line = (f"All {total} images are ready" if ready == total else f"{ready} of {total} images are ready")
+    line = (f"All {total} images are ready for training" if ready == total
+            else f"{ready} of {total} images are ready")
     if parts:
         line += "; " + ", ".join(parts) + " — drop or replace them before training"
     tails = []
@@ -168,7 +169,7 @@ def make_verdict(images: list[ImageReport], counts: dict[str, int], errors: list
         tails.append("no metadata.csv yet — caption the images before training")
     if tails:
         line += "; " + ", ".join(tails)
-    return line + ("." if not parts and ready == total and not tails else "")
+    return line
 
 
 def save_decisions(folder: str | os.PathLike, decisions: dict[str, bool]) -> Path:

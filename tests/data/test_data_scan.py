@@ -103,7 +103,8 @@ def test_png_claiming_40000_squared_pixels_is_refused_without_decoding(tmp_path,
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     report = scan_folder(tmp_path, workers=1)
     [flag] = report.image("bomb.png").flags
-    assert flag.code == "bomb" and flag.values["pixels"] == 40000 * 40000 and "megapixels" in flag.message
+    assert flag.code == "bomb" and flag.values["pixels"] == 40000 * 40000 and flag.values["limit"] == 89_478_485
+    assert "1,600 megapixels, over the 89 megapixel limit" in flag.message
     assert report.errors[0].code == "bomb" and report.counts_by_flag == {"bomb": 1}
 
 
