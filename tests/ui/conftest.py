@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))  # ui_helpers, shared by the test modules
+
+from ui_helpers import ROOT, free_port, wait_for_http  # noqa: E402
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -20,30 +20,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout: float = 60) -> float:
-    """Seconds until ``url`` answers 200."""
-    started = time.time()
-    while time.time() - started < timeout:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.time() - started
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
 @pytest.fixture(scope="module")
 def studio_server(tmp_path_factory):
     """``python studio.py`` on a free port with a fresh workspace; yields (url, workspace)."""
     workspace = tmp_path_factory.mktemp("workspace")
-    port = _free_port()
+    port = free_port()
     log = open(workspace / "studio.log", "w")
     process = subprocess.Popen(
         [sys.executable, "studio.py", "--port", str(port), "--workspace", str(workspace)],

@@ -1,44 +1,9 @@
 """A user's path through the real app in Chromium: dataset → presets → train → grid; and Stop mid-run."""
 from __future__ import annotations
 
+from ui_helpers import STATUS_JS, STEP_JS, configure_tiny_run, fill, open_tab, pick, run_configs
+
 import json
-
-STATUS_JS = "() => document.querySelector('#train-progress .train-progress')?.dataset.status"
-STEP_JS = "() => Number(document.querySelector('#train-progress .train-progress')?.dataset.step || 0)"
-
-
-def pick(page, elem_id: str, option: str) -> None:
-    page.click(f"#{elem_id} input")
-    page.locator("ul[role=listbox] li", has_text=option).first.click()
-    page.wait_for_timeout(300)
-
-
-def fill(page, elem_id: str, value: str) -> None:
-    field = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    field.fill(value)
-    field.press("Tab")
-    page.wait_for_timeout(700)
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
-    page.wait_for_timeout(500)
-
-
-def run_configs(workspace) -> list[str]:
-    return [p.read_text() for p in workspace.glob("output/**/config.yaml")]
-
-
-def configure_tiny_run(page, tiny_sd_dir) -> None:
-    open_tab(page, "Training")
-    pick(page, "preset-demo", "demo-star")
-    pick(page, "preset-rank", "rank-4")
-    pick(page, "preset-epochs", "short")
-    page.click("#preset-apply")
-    page.wait_for_function("() => document.querySelector('#preset-notes').innerText.includes('rank-4')")
-    fill(page, "form-base_model", str(tiny_sd_dir))
-    assert page.locator("#form-lora_rank input").input_value() == "4", "the rank preset did not reach the form"
-
 
 def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, tiny_sd_dir, screenshot_dir):
     _, workspace = studio_server

@@ -1,0 +1,67 @@
+"""Shared by the browser tests: a free port, waiting for HTTP, and driving gradio widgets."""
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 60) -> float:
+    """Seconds until ``url`` answers 200."""
+    started = time.time()
+    while time.time() - started < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return time.time() - started
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+STATUS_JS = "() => document.querySelector('#train-progress .train-progress')?.dataset.status"
+STEP_JS = "() => Number(document.querySelector('#train-progress .train-progress')?.dataset.step || 0)"
+
+
+def pick(page, elem_id: str, option: str) -> None:
+    page.click(f"#{elem_id} input")
+    page.locator("ul[role=listbox] li", has_text=option).first.click()
+    page.wait_for_timeout(300)
+
+
+def fill(page, elem_id: str, value: str) -> None:
+    field = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    field.fill(value)
+    field.press("Tab")
+    page.wait_for_timeout(700)
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+    page.wait_for_timeout(500)
+
+
+def run_configs(workspace) -> list[str]:
+    return [p.read_text() for p in workspace.glob("output/**/config.yaml")]
+
+
+def configure_tiny_run(page, tiny_sd_dir) -> None:
+    open_tab(page, "Training")
+    pick(page, "preset-demo", "demo-star")
+    pick(page, "preset-rank", "rank-4")
+    pick(page, "preset-epochs", "short")
+    page.click("#preset-apply")
+    page.wait_for_function("() => document.querySelector('#preset-notes').innerText.includes('rank-4')")
+    fill(page, "form-base_model", str(tiny_sd_dir))
+    assert page.locator("#form-lora_rank input").input_value() == "4", "the rank preset did not reach the form"
+
+
