@@ -43,3 +43,12 @@ def test_the_cli_starts_without_importing_torch_or_gradio():
     code = "import sys, studio.cli; studio.cli.build_parser(); print('torch' in sys.modules, 'gradio' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_no_remote_code_and_no_unguarded_pickle_loading():
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert "trust_remote_code=True" not in text, path
+        for line in text.splitlines():
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{path}: {line.strip()}"

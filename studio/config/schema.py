@@ -67,6 +67,9 @@ class TrainConfig:
     base_model_config: str = _f(
         "", "model", "Optional diffusers folder describing the architecture of a single-file checkpoint.", path=True
     )
+    allow_pickle: bool = _f(
+        False, "model", "Allow a .ckpt (pickle) base model. Pickle files can run code: only for files you trust."
+    )
     # lora
     lora_rank: int = _f(8, "lora", "LoRA rank: 4 tiny datasets, 8 general, 12 characters, 16 complex styles.", min=1)
     lora_alpha: float | None = _f(None, "lora", "LoRA alpha; empty = equal to the rank (scale 1.0).", gt=0)

@@ -115,7 +115,7 @@ def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
 
     accelerator = make_accelerator(config.mixed_precision, warn)
     images, captions, buckets, sampler = load_data(config)
-    components = load_components(config.base_model, config.base_model_config)
+    components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle)
     params, weight_dtype = _prepare_models(components, config, accelerator)
     source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, weight_dtype)
     text = TextConditioner(components.tokenizer, components.text_encoder, accelerator.device, config.train_text_encoder)
