@@ -155,7 +155,8 @@ def run(quick: bool = False) -> dict:
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "diffusers": diffusers.__version__,
         "load_average": os.getloadavg()[0],
-        "command": f"OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE python bench/bench_grid.py{' --quick' if quick else ''}"}}
+        "command": "OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE python bench/bench_grid.py"
+                   + (" --quick" if quick else "")}}
 
 
 def markdown(result: dict) -> str:

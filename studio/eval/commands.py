@@ -17,7 +17,8 @@ def _common(parser, prompt_required: bool) -> None:
                         help="base model (diffusers folder, .safetensors, hub id); default: the run's base model")
     parser.add_argument("--prompt", action="append", required=prompt_required, default=None, metavar="P",
                         help="a prompt (repeatable); <lora:name:0.5> tags add other LoRAs to every cell")
-    parser.add_argument("--weights", default="0.4:0.9:0.1", help="LoRA weights: start:stop:step or a list (0.4:0.9:0.1)")
+    parser.add_argument("--weights", default="0.4:0.9:0.1",
+                        help="LoRA weights: start:stop:step or a list (0.4:0.9:0.1)")
     parser.add_argument("--reference", action="store_true", help="also show the weight-0 (base model) column")
     parser.add_argument("--negative", default="", metavar="N", help="negative prompt")
     parser.add_argument("--steps", type=int, default=25, help="sampling steps (25)")

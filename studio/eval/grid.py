@@ -137,7 +137,8 @@ def grid_metrics(rows: list[GridRow], cells: dict, columns: list[float], checker
     return summary
 
 
-def render_grid(spec: GridSpec, out_dir, progress=None, should_stop=None, pipeline_cache: dict | None = None) -> GridResult:
+def render_grid(spec: GridSpec, out_dir, progress=None, should_stop=None,
+                pipeline_cache: dict | None = None) -> GridResult:
     """Draw the grid ``spec`` asks for into ``out_dir`` (grid.png, cells/, grid.json) and measure it.
 
     ``progress(done, total)`` is called after every batch of pictures; ``should_stop()`` is asked before each

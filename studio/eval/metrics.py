@@ -79,8 +79,10 @@ def _curve_is_monotonic(curve: list[float]) -> bool:
 
 def strength_response(curves: list[list[float]], weights: list[float]) -> dict:
     """Monotonic share and smoothness of change-from-base curves (one per row, over ascending ``weights``)."""
-    curves = [c for c in curves if c]
-    if not curves:
+    keep = [i for i, w in enumerate(weights) if w >= 0]  # negative ("anti") weights: not part of the dial
+    weights = [weights[i] for i in keep]
+    curves = [[c[i] for i in keep] for c in curves if c]
+    if not curves or not weights:
         return {"monotonic_share": None, "steepest_step_share": None, "smooth": None}
     with_zero = curves if weights[0] == 0.0 else [[0.0] + c for c in curves]
     monotonic = sum(_curve_is_monotonic(c) for c in with_zero) / len(with_zero)

@@ -81,7 +81,8 @@ def _json_safe(value):
 
 
 def write_outputs(out_dir: Path, spec: GridSpec, rows, columns: list[float], images: dict, cells: dict,
-                  summary: dict, *, lora_path: Path, run_dir: Path | None, base_model: str, stopped: bool) -> GridResult:
+                  summary: dict, *, lora_path: Path, run_dir: Path | None, base_model: str,
+                  stopped: bool) -> GridResult:
     """Write cells, the labelled sheet and grid.json into ``out_dir``; returns the ``GridResult``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_old_cells(out_dir / CELLS)
@@ -95,7 +96,8 @@ def write_outputs(out_dir: Path, spec: GridSpec, rows, columns: list[float], ima
             grid_cells.append(GridCell(row.prompt, row.seed, weight, row.group, path,
                                        _cell_metrics(cells.get((row.index, weight))), row.index, column))
     sampler = SAMPLER_LABELS[sampler_name(spec.sampler)]
-    title = (f"{lora_title(lora_path, run_dir)} on {base_model or 'the embedded toy-world model'} - {sampler}, "
+    base_name = Path(base_model).name if base_model.strip() else "the embedded toy-world model"
+    title = (f"{lora_title(lora_path, run_dir)} on {base_name} - {sampler}, "
              f"{spec.steps} steps, guidance {spec.guidance:g}" + (" (stopped early)" if stopped else ""))
     starts = {r.index for r in rows if r.index == 0 or rows[r.index - 1].group != r.group}
     sheet, layout = draw_sheet([[images.get((r.index, w)) for w in columns] for r in rows],

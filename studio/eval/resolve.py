@@ -53,7 +53,7 @@ def _checked_file(path: Path) -> Path:
 
 
 def _by_name(name: str, folder: Path) -> Path | None:
-    """A LoRA called ``name`` in ``folder``: a file, a folder, the newest run ``name-*`` or a run's ``name.safetensors``."""
+    """A LoRA called ``name`` in ``folder``: a file, a folder, the newest run ``name-*``, or ``*/name.safetensors``."""
     if (folder / name).is_dir():
         return _from_folder(folder / name)
     for candidate in (folder / name, folder / f"{name}.safetensors"):
@@ -117,7 +117,8 @@ def checkpoint_label(lora_path: Path) -> str:
     return path.parent.name if path.name == LORA_FILE else path.stem
 
 
-def grid_checkpoints(lora_path: Path, run_dir: Path | None, checkpoints: list[str], search_dirs=()) -> list[tuple[str, Path]]:
+def grid_checkpoints(lora_path: Path, run_dir: Path | None, checkpoints: list[str],
+                     search_dirs=()) -> list[tuple[str, Path]]:
     """The grid's row groups as (label, LoRA file): the LoRA itself, every checkpoint ("all"), or those listed."""
     if not checkpoints:
         return [(checkpoint_label(lora_path), lora_path)]
@@ -148,7 +149,8 @@ def run_base_model(run_dir: Path | None) -> tuple[str, str]:
     try:
         config = load_config(run_dir / "config.yaml")
     except ConfigError as error:
-        raise EvalError(f"{run_dir / 'config.yaml'} cannot be read ({error}): pass the base model explicitly.") from None
+        raise EvalError(f"{run_dir / 'config.yaml'} cannot be read ({error}): "
+                        "pass the base model explicitly.") from None
     return str(config.base_model or ""), str(config.base_model_config or "")
 
 

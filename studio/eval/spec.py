@@ -117,6 +117,11 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+def _whole(value) -> bool:
+    """0, 1, 2 … (a UI number box may hand over 3.0)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 and float(value).is_integer()
+
+
 def check_spec(spec: GridSpec) -> None:
     """Raise ``EvalError`` naming every field that cannot work, before anything is loaded."""
     problems = []
@@ -126,11 +131,15 @@ def check_spec(spec: GridSpec) -> None:
         problems.append("prompts is empty: give at least one prompt")
     if not spec.seeds:
         problems.append("seeds is empty: give at least one seed, e.g. [0]")
+    if any(not _whole(s) for s in spec.seeds):
+        problems.append(f"seeds {spec.seeds} must be whole numbers, 0 or more")
+    elif len({int(s) for s in spec.seeds}) != len(spec.seeds):
+        problems.append("seeds has a value twice: list each seed once")
     if not spec.weights:
         problems.append("weights is empty: give at least one LoRA weight, e.g. [0.4, 0.6, 0.8]")
-    if any(not math.isfinite(float(w)) for w in spec.weights):
-        problems.append("weights must be finite numbers")
-    if len(set(float(w) for w in spec.weights)) != len(spec.weights):
+    elif not all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in spec.weights):
+        problems.append(f"weights {spec.weights} must be finite numbers, e.g. [0.4, 0.6, 0.8]")
+    elif len(set(float(w) for w in spec.weights)) != len(spec.weights):
         problems.append("weights has a value twice: list each weight once")
     if spec.steps < 1:
         problems.append(f"steps is {spec.steps}: use 1 or more (25 is usual)")

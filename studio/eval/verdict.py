@@ -122,7 +122,8 @@ def _score(summary: dict, low: float, high: float) -> tuple[str, float | None]:
     return "", None
 
 
-def pick_checkpoint(metrics: dict, low: float | None, high: float | None, diagnosis=None) -> tuple[str | None, list[str]]:
+def pick_checkpoint(metrics: dict, low: float | None, high: float | None,
+                    diagnosis=None) -> tuple[str | None, list[str]]:
     """(label, reasons): the earliest checkpoint within reach of the best score over the recommended range."""
     labels = list(metrics.get("checkpoints") or [])
     per = metrics.get("by_checkpoint") or {}

@@ -27,7 +27,8 @@ def test_eval_cli_grid_writes_grid_png_cells_and_index(trained_run, tmp_path, ca
 def test_eval_cli_grid_user_errors_exit_2(trained_run, tmp_path, capsys):
     assert main(["grid", "--lora", str(tmp_path / "nope"), "--prompt", "x", "--out", str(tmp_path)]) == EXIT_USER_ERROR
     assert "no LoRA" in capsys.readouterr().err
-    code = main(["grid", "--lora", str(trained_run), "--prompt", "x", "--weights", "0.9:0.4:0.1", "--out", str(tmp_path)])
+    code = main(["grid", "--lora", str(trained_run), "--prompt", "x", "--weights", "0.9:0.4:0.1",
+                 "--out", str(tmp_path)])
     assert code == EXIT_USER_ERROR and "start:stop:step" in capsys.readouterr().err
     code = main(["grid", "--lora", str(trained_run), "--prompt", "x", "--sampler", "k_lms9", "--out", str(tmp_path)])
     assert code == EXIT_USER_ERROR and "DPM++ 2M" in capsys.readouterr().err
