@@ -70,9 +70,41 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _launch_processes(args) -> int:
+    """``--num-processes N``: the same command under ``accelerate launch`` (data-parallel, one process per device)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+               str(args.num_processes), "--num_machines", "1", "--main_process_port", str(port),
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "studio", "train"]
+    if args.config:
+        command += ["--config", args.config]
+    for item in args.set or []:
+        command += ["--set", item]
+    if args.resume:
+        command += ["--resume", args.resume]
+    if args.quiet:
+        command.append("--quiet")
+    import subprocess
+
+    return subprocess.call(command)
+
+
+def _is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def cmd_train(args) -> int:
     from studio.train import TrainingFailed, run_training
 
+    if args.num_processes > 1 and "LOCAL_RANK" not in os.environ:
+        return _launch_processes(args)
+    main_process = _is_main_process()  # one progress bar and one set of messages, from the main process
+    if not main_process:
+        sys.stdout = open(os.devnull, "w")
     try:
         config = load_cli_config(args.config, args.set or [], args.resume)
     except _user_errors() as error:
@@ -88,9 +120,11 @@ def cmd_train(args) -> int:
 
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
-        result = run_training(config, emit=_ProgressBar(args.quiet), should_stop=stop.is_set)
+        emit = _ProgressBar(args.quiet) if main_process else (lambda event: None)
+        result = run_training(config, emit=emit, should_stop=stop.is_set)
     except _user_errors() as error:
-        _print_error(error)
+        if main_process:
+            _print_error(error)
         return EXIT_USER_ERROR
     except TrainingFailed as error:
         _print_error(error)
@@ -154,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
     train.add_argument("--resume", metavar="latest|PATH", help="continue a run: 'latest', a run folder or a checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar, only warnings and checkpoints")
+    train.add_argument("--num-processes", type=int, default=1, metavar="N",
+                       help="data-parallel training on N devices through accelerate (N GPUs; on a CPU, N processes)")
     train.set_defaults(handler=cmd_train)
     check = sub.add_parser("check-config", help="print the normalised config, or what is wrong with it")
     check.add_argument("config", help="YAML config file")

@@ -30,7 +30,10 @@ class Batch:
 class BatchSource:
     """Batches of (latents, captions) for the trainer, cached or computed on the fly."""
 
-    def __init__(self, images, captions: list[str], buckets: list, sampler, vae, config, device, weight_dtype):
+    def __init__(self, images, captions: list[str], buckets: list, sampler, vae, config, device, weight_dtype,
+                 process_index: int = 0, num_processes: int = 1):
+        self.process_index = process_index
+        self.num_processes = num_processes
         self.images = images
         self.captions = list(captions)
         self.buckets = list(buckets)
@@ -56,6 +59,15 @@ class BatchSource:
         epoch, within = divmod(step, per_epoch)
         batches = self.sampler.batches_for_epoch(epoch)
         return epoch, batches[within * accumulation : (within + 1) * accumulation]
+
+    def shard(self, size: int) -> slice:
+        """This process's contiguous part of a global batch of ``size`` (the sampler's batches are global:
+        ``batch_size`` per process). Every process draws the whole batch's random numbers and keeps its slice, so
+        N processes see exactly the noise one process would for the same effective batch. A process left without
+        items at the tail of a bucket repeats the batch's last item, so all processes step together."""
+        per = math.ceil(size / self.num_processes)
+        start = min(self.process_index * per, size - 1)
+        return slice(start, max(start + 1, min(size, start + per)))
 
     def flipped(self, epoch: int, index: int) -> bool:
         if not self.config.random_flip:
@@ -90,15 +102,17 @@ class BatchSource:
                     if progress:
                         progress(done, len(self.images) * len(flips))
 
-    def latents(self, indices: list[int], epoch: int, generator: torch.Generator) -> torch.Tensor:
-        flips = [self.flipped(epoch, i) for i in indices]
+    def latents(self, indices: list[int], epoch: int, generator: torch.Generator, part: slice) -> torch.Tensor:
+        """Scaled latent samples of ``indices[part]`` (the random draw covers the whole batch)."""
+        mine = indices[part]
+        flips = [self.flipped(epoch, i) for i in mine]
         if self._latent_cache:
-            mean = torch.stack([self._latent_cache[(i, f)][0] for i, f in zip(indices, flips)])
-            std = torch.stack([self._latent_cache[(i, f)][1] for i, f in zip(indices, flips)])
+            mean = torch.stack([self._latent_cache[(i, f)][0] for i, f in zip(mine, flips)])
+            std = torch.stack([self._latent_cache[(i, f)][1] for i, f in zip(mine, flips)])
         else:
-            mean, std = self._encode(torch.stack([self._pixels(i, f) for i, f in zip(indices, flips)]))
-        sample = mean + std * torch.randn(mean.shape, generator=generator)
-        return (sample * self.scaling).to(self.device)
+            mean, std = self._encode(torch.stack([self._pixels(i, f) for i, f in zip(mine, flips)]))
+        draw = torch.randn((len(indices), *mean.shape[1:]), generator=generator)[part]
+        return ((mean + std * draw) * self.scaling).to(self.device)
 
     def captions_for(self, indices: list[int], generator: torch.Generator) -> list[str]:
         """Captions with ``caption_dropout`` applied (a dropped caption becomes the empty prompt)."""

@@ -5,6 +5,7 @@ One iteration is one optimizer step over ``gradient_accumulation_steps`` micro-b
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Callable
@@ -38,15 +39,21 @@ def snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch
     return clipped / snr.clamp(min=1e-8)
 
 
-def diffusion_loss(setup, latents: torch.Tensor, hidden: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Noise the latents at random timesteps and score the UNet's prediction (epsilon or v)."""
+def diffusion_loss(setup, latents: torch.Tensor, hidden: torch.Tensor, generator: torch.Generator,
+                   batch: int, part: slice) -> torch.Tensor:
+    """Noise the latents at random timesteps and score the UNet's prediction (epsilon or v).
+
+    ``latents`` are this process's ``part`` of a global batch of ``batch``; noise and timesteps are drawn for the
+    whole batch and sliced, so the result does not depend on how many processes share the batch.
+    """
     config, scheduler = setup.config, setup.components.noise_scheduler
     device = latents.device
-    noise = torch.randn(latents.shape, generator=generator).to(device)
+    channels = latents.shape[1:]
+    noise = torch.randn((batch, *channels), generator=generator)[part].to(device)
     if config.noise_offset:
-        offset = torch.randn((latents.shape[0], latents.shape[1], 1, 1), generator=generator).to(device)
+        offset = torch.randn((batch, channels[0], 1, 1), generator=generator)[part].to(device)
         noise = noise + config.noise_offset * offset
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)[part]
     timesteps = timesteps.to(device)
     noisy = scheduler.add_noise(latents, noise, timesteps)
     if scheduler.config.prediction_type == "v_prediction":
@@ -67,22 +74,45 @@ def optimizer_step(setup, step: int) -> tuple[float, int]:
     torch.manual_seed((config.seed * 31 + step) % (2**63 - 1))  # LoRA dropout and anything else global
     generator = step_generator(config.seed, step)
     epoch, micro_batches = setup.batches.micro_batches(step, config.gradient_accumulation_steps)
-    total = 0.0
-    for indices in micro_batches:
-        latents = setup.batches.latents(indices, epoch, generator)
-        captions = setup.batches.captions_for(indices, generator)
-        with setup.accelerator.autocast():
-            hidden = setup.text(captions)
-        loss = diffusion_loss(setup, latents, hidden, generator)
-        setup.accelerator.backward(loss / len(micro_batches))
-        total += loss.detach().item() / len(micro_batches)
+    total = torch.zeros((), device=setup.accelerator.device)
+    for number, indices in enumerate(micro_batches):
+        part = setup.batches.shard(len(indices))
+        latents = setup.batches.latents(indices, epoch, generator, part)
+        captions = setup.batches.captions_for(indices, generator)[part]
+        last = number == len(micro_batches) - 1
+        with _no_sync_unless(setup, last):
+            with setup.accelerator.autocast():
+                hidden = setup.text(captions)
+            loss = diffusion_loss(setup, latents, hidden, generator, len(indices), part)
+            setup.accelerator.backward(loss / len(micro_batches))
+        total += loss.detach() / len(micro_batches)
+    if setup.accelerator.num_processes > 1:
+        total = setup.accelerator.reduce(total, reduction="mean")
     if config.max_grad_norm:
         setup.accelerator.clip_grad_norm_(setup.params, config.max_grad_norm)
     setup.optimizer.step()
     if not setup.accelerator.optimizer_step_was_skipped:
         setup.lr_scheduler.step()
     setup.optimizer.zero_grad(set_to_none=True)
-    return total, epoch
+    return total.item(), epoch
+
+
+def _agreed(setup, stop: bool) -> bool:
+    """With several processes a stop asked of any one of them stops all of them at the same step."""
+    if setup.accelerator.num_processes == 1:
+        return stop
+    flag = torch.tensor([1.0 if stop else 0.0], device=setup.accelerator.device)
+    return bool(setup.accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def _no_sync_unless(setup, last: bool):
+    """Skip the gradient all-reduce on all but the last micro-batch of an accumulation (several processes)."""
+    if last or setup.accelerator.num_processes == 1:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    for model in setup.trained_models:
+        stack.enter_context(setup.accelerator.no_sync(model))
+    return stack
 
 
 def train_loop(
@@ -113,7 +143,7 @@ def train_loop(
             )
         )
         finished = step + 1 == setup.total_steps
-        stop = should_stop()
+        stop = _agreed(setup, should_stop())
         if not finished and (stop or (config.save_steps and (step + 1) % config.save_steps == 0)):
             checkpoint(step + 1, epoch)
         if stop and not finished:

@@ -54,13 +54,14 @@ def read_run_info(run_dir: Path) -> dict:
 class RunRecorder:
     """Appends each step to ``loss.jsonl`` and TensorBoard; keeps ``run.json`` (status, pid, steps) current."""
 
-    def __init__(self, run_dir: Path, start_step: int, enabled: bool = True):
-        self.run_dir = Path(run_dir)
-        self.enabled = enabled
-        self.info = read_run_info(self.run_dir)
+    def __init__(self, run_dir: Path | None, start_step: int, enabled: bool = True):
+        """``enabled=False`` (processes other than the main one) records nothing and needs no folder."""
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.enabled = enabled and run_dir is not None
+        self.info = read_run_info(self.run_dir) if self.enabled else {}
         self._writer = None
         self._loss_file = None
-        if not enabled:
+        if not self.enabled:
             return
         self._truncate_loss_log(start_step)
         self._loss_file = open(self.run_dir / LOSS_FILE, "a", encoding="utf-8")

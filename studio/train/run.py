@@ -58,12 +58,16 @@ def _resume_point(config) -> tuple[Path | None, Path | None]:
     return run_dir, checkpoint
 
 
-def _new_run_dir(config) -> Path:
-    """A timestamped run folder holding the config snapshot."""
-    from studio.config import save_config
+def _new_run_dir(config, setup) -> Path:
+    """A timestamped run folder holding the config snapshot (with the effective batch as a comment)."""
+    from studio.config import dump_config
+    from studio.util.fs import atomic_write_text
 
     run_dir = new_run_dir(Path(config.output_dir), config.resolved_output_name())
-    save_config(config, run_dir / "config.yaml")
+    processes = setup.accelerator.num_processes
+    note = (f"# effective batch: {config.batch_size} per process x {processes} process(es) x "
+            f"{config.gradient_accumulation_steps} accumulation = {setup.effective_batch}\n")
+    atomic_write_text(run_dir / "config.yaml", dump_config(config) + note)
     return run_dir
 
 
@@ -97,11 +101,12 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
         prune_checkpoints(run_dir, 0)  # only clears half-written folders a killed run left behind
     main = setup.accelerator.is_main_process
     if run_dir is None:
-        run_dir = _new_run_dir(config) if main else None
+        run_dir = _new_run_dir(config, setup) if main else None
     recorder = RunRecorder(run_dir, start_step, enabled=main)
     recorder.info.setdefault("session_id", uuid.uuid4().hex)
     recorder.info.setdefault("started_at", time.time())
     recorder.update(status="running", step=start_step, total_steps=setup.total_steps, error=None,
+                    num_processes=setup.accelerator.num_processes, effective_batch=setup.effective_batch,
                     resumed_from=str(resume_from) if resume_from else recorder.info.get("resumed_from"))
     last = {"checkpoint": resume_from, "epoch": 0}
 
@@ -123,6 +128,8 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
         recorder.update(step=step, last_checkpoint=str(folder))
         emit(TrainEvent("checkpoint", step=step, total_steps=setup.total_steps, epoch=epoch + 1, path=str(folder)))
 
+    emit(TrainEvent("log", message=f"effective batch {setup.effective_batch}: {config.batch_size} per process x "
+                    f"{setup.accelerator.num_processes} process(es) x {config.gradient_accumulation_steps} accumulation"))
     emit(TrainEvent("start", step=start_step, total_steps=setup.total_steps, message=str(run_dir), path=str(run_dir)))
     try:
         status = train_loop(setup, start_step, on_event, should_stop, checkpoint)

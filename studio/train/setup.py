@@ -30,7 +30,8 @@ def make_accelerator(mixed_precision: str, warn):
     distributed = PartialState._shared_state and PartialState().num_processes > 1
     if AcceleratorState._shared_state and not distributed:
         AcceleratorState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision)
+    # cpu=True on a machine without CUDA: under ``accelerate launch`` that selects gloo (MULTI_CPU).
+    return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
 
 
 @dataclass
@@ -50,6 +51,18 @@ class TrainingSetup:
     tag_frequency: dict
 
     @property
+    def trained_models(self) -> list:
+        """The (accelerate-prepared) models whose LoRA is trained."""
+        models = [self.components.unet]
+        if self.config.train_text_encoder:
+            models.append(self.components.text_encoder)
+        return models
+
+    @property
+    def effective_batch(self) -> int:
+        return self.config.batch_size * self.accelerator.num_processes * self.config.gradient_accumulation_steps
+
+    @property
     def steps_per_epoch(self) -> int:
         return self.batches.steps_per_epoch(self.config.gradient_accumulation_steps)
 
@@ -58,7 +71,7 @@ class TrainingSetup:
         return -(-self.total_steps // self.steps_per_epoch)
 
 
-def load_data(config):
+def load_data(config, num_processes: int = 1):
     """Read and check the dataset; returns (images, captions for training, buckets, sampler).
 
     Markdown structure (``**core**``, ``*mood*``) and ``(word:1.3)`` weighting are stripped: the text encoder
@@ -71,7 +84,8 @@ def load_data(config):
     table = load_training_set(images_dir, Path(config.resolved_metadata_path()))
     images = TrainingImages(images_dir, table.records, config.resolution, config.bucketing, random_flip=False)
     buckets = list(images.bucket_of_index)
-    sampler = BucketBatchSampler(buckets, config.batch_size, config.seed, repeats=config.repeats)
+    # Batches are global: batch_size images per process, each process trains on its own slice.
+    sampler = BucketBatchSampler(buckets, config.batch_size * num_processes, config.seed, repeats=config.repeats)
     return images, [strip_markup(r.prompt) for r in table.records], buckets, sampler
 
 
@@ -114,10 +128,11 @@ def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
     from studio.models import load_components
 
     accelerator = make_accelerator(config.mixed_precision, warn)
-    images, captions, buckets, sampler = load_data(config)
+    images, captions, buckets, sampler = load_data(config, accelerator.num_processes)
     components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle)
     params, weight_dtype = _prepare_models(components, config, accelerator)
-    source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, weight_dtype)
+    source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, weight_dtype,
+                         accelerator.process_index, accelerator.num_processes)
     text = TextConditioner(components.tokenizer, components.text_encoder, accelerator.device, config.train_text_encoder)
     if config.cache_latents:
         source.fill_latent_cache(progress)
