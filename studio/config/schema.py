@@ -108,6 +108,14 @@ class TrainConfig:
     # output
     output_dir: str = _f("./output", "output", "Folder for the LoRA, checkpoints, logs and samples.", path=True)
     output_name: str = _f("", "output", "File name (stem) of the LoRA; empty = the name of output_dir.")
+    validation_steps: int = _f(
+        0, "output", "Score a deterministic validation loss every N steps (fixed images, timesteps and noise; 0 = off).",
+        min=0,
+    )
+    validation_split: float = _f(
+        0.0, "output", "Share of images held out for the validation loss (0 = score the first 8 training images).",
+        min=0, lt=1,
+    )
     save_steps: int = _f(100, "output", "Save a checkpoint every N steps (0 = only at the end).", min=0)
     keep_last_n_checkpoints: int = _f(3, "output", "Checkpoints to keep (0 = keep all).", min=0)
     save_precision: str = _f("fp32", "output", "Precision of the saved LoRA weights.", choices=("fp32", "fp16", "bf16"))

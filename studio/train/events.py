@@ -5,8 +5,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-# kinds: "start", "step", "checkpoint", "log", "warning", "done" (status in ``message``)
-EVENT_KINDS = ("start", "step", "checkpoint", "log", "warning", "done")
+# kinds: "start", "step", "validation", "checkpoint", "log", "warning", "done" (status in ``message``)
+EVENT_KINDS = ("start", "step", "validation", "checkpoint", "log", "warning", "done")
 
 
 @dataclass
@@ -16,6 +16,7 @@ class TrainEvent:
     total_steps: int = 0
     epoch: int = 0
     loss: float | None = None
+    val_loss: float | None = None  # the deterministic validation loss, on steps where it was scored
     lr: float | None = None
     elapsed_s: float = 0.0
     eta_s: float | None = None  # seconds left at this session's average pace

@@ -134,15 +134,17 @@ def train_loop(
         if not math.isfinite(loss):
             raise NonFiniteLoss(step + 1, loss)
         done_here += 1
+        finished = step + 1 == setup.total_steps
+        validate = config.validation_steps and (finished or (step + 1) % config.validation_steps == 0)
+        val_loss = setup.validation_loss() if validate else None
         elapsed = time.time() - started
         emit(
             TrainEvent(
-                "step", step=step + 1, total_steps=setup.total_steps, epoch=epoch + 1, loss=loss,
+                "step", step=step + 1, total_steps=setup.total_steps, epoch=epoch + 1, loss=loss, val_loss=val_loss,
                 lr=setup.lr_scheduler.get_last_lr()[0], elapsed_s=elapsed,
                 eta_s=elapsed / done_here * (setup.total_steps - step - 1),
             )
         )
-        finished = step + 1 == setup.total_steps
         stop = _agreed(setup, should_stop())
         if not finished and (stop or (config.save_steps and (step + 1) % config.save_steps == 0)):
             checkpoint(step + 1, epoch)

@@ -82,10 +82,21 @@ class RunRecorder:
             "step": event.step, "epoch": event.epoch, "loss": event.loss, "lr": event.lr,
             "time": round(event.wall_time, 3),
         }
+        if event.val_loss is not None:
+            record["val_loss"] = event.val_loss
+            self._writer.add_scalar("loss/validation", event.val_loss, event.step)
         self._loss_file.write(json.dumps(record) + "\n")
         self._loss_file.flush()
         self._writer.add_scalar("loss/train", event.loss, event.step)
         self._writer.add_scalar("lr", event.lr, event.step)
+
+    def validation(self, event: TrainEvent) -> None:
+        """The score before the first step of this session (the base model, or the resumed checkpoint)."""
+        if not self.enabled:
+            return
+        self._writer.add_scalar("loss/validation", event.val_loss, event.step)
+        starts = self.info.get("validation_at_start", {})
+        self.update(validation_at_start={**starts, str(event.step): event.val_loss})
 
     def update(self, **fields) -> None:
         """Merge ``fields`` into ``run.json`` (atomically)."""

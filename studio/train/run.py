@@ -114,6 +114,8 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
         if event.kind == "step":
             recorder.step(event)
             last["epoch"] = event.epoch
+        elif event.kind == "validation":
+            recorder.validation(event)
         emit(event)
 
     def checkpoint(step: int, epoch: int) -> None:
@@ -132,6 +134,9 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
                     f"{setup.accelerator.num_processes} process(es) x {config.gradient_accumulation_steps} accumulation"))
     emit(TrainEvent("start", step=start_step, total_steps=setup.total_steps, message=str(run_dir), path=str(run_dir)))
     try:
+        if setup.validator is not None:
+            on_event(TrainEvent("validation", step=start_step, total_steps=setup.total_steps,
+                                val_loss=setup.validation_loss()))
         status = train_loop(setup, start_step, on_event, should_stop, checkpoint)
         result = RunResult(status, run_dir, setup.total_steps, setup.total_steps, last_checkpoint=last["checkpoint"])
         if status == "finished" and main:

@@ -49,6 +49,12 @@ class TrainingSetup:
     total_steps: int
     num_images: int
     tag_frequency: dict
+    validator: object = None  # validation.Validator on the main process when validation_steps > 0
+
+    def validation_loss(self) -> float | None:
+        if self.validator is None:
+            return None
+        return self.validator(self.accelerator.unwrap_model(self.components.unet), self.text)
 
     @property
     def trained_models(self) -> list:
@@ -71,8 +77,19 @@ class TrainingSetup:
         return -(-self.total_steps // self.steps_per_epoch)
 
 
-def load_data(config, num_processes: int = 1):
-    """Read and check the dataset; returns (images, captions for training, buckets, sampler).
+@dataclass
+class TrainingData:
+    images: object  # TrainingImages of the training set
+    captions: list[str]
+    buckets: list
+    sampler: object
+    validation_images: object
+    validation_captions: list[str]
+    validation_indices: list[int]
+
+
+def load_data(config, num_processes: int = 1) -> TrainingData:
+    """Read and check the dataset, and split off the validation images when ``validation_split`` > 0.
 
     Markdown structure (``**core**``, ``*mood*``) and ``(word:1.3)`` weighting are stripped: the text encoder
     sees exactly the words, as if the caption had been written plainly.
@@ -80,13 +97,22 @@ def load_data(config, num_processes: int = 1):
     from studio.caption import strip_markup
     from studio.data import BucketBatchSampler, TrainingImages, load_training_set
 
+    from .validation import split_for_validation
+
     images_dir = Path(config.train_data_dir)
-    table = load_training_set(images_dir, Path(config.resolved_metadata_path()))
-    images = TrainingImages(images_dir, table.records, config.resolution, config.bucketing, random_flip=False)
+    records = load_training_set(images_dir, Path(config.resolved_metadata_path())).records
+    train, held = split_for_validation(len(records), config.validation_split, config.seed)
+    make = lambda chosen: TrainingImages(  # noqa: E731
+        images_dir, [records[i] for i in chosen], config.resolution, config.bucketing, random_flip=False)
+    images = make(train)
+    captions = [strip_markup(records[i].prompt) for i in train]
     buckets = list(images.bucket_of_index)
     # Batches are global: batch_size images per process, each process trains on its own slice.
     sampler = BucketBatchSampler(buckets, config.batch_size * num_processes, config.seed, repeats=config.repeats)
-    return images, [strip_markup(r.prompt) for r in table.records], buckets, sampler
+    if config.validation_split > 0:
+        return TrainingData(images, captions, buckets, sampler, make(held),
+                            [strip_markup(records[i].prompt) for i in held], list(range(len(held))))
+    return TrainingData(images, captions, buckets, sampler, images, captions, held)
 
 
 def _prepare_models(components, config, accelerator):
@@ -128,7 +154,8 @@ def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
     from studio.models import load_components
 
     accelerator = make_accelerator(config.mixed_precision, warn)
-    images, captions, buckets, sampler = load_data(config, accelerator.num_processes)
+    data = load_data(config, accelerator.num_processes)
+    images, captions, buckets, sampler = data.images, data.captions, data.buckets, data.sampler
     components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle)
     params, weight_dtype = _prepare_models(components, config, accelerator)
     source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, weight_dtype,
@@ -137,7 +164,13 @@ def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
     if config.cache_latents:
         source.fill_latent_cache(progress)
     if not config.train_text_encoder:
-        text.fill_cache(captions)
+        text.fill_cache(captions + data.validation_captions)
+    validator = None
+    if config.validation_steps and accelerator.is_main_process:
+        from .validation import Validator
+
+        validator = Validator(data.validation_images, data.validation_captions, data.validation_indices,
+                              components.vae, components.noise_scheduler, accelerator.device)
     steps_per_epoch = source.steps_per_epoch(config.gradient_accumulation_steps)
     total = config.max_steps or config.epochs * steps_per_epoch
     optimizer = _optimizer(components, config)
@@ -150,5 +183,5 @@ def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
         components.text_encoder = accelerator.prepare(components.text_encoder)
     return TrainingSetup(
         config, accelerator, components, params, optimizer, lr_scheduler, source, text, total,
-        len(images), tag_frequency(captions),
+        len(images), tag_frequency(captions), validator,
     )

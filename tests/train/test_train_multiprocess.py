@@ -20,7 +20,7 @@ TOLERANCE = 1e-3  # all-reduce sums gradients in another order; Adam amplifies i
 def _config(tmp_path: Path, toy_dataset, tiny_sd_dir, name: str, **values) -> Path:
     config = {"train_data_dir": str(toy_dataset), "base_model": str(tiny_sd_dir), "resolution": 32, "lora_rank": 4,
               "learning_rate": 2e-3, "max_steps": 24, "save_steps": 6, "output_dir": str(tmp_path / name),
-              "output_name": "mp", "seed": 3, **values}
+              "output_name": "mp", "seed": 3, "validation_steps": 12, **values}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -51,8 +51,9 @@ def test_two_processes_match_one_process_with_the_same_effective_batch(tmp_path,
     assert done.stderr.count("[done]") == 1 and done.stdout.count("run folder:") == 1  # no duplicated messages
     log = read_loss_log(run)
     assert [r["step"] for r in log] == list(range(1, 25))
-    losses = [r["loss"] for r in log]
-    assert all(l == l for l in losses)
+    validation = {r["step"]: r["val_loss"] for r in log if "val_loss" in r}
+    validation[0] = json.loads((run / "run.json").read_text())["validation_at_start"]["0"]
+    assert validation[24] < validation[12] < validation[0], "the (deterministic) validation loss should fall"
     assert _max_diff(_lora(single.run_dir), _lora(run)) <= TOLERANCE
     info = json.loads((run / "run.json").read_text())
     assert info["num_processes"] == 2 and info["effective_batch"] == 4

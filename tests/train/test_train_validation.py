@@ -1,0 +1,49 @@
+"""The deterministic validation loss: scored on fixed images, timesteps and noise, logged beside the loss."""
+from __future__ import annotations
+
+import json
+
+from studio.config import load_config
+from studio.train import run_training
+from studio.train.recorder import read_loss_log
+
+
+def _validation(run_dir) -> dict[int, float]:
+    scores = {r["step"]: r["val_loss"] for r in read_loss_log(run_dir) if "val_loss" in r}
+    starts = json.loads((run_dir / "run.json").read_text()).get("validation_at_start", {})
+    scores.update({int(step): value for step, value in starts.items()})
+    return scores
+
+
+def test_validation_loss_is_deterministic_and_repeats_exactly_on_resume(write_config, tmp_path):
+    settings = dict(max_steps=6, save_steps=3, validation_steps=3)
+    first = run_training(load_config(write_config(output_dir=str(tmp_path / "a"), **settings)))
+    scores = _validation(first.run_dir)
+    assert set(scores) == {0, 3, 6}
+    seen = []
+    stopped = run_training(load_config(write_config(output_dir=str(tmp_path / "b"), **settings)),
+                           emit=lambda e: seen.append(e.step) if e.kind == "step" else None,
+                           should_stop=lambda: bool(seen) and seen[-1] == 3)
+    resumed = run_training(load_config(write_config(output_dir=str(tmp_path / "b"), resume="latest", **settings)))
+    again = _validation(resumed.run_dir)
+    assert again[3] == scores[3]  # scored again from the step-3 checkpoint: the same value
+    assert again[6] == scores[6] and again[0] == scores[0]
+    assert stopped.run_dir == resumed.run_dir
+
+
+def test_validation_loss_falls_while_the_lora_learns(write_config, tmp_path):
+    result = run_training(load_config(write_config(output_dir=str(tmp_path / "v"), max_steps=30, save_steps=0,
+                                                   validation_steps=10, learning_rate=2e-3)))
+    scores = _validation(result.run_dir)
+    assert scores[30] < scores[0]
+
+
+def test_validation_split_holds_images_out_of_training(write_config, tmp_path):
+    from studio.train.setup import load_data
+
+    config = load_config(write_config(validation_split=0.25))
+    data = load_data(config)
+    assert len(data.images) == 6 and len(data.validation_images) == 2
+    trained = {r.filename for r in data.images.records}
+    held = {r.filename for r in data.validation_images.records}
+    assert not trained & held
