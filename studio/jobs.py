@@ -32,6 +32,7 @@ class TrainingSnapshot:
     elapsed_s: float = 0.0
     eta_s: float | None = None
     losses: tuple[tuple[int, float], ...] = ()
+    val_losses: tuple[tuple[int, float], ...] = ()
     logs: tuple[str, ...] = ()
     run_dir: str = ""
     last_checkpoint: str = ""
@@ -80,11 +81,13 @@ class TrainingJob:
         self._thread: threading.Thread | None = None
         self._state = TrainingSnapshot()
         self._losses: list[tuple[int, float]] = []
+        self._val_losses: list[tuple[int, float]] = []
         self._logs: deque[str] = deque(maxlen=MAX_LOG_LINES)
 
     def snapshot(self) -> TrainingSnapshot:
         with self._lock:
-            return replace(self._state, losses=tuple(self._losses), logs=tuple(self._logs))
+            return replace(self._state, losses=tuple(self._losses), val_losses=tuple(self._val_losses),
+                           logs=tuple(self._logs))
 
     def start(self, config) -> None:
         """Start training ``config``; raises ``JobBusy`` while another run is active."""
@@ -96,6 +99,7 @@ class TrainingJob:
                 )
             self._stop.clear()
             self._losses = []
+            self._val_losses = []
             self._logs.clear()
             self._state = TrainingSnapshot(status="starting", started_at=time.time())
             self._logs.append("loading the model and the dataset …")
@@ -125,8 +129,12 @@ class TrainingJob:
                 state = replace(state, status="stopping" if self._stop.is_set() else "running",
                                 step=event.step, total_steps=event.total_steps, run_dir=event.path)
                 self._logs.append(f"run folder: {event.path}")
+            elif event.kind == "validation":
+                self._val_losses.append((event.step, float(event.val_loss)))
             elif event.kind == "step":
                 self._losses.append((event.step, float(event.loss)))
+                if event.val_loss is not None:
+                    self._val_losses.append((event.step, float(event.val_loss)))
                 state = replace(state, step=event.step, total_steps=event.total_steps, epoch=event.epoch,
                                 loss=event.loss, elapsed_s=event.elapsed_s, eta_s=event.eta_s)
             elif event.kind == "checkpoint":

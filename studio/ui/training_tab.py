@@ -72,7 +72,8 @@ def render(studio) -> SimpleNamespace:
         resume = gr.Button("Resume latest", elem_id="train-resume")
     message = gr.Markdown(elem_id="train-message")
     progress = gr.HTML(elem_id="train-progress")
-    loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=260, elem_id="train-loss")
+    loss_plot = gr.LinePlot(x="step", y="loss", color="series", title="Loss (training, and validation when on)",
+                            height=260, elem_id="train-loss")
     logs = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True, elem_id="train-log")
     timer = gr.Timer(POLL_SECONDS)
     return SimpleNamespace(task=task, rank=rank, epochs=epochs, demo=demo, apply=apply, preset_notes=preset_notes,
@@ -102,7 +103,9 @@ def progress_html(snapshot) -> str:
 
 def poll(studio):
     snapshot = studio.training.snapshot()
-    frame = pd.DataFrame(list(snapshot.losses) or [], columns=["step", "loss"])
+    rows = [(step, loss, "training") for step, loss in snapshot.losses]
+    rows += [(step, loss, "validation") for step, loss in snapshot.val_losses]
+    frame = pd.DataFrame(rows, columns=["step", "loss", "series"])
     message = error_text(snapshot.error) if snapshot.status == "failed" else gr.update()
     return progress_html(snapshot), frame, "\n".join(snapshot.logs[-40:]), message
 
