@@ -10,7 +10,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 ACTIVE = ("starting", "running", "stopping")
 MAX_LOG_LINES = 200
@@ -33,6 +33,8 @@ class TrainingSnapshot:
     eta_s: float | None = None
     losses: tuple[tuple[int, float], ...] = ()
     val_losses: tuple[tuple[int, float], ...] = ()
+    samples: tuple[str, ...] = ()  # PNG paths of the latest samples
+    sample_step: int = 0
     logs: tuple[str, ...] = ()
     run_dir: str = ""
     last_checkpoint: str = ""
@@ -137,6 +139,9 @@ class TrainingJob:
                     self._val_losses.append((event.step, float(event.val_loss)))
                 state = replace(state, step=event.step, total_steps=event.total_steps, epoch=event.epoch,
                                 loss=event.loss, elapsed_s=event.elapsed_s, eta_s=event.eta_s)
+            elif event.kind == "sample":
+                state = replace(state, samples=tuple(event.message.splitlines()), sample_step=event.step)
+                self._logs.append(f"samples at step {event.step}: {event.path}")
             elif event.kind == "checkpoint":
                 state = replace(state, last_checkpoint=event.path)
                 self._logs.append(f"checkpoint saved at step {event.step}: {event.path}")

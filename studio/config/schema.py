@@ -121,7 +121,13 @@ class TrainConfig:
     save_precision: str = _f("fp32", "output", "Precision of the saved LoRA weights.", choices=("fp32", "fp16", "bf16"))
     resume: str = _f("", "output", "Resume: empty = start fresh, 'latest' = newest checkpoint, or a checkpoint path.",
                      path=True)
-    validation_prompts: list[str] = _f([], "output", "Prompts rendered at each checkpoint (one per line).", split="\n")
+    validation_prompts: list[str] = _f(
+        [], "output", "Sample prompts rendered during training every sample_steps (one per line).", split="\n"
+    )
+    sample_steps: int = _f(0, "output", "Render the sample prompts every N steps and at the end (0 = off).", min=0)
+    trigger_word: str = _f(
+        "", "output", "The trigger word: samples and the leak check also render each prompt without it."
+    )
     task: str = _f("", "output", "Name of the task preset this config came from (informational).")
 
     def __post_init__(self) -> None:

@@ -5,8 +5,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-# kinds: "start", "step", "validation", "checkpoint", "log", "warning", "done" (status in ``message``)
-EVENT_KINDS = ("start", "step", "validation", "checkpoint", "log", "warning", "done")
+# kinds: "start", "step", "validation", "sample" (PNG paths in ``message``, one per line), "checkpoint", "log",
+# "warning", "done" (status in ``message``)
+EVENT_KINDS = ("start", "step", "validation", "sample", "checkpoint", "log", "warning", "done")
 
 
 @dataclass

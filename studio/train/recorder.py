@@ -90,6 +90,18 @@ class RunRecorder:
         self._writer.add_scalar("loss/train", event.loss, event.step)
         self._writer.add_scalar("lr", event.lr, event.step)
 
+    def samples(self, step: int, paths: list[Path]) -> None:
+        """Sample images into TensorBoard (the PNGs themselves stay under ``samples/``)."""
+        if not self.enabled:
+            return
+        import numpy as np
+        from PIL import Image
+
+        for path in paths:
+            with Image.open(path) as image:
+                self._writer.add_image(f"samples/{path.stem[3:]}", np.asarray(image.convert("RGB")), step,
+                                       dataformats="HWC")
+
     def validation(self, event: TrainEvent) -> None:
         """The score before the first step of this session (the base model, or the resumed checkpoint)."""
         if not self.enabled:

@@ -85,6 +85,15 @@ def _restore(setup, checkpoint: Path) -> int:
     return int(load_checkpoint_state(setup, checkpoint)["step"])
 
 
+def _sample_renderer(setup, run_dir):
+    """Samples are drawn when ``sample_steps`` and sample prompts are set (main process only)."""
+    if not (setup.config.sample_steps and setup.config.validation_prompts):
+        return None
+    from .samples import SampleRenderer
+
+    return SampleRenderer(setup, run_dir)
+
+
 def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = never_stop) -> RunResult:
     """Train the LoRA described by ``config``; raises ``TrainingFailed`` (or a config/data error before start)."""
     from .export import lora_states, write_diffusers_lora, write_final_files
@@ -110,10 +119,19 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
                     resumed_from=str(resume_from) if resume_from else recorder.info.get("resumed_from"))
     last = {"checkpoint": resume_from, "epoch": 0}
 
+    renderer = _sample_renderer(setup, run_dir) if main else None
+
     def on_event(event: TrainEvent) -> None:
         if event.kind == "step":
             recorder.step(event)
             last["epoch"] = event.epoch
+            if renderer and (event.step % config.sample_steps == 0 or event.step == event.total_steps):
+                emit(event)
+                paths = renderer.render(event.step)
+                recorder.samples(event.step, paths)
+                emit(TrainEvent("sample", step=event.step, total_steps=event.total_steps,
+                                message="\n".join(str(p) for p in paths), path=str(paths[0].parent)))
+                return
         elif event.kind == "validation":
             recorder.validation(event)
         emit(event)

@@ -31,8 +31,8 @@ def build_app(studio) -> gr.Blocks:
         _link_tabs(studio, dataset, captions, training)
         evaluation_page.select(lambda current: evaluation_tab.run_choices(studio, current), inputs=evaluation.run,
                                outputs=evaluation.run)
-        app.load(lambda: training_tab.poll(studio), outputs=[training.progress, training.loss_plot, training.logs,
-                                                             training.message])
+        app.load(lambda: training_tab.poll(studio), outputs=[training.progress, training.loss_plot, training.samples,
+                                                             training.logs, training.message])
         app.load(lambda: evaluation_tab.run_choices(studio), outputs=evaluation.run)
     app.css = CSS
     return app

@@ -5,6 +5,7 @@ the YAML updates the form when the box loses focus. Progress comes from polling 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -17,6 +18,7 @@ from .common import error_text
 FORM_FIELDS = (
     "train_data_dir", "base_model", "output_name", "resolution", "lora_rank", "lora_alpha", "batch_size",
     "epochs", "max_steps", "learning_rate", "save_steps", "mixed_precision", "train_text_encoder",
+    "validation_steps", "sample_steps",
 )
 POLL_SECONDS = 1.0
 
@@ -74,12 +76,14 @@ def render(studio) -> SimpleNamespace:
     progress = gr.HTML(elem_id="train-progress")
     loss_plot = gr.LinePlot(x="step", y="loss", color="series", title="Loss (training, and validation when on)",
                             height=260, elem_id="train-loss")
+    samples = gr.Gallery(label="Samples (fixed prompts and seeds, with and without the trigger)", columns=6,
+                         height=220, object_fit="contain", elem_id="train-samples")
     logs = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True, elem_id="train-log")
     timer = gr.Timer(POLL_SECONDS)
     return SimpleNamespace(task=task, rank=rank, epochs=epochs, demo=demo, apply=apply, preset_notes=preset_notes,
                            form=form, yaml=yaml_box, import_file=import_file, export=export, export_file=export_file, start=start,
                            stop=stop, resume=resume, message=message, progress=progress, loss_plot=loss_plot,
-                           logs=logs, timer=timer)
+                           samples=samples, logs=logs, timer=timer)
 
 
 def form_values(studio, yaml_text: str) -> list:
@@ -107,7 +111,25 @@ def poll(studio):
     rows += [(step, loss, "validation") for step, loss in snapshot.val_losses]
     frame = pd.DataFrame(rows, columns=["step", "loss", "series"])
     message = error_text(snapshot.error) if snapshot.status == "failed" else gr.update()
-    return progress_html(snapshot), frame, "\n".join(snapshot.logs[-40:]), message
+    return progress_html(snapshot), frame, sample_items(snapshot), "\n".join(snapshot.logs[-40:]), message
+
+
+def sample_items(snapshot) -> list:
+    """The latest samples as (image, caption), enlarged when tiny; files that vanished are skipped."""
+    from PIL import Image
+
+    items = []
+    for path in snapshot.samples:
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+        except OSError:
+            continue
+        factor = max(1, 128 // max(image.size))
+        name = Path(path).stem[3:].replace("-", " ")
+        items.append((image.resize((image.width * factor, image.height * factor), Image.NEAREST),
+                      f"step {snapshot.sample_step}: {name}"))
+    return items
 
 
 def _start(studio, yaml_text: str, resume: bool):
@@ -165,7 +187,7 @@ def listen(ui: SimpleNamespace, studio) -> None:
     ui.start.click(lambda text: _start(studio, text, False), inputs=ui.yaml, outputs=ui.message)
     ui.resume.click(lambda text: _start(studio, text, True), inputs=ui.yaml, outputs=ui.message)
     ui.stop.click(lambda: _stop(studio), outputs=ui.message)
-    ui.timer.tick(lambda: poll(studio), outputs=[ui.progress, ui.loss_plot, ui.logs, ui.message])
+    ui.timer.tick(lambda: poll(studio), outputs=[ui.progress, ui.loss_plot, ui.samples, ui.logs, ui.message])
 
 
 def _export(studio, yaml_text):

@@ -47,3 +47,28 @@ def test_validation_split_holds_images_out_of_training(write_config, tmp_path):
     trained = {r.filename for r in data.images.records}
     held = {r.filename for r in data.validation_images.records}
     assert not trained & held
+
+
+def test_samples_are_drawn_with_and_without_the_trigger_and_change_nothing_learned(write_config, tmp_path):
+    from safetensors.torch import load_file
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = dict(max_steps=6, save_steps=0)
+    plain = run_training(load_config(write_config(output_dir=str(tmp_path / "plain"), **settings)))
+    events = []
+    sampled = run_training(
+        load_config(write_config(output_dir=str(tmp_path / "sampled"), sample_steps=3, trigger_word="zq",
+                                 validation_prompts=["a red zq circle on a white background"], **settings)),
+        emit=events.append,
+    )
+    for step in (3, 6):
+        names = sorted(p.name for p in (sampled.run_dir / "samples" / f"step-{step:06d}").glob("*.png"))
+        assert names == ["00-trigger-a-red-zq-circle-on-a-white-background.png",
+                         "01-no-trigger-a-red-circle-on-a-white-background.png"]
+    assert [e.step for e in events if e.kind == "sample"] == [3, 6]
+    tensorboard = EventAccumulator(str(sampled.run_dir / "logs"), size_guidance={"images": 0})
+    tensorboard.Reload()
+    assert any(tag.startswith("samples/") for tag in tensorboard.Tags()["images"])
+    a = load_file(str(plain.run_dir / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(sampled.run_dir / "pytorch_lora_weights.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)

@@ -1,0 +1,82 @@
+"""Samples during training: fixed prompts and seeds rendered every ``sample_steps``, with and without the trigger.
+
+The pipeline is assembled from the very modules being trained (nothing is copied), switched to eval mode while it
+draws, and uses its own generators, so sampling never changes what the run learns.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+SAMPLE_SEED = 1234
+SAMPLE_STEPS = 20
+
+
+def without_trigger(prompt: str, trigger: str) -> str:
+    """The prompt with the trigger word removed (whole words, case-insensitive), spaces tidied."""
+    if not trigger:
+        return prompt
+    stripped = re.sub(rf"(?i)(?<!\w){re.escape(trigger)}(?!\w)", "", prompt)
+    return re.sub(r"\s+", " ", stripped).replace(" ,", ",").strip(" ,")
+
+
+def sample_prompts(prompts: list[str], trigger: str) -> list[tuple[str, str]]:
+    """(label, prompt) pairs: each prompt, then its trigger-less twin when it contains the trigger."""
+    pairs = []
+    for prompt in prompts:
+        pairs.append(("trigger" if trigger and trigger.lower() in prompt.lower() else "prompt", prompt))
+        plain = without_trigger(prompt, trigger)
+        if plain != prompt:
+            pairs.append(("no trigger", plain))
+    return pairs
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "prompt"
+
+
+class SampleRenderer:
+    def __init__(self, setup, run_dir: Path):
+        self.setup = setup
+        self.run_dir = Path(run_dir)
+        self.pairs = sample_prompts(list(setup.config.validation_prompts), setup.config.trigger_word)
+
+    def _pipeline(self):
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+        components, unwrap = self.setup.components, self.setup.accelerator.unwrap_model
+        return StableDiffusionPipeline(
+            vae=components.vae, text_encoder=unwrap(components.text_encoder), tokenizer=components.tokenizer,
+            unet=unwrap(components.unet), scheduler=DDIMScheduler.from_config(components.noise_scheduler.config),
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+
+    def render(self, step: int) -> list[Path]:
+        """Draw every sample prompt at ``step``; returns the PNG paths (``samples/step-N/NN-label-prompt.png``)."""
+        if not self.pairs:
+            return []
+        pipe = self._pipeline()
+        pipe.set_progress_bar_config(disable=True)
+        models = [pipe.unet, pipe.text_encoder]
+        modes = [m.training for m in models]
+        folder = self.run_dir / "samples" / f"step-{step:06d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        size = self.setup.config.resolution
+        try:
+            for m in models:
+                m.eval()
+            generators = [torch.Generator().manual_seed(SAMPLE_SEED + i) for i in range(len(self.pairs))]
+            with torch.no_grad():
+                images = pipe([p for _, p in self.pairs], num_inference_steps=SAMPLE_STEPS, generator=generators,
+                              height=size, width=size).images
+        finally:
+            for m, mode in zip(models, modes):
+                m.train(mode)
+        paths = []
+        for number, ((label, prompt), image) in enumerate(zip(self.pairs, images)):
+            path = folder / f"{number:02d}-{_slug(label)}-{_slug(prompt)}.png"
+            image.save(path)
+            paths.append(path)
+        return paths
