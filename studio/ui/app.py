@@ -32,7 +32,7 @@ def build_app(studio) -> gr.Blocks:
         evaluation_page.select(lambda current: evaluation_tab.run_choices(studio, current), inputs=evaluation.run,
                                outputs=evaluation.run)
         app.load(lambda: training_tab.poll(studio), outputs=[training.progress, training.loss_plot, training.samples,
-                                                             training.logs, training.message])
+                                                             training.logs, training.message, training.shown_error])
         app.load(lambda: evaluation_tab.run_choices(studio), outputs=evaluation.run)
     app.css = CSS
     return app

@@ -80,10 +80,26 @@ def render(studio) -> SimpleNamespace:
                          height=220, object_fit="contain", elem_id="train-samples")
     logs = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True, elem_id="train-log")
     timer = gr.Timer(POLL_SECONDS)
+    shown_error = gr.State("")
+    synced = gr.State(studio.config_yaml(config))  # the YAML as of the last form/YAML sync
     return SimpleNamespace(task=task, rank=rank, epochs=epochs, demo=demo, apply=apply, preset_notes=preset_notes,
                            form=form, yaml=yaml_box, import_file=import_file, export=export, export_file=export_file, start=start,
                            stop=stop, resume=resume, message=message, progress=progress, loss_plot=loss_plot,
-                           samples=samples, logs=logs, timer=timer)
+                           samples=samples, logs=logs, timer=timer, shown_error=shown_error, synced=synced)
+
+
+def form_changes(values) -> dict:
+    """Form values → config values. gradio's Number shows an empty optional field as 0: that means "not set"."""
+    from studio.config.schema import field_specs
+
+    specs = field_specs()
+    changes = {}
+    for name, value in zip(FORM_FIELDS, values):
+        spec = specs[name]
+        if spec.optional and spec.kind in ("int", "float") and value in (0, None, ""):
+            value = None
+        changes[name] = value
+    return changes
 
 
 def form_values(studio, yaml_text: str) -> list:
@@ -105,13 +121,16 @@ def progress_html(snapshot) -> str:
     )
 
 
-def poll(studio):
+def poll(studio, shown_error: str = ""):
+    """Progress, loss plot, samples and log; a failure message is shown once (then the user's own messages stay)."""
     snapshot = studio.training.snapshot()
     rows = [(step, loss, "training") for step, loss in snapshot.losses]
     rows += [(step, loss, "validation") for step, loss in snapshot.val_losses]
     frame = pd.DataFrame(rows, columns=["step", "loss", "series"])
-    message = error_text(snapshot.error) if snapshot.status == "failed" else gr.update()
-    return progress_html(snapshot), frame, sample_items(snapshot), "\n".join(snapshot.logs[-40:]), message
+    failure = f"{snapshot.started_at}:{snapshot.error}" if snapshot.status == "failed" else ""
+    message = error_text(snapshot.error) if failure and failure != shown_error else gr.update()
+    return (progress_html(snapshot), frame, sample_items(snapshot), "\n".join(snapshot.logs[-40:]), message,
+            failure or shown_error)
 
 
 def sample_items(snapshot) -> list:
@@ -144,57 +163,91 @@ def _stop(studio):
     return "■ stopping after this step; a checkpoint will be saved" if studio.training.stop() else "nothing is running"
 
 
+def current_yaml(studio, yaml_text: str, synced: str, values) -> str:
+    """The config to act on: the YAML box, plus every form field edited since the two were last in sync.
+
+    Clicking Start right after typing in a field (or in the YAML) must not lose the edit: gradio reads the inputs
+    when the click happens, possibly before the field's own update has come back. ``synced`` is the YAML as of
+    the last sync; a form value that differs from it is newer than the YAML.
+    """
+    from studio.config import config_to_dict
+
+    baseline = config_to_dict(studio.parse_config(synced or yaml_text))
+    edited = {k: v for k, v in form_changes(values).items() if v != baseline[k]}
+    return studio.config_yaml_with(yaml_text, edited) if edited else yaml_text
+
+
 def listen(ui: SimpleNamespace, studio) -> None:
     fields = [ui.form[name] for name in FORM_FIELDS]
 
-    def on_form(yaml_text, *values):
-        """Every form field into the YAML (not only the edited one: a quick second edit may see a stale YAML)."""
+    def on_form(yaml_text, synced, *values):
         try:
-            return studio.config_yaml_with(yaml_text, dict(zip(FORM_FIELDS, values))), ""
+            new_yaml = current_yaml(studio, yaml_text, synced, values)
+            return new_yaml, new_yaml, ""
         except Exception as error:
-            return gr.update(), error_text(error)
+            return gr.update(), gr.update(), error_text(error)
 
     for widget in fields:
-        widget.input(on_form, inputs=[ui.yaml, *fields], outputs=[ui.yaml, ui.message])
+        typed = isinstance(widget, (gr.Textbox, gr.Number))
+        events = (widget.blur, widget.submit) if typed else (widget.input,)  # not on every keystroke
+        for event in events:
+            event(on_form, inputs=[ui.yaml, ui.synced, *fields], outputs=[ui.yaml, ui.synced, ui.message])
 
     def on_yaml(yaml_text):
         try:
-            return [*form_values(studio, yaml_text), ""]
+            return [*form_values(studio, yaml_text), yaml_text, ""]
         except Exception as error:
-            return [*(gr.update() for _ in FORM_FIELDS), error_text(error)]
+            return [*(gr.update() for _ in FORM_FIELDS), gr.update(), error_text(error)]
 
-    ui.yaml.blur(on_yaml, inputs=ui.yaml, outputs=[*fields, ui.message])
+    ui.yaml.blur(on_yaml, inputs=ui.yaml, outputs=[*fields, ui.synced, ui.message])
 
-    def on_presets(yaml_text, task, rank, epochs, demo):
+    def on_presets(yaml_text, synced, task, rank, epochs, demo, *values):
         try:
-            new_yaml = studio.apply_presets(yaml_text, task=task, rank=rank, epochs=epochs, demo=demo)
+            new_yaml = studio.apply_presets(current_yaml(studio, yaml_text, synced, values), task=task, rank=rank,
+                                            epochs=epochs, demo=demo)
         except Exception as error:
-            return [gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
-        return [new_yaml, *form_values(studio, new_yaml), _preset_descriptions(task, rank, epochs, demo)]
+            return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
+        return [new_yaml, new_yaml, *form_values(studio, new_yaml), _preset_descriptions(task, rank, epochs, demo)]
 
-    ui.apply.click(on_presets, inputs=[ui.yaml, ui.task, ui.rank, ui.epochs, ui.demo],
-                   outputs=[ui.yaml, *fields, ui.preset_notes])
+    ui.apply.click(on_presets, inputs=[ui.yaml, ui.synced, ui.task, ui.rank, ui.epochs, ui.demo, *fields],
+                   outputs=[ui.yaml, ui.synced, *fields, ui.preset_notes])
 
     def on_import(file):
         try:
             new_yaml = studio.import_config(file)
         except Exception as error:
-            return [gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
-        return [new_yaml, *form_values(studio, new_yaml), "imported"]
+            return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
+        return [new_yaml, new_yaml, *form_values(studio, new_yaml), "imported"]
 
-    ui.import_file.upload(on_import, inputs=ui.import_file, outputs=[ui.yaml, *fields, ui.message])
-    ui.export.click(lambda text: _export(studio, text), inputs=ui.yaml, outputs=[ui.export_file, ui.message])
-    ui.start.click(lambda text: _start(studio, text, False), inputs=ui.yaml, outputs=ui.message)
-    ui.resume.click(lambda text: _start(studio, text, True), inputs=ui.yaml, outputs=ui.message)
+    ui.import_file.upload(on_import, inputs=ui.import_file, outputs=[ui.yaml, ui.synced, *fields, ui.message])
+
+    state = [ui.yaml, ui.synced, *fields]
+
+    def start(resume: bool):
+        def handler(yaml_text, synced, *values):
+            try:
+                text = current_yaml(studio, yaml_text, synced, values)
+            except Exception as error:
+                return error_text(error)
+            return _start(studio, text, resume)
+        return handler
+
+    def export(yaml_text, synced, *values):
+        try:
+            return _export(studio, current_yaml(studio, yaml_text, synced, values))
+        except Exception as error:
+            return gr.update(), error_text(error)
+
+    ui.export.click(export, inputs=state, outputs=[ui.export_file, ui.message])
+    ui.start.click(start(False), inputs=state, outputs=ui.message)
+    ui.resume.click(start(True), inputs=state, outputs=ui.message)
     ui.stop.click(lambda: _stop(studio), outputs=ui.message)
-    ui.timer.tick(lambda: poll(studio), outputs=[ui.progress, ui.loss_plot, ui.samples, ui.logs, ui.message])
+    ui.timer.tick(lambda shown: poll(studio, shown), inputs=ui.shown_error,
+                  outputs=[ui.progress, ui.loss_plot, ui.samples, ui.logs, ui.message, ui.shown_error])
 
 
 def _export(studio, yaml_text):
-    try:
-        path = studio.export_config(yaml_text)
-    except Exception as error:
-        return gr.update(), error_text(error)
+    path = studio.export_config(yaml_text)
     return str(path), f"exported to {path}"
 
 

@@ -1,7 +1,7 @@
 """A user's path through the real app in Chromium: dataset → presets → train → grid; and Stop mid-run."""
 from __future__ import annotations
 
-from ui_helpers import STATUS_JS, STEP_JS, configure_tiny_run, fill, open_tab, pick, run_configs
+from ui_helpers import STATUS_JS, STEP_JS, configure_tiny_run, fill, open_tab, pick, run_configs, start_training
 
 import json
 
@@ -19,7 +19,7 @@ def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, tiny_sd_dir
     page.screenshot(path=str(screenshot_dir / "captioning.png"))
 
     configure_tiny_run(page, tiny_sd_dir)
-    page.click("#train-start")
+    start_training(page)
     page.wait_for_function(f"() => ({STEP_JS})() >= 2", timeout=120_000)
     page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=300_000)
     assert page.locator("#train-loss canvas, #train-loss svg").count() > 0, "no loss plot"
@@ -45,7 +45,7 @@ def test_stop_mid_run_keeps_a_checkpoint(page, studio_server, tiny_sd_dir):
     configure_tiny_run(page, tiny_sd_dir)
     fill(page, "form-max_steps", "5000")
     fill(page, "form-sample_steps", "4")
-    page.click("#train-start")
+    start_training(page)
     page.wait_for_function(f"() => ({STEP_JS})() >= 3", timeout=120_000)
     page.wait_for_function("() => document.querySelectorAll('#train-samples img').length >= 2", timeout=120_000)
     assert page.evaluate(STATUS_JS) == "running", "samples must show while the run is going"

@@ -40,7 +40,8 @@ def pick(page, elem_id: str, option: str) -> None:
 
 def fill(page, elem_id: str, value: str) -> None:
     field = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    field.fill(value)
+    field.fill("")
+    field.type(value)  # key by key: gradio's input event follows typing
     field.press("Tab")
     page.wait_for_timeout(700)
 
@@ -65,3 +66,10 @@ def configure_tiny_run(page, tiny_sd_dir) -> None:
     assert page.locator("#form-lora_rank input").input_value() == "4", "the rank preset did not reach the form"
 
 
+
+
+def start_training(page) -> None:
+    """Click Start and wait until this run (not a previous one) is the one the page shows."""
+    page.click("#train-start")
+    page.wait_for_function("() => document.querySelector('#train-message').innerText.includes('training started')")
+    page.wait_for_function(f"() => ['starting', 'running'].includes(({STATUS_JS})())", timeout=60_000)
