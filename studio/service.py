@@ -40,6 +40,7 @@ class RunSummary:
     final_lora: Path | None
     checkpoints: list[Path]
     base_model: str
+    trigger_word: str = ""
 
     @property
     def label(self) -> str:
@@ -166,7 +167,7 @@ class Studio:
             runs.append(RunSummary(
                 folder.name, folder, run_status(info), int(info.get("step", 0)),
                 int(info.get("total_steps", 0)), final if final.is_file() else None, list_checkpoints(folder),
-                _config_value(folder / "config.yaml", "base_model"),
+                _config_value(folder / "config.yaml", "base_model"), _config_value(folder / "config.yaml", "trigger_word"),
             ))
         return sorted(runs, key=lambda r: r.path.name, reverse=True)
 
@@ -177,21 +178,34 @@ class Studio:
         raise StudioError(f"no run named {name_or_path!r} under {self.output_dir}; train one first")
 
     def render_grid(self, run_label: str, checkpoint: str, prompts: list[str], seeds: list[int],
-                    weights: list[float], steps: int = 25, guidance: float = 5.0, progress=None):
-        from studio.eval import GridSpec, render_grid
+                    weights: list[float], steps: int = 25, guidance: float = 5.0, sampler: str = "ddim",
+                    trigger: str = "", all_checkpoints: bool = False, progress=None):
+        """Render the weight grid of a run (or of all its checkpoints); returns (GridResult, evaluation.md text).
+
+        The verdict (recommended weights, best checkpoint, loss-curve diagnosis) is written to the run's
+        ``evaluation.md``; the pipeline stays cached for the next grid.
+        """
+        from studio.eval import GridSpec, render_grid, write_evaluation
+        from studio.eval.loss import diagnose_run
 
         run = self.find_run(run_label)
-        lora = run.final_lora if checkpoint in ("", "final", None) else Path(checkpoint)
+        if all_checkpoints:
+            lora, checkpoints = run.path, ["all"]
+        else:
+            lora, checkpoints = (run.final_lora if checkpoint in ("", "final", None) else Path(checkpoint)), []
         if lora is None:
             raise StudioError(f"run {run.name} has no final LoRA yet; pick one of its checkpoints")
         prompts = [p.strip() for p in prompts if p.strip()]
         if not prompts:
             raise StudioError("write at least one prompt (one per line)")
         spec = GridSpec(lora=str(lora), base_model=run.base_model, prompts=prompts, seeds=seeds, weights=weights,
-                        steps=steps, guidance=guidance)
+                        steps=steps, guidance=guidance, sampler=sampler, trigger=trigger, checkpoints=checkpoints,
+                        lora_dirs=[str(self.output_dir)])
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        return render_grid(spec, run.path / "eval" / f"grid-{stamp}", progress=progress,
-                           pipeline_cache=self.pipeline_cache)
+        result = render_grid(spec, run.path / "eval" / f"grid-{stamp}", progress=progress,
+                             pipeline_cache=self.pipeline_cache)
+        report = write_evaluation(run.path, result, diagnose_run(run.path))
+        return result, report.read_text(encoding="utf-8")
 
 
 def run_status(info: dict) -> str:

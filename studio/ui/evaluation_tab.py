@@ -1,4 +1,5 @@
-"""Evaluation tab: one run's LoRA rendered at several weights with fixed seeds, as a labelled grid."""
+"""Evaluation tab: a run's LoRA at several weights (× checkpoints, × with/without the trigger), fixed seeds,
+a labelled grid, the metrics with a one-line explanation each, and the verdict written to ``evaluation.md``."""
 from __future__ import annotations
 
 from functools import partial
@@ -11,6 +12,8 @@ from .common import error_text, parse_numbers
 
 DEFAULT_WEIGHTS = "0.4, 0.5, 0.6, 0.7, 0.8, 0.9"
 CELL_DISPLAY = 160
+ALL_CHECKPOINTS = "all checkpoints × weights"
+SAMPLERS = ["ddim", "euler", "euler_a", "dpm++_2m", "dpm++_2m_karras", "unipc"]
 
 
 def render(studio) -> SimpleNamespace:
@@ -19,24 +22,29 @@ def render(studio) -> SimpleNamespace:
         checkpoint = gr.Dropdown(choices=["final"], value="final", label="Checkpoint", scale=2, elem_id="eval-checkpoint")
         refresh = gr.Button("Refresh runs", scale=1, elem_id="eval-refresh")
     with gr.Row():
-        prompts = gr.Textbox(label="Prompts (one per line)", lines=3, scale=3, elem_id="eval-prompts",
-                             value="a red zq star on a white background")
+        prompts = gr.Textbox(label="Prompts (one per line; <lora:name:0.5> adds another LoRA)", lines=3, scale=3,
+                             elem_id="eval-prompts", value="a red zq star on a white background")
         with gr.Column(scale=2):
             seeds = gr.Textbox(label="Seeds", value="0", elem_id="eval-seeds")
             weights = gr.Textbox(label="LoRA weights", value=DEFAULT_WEIGHTS, elem_id="eval-weights")
+            trigger = gr.Textbox(label="Trigger word (rows without it show leaks)", elem_id="eval-trigger")
         with gr.Column(scale=2):
             steps = gr.Slider(5, 60, value=25, step=1, label="Steps", elem_id="eval-steps")
             guidance = gr.Number(value=5.0, label="Guidance scale", elem_id="eval-guidance")
+            sampler = gr.Dropdown(SAMPLERS, value="ddim", label="Sampler", elem_id="eval-sampler")
     render_button = gr.Button("Render grid", variant="primary", elem_id="eval-render")
     message = gr.Markdown(elem_id="eval-message")
     with gr.Row():
         grid = gr.Image(label="Grid", type="filepath", interactive=False, scale=3, elem_id="eval-grid")
         metrics = gr.Markdown(elem_id="eval-metrics")
     cells = gr.Gallery(label="Cells", columns=6, height=360, object_fit="contain", elem_id="eval-cells")
-    download = gr.File(label="Download grid PNG", interactive=False, elem_id="eval-download")
+    with gr.Row():
+        download = gr.File(label="Download grid PNG", interactive=False, elem_id="eval-download")
+        verdict = gr.Markdown(elem_id="eval-verdict")
     return SimpleNamespace(run=run, checkpoint=checkpoint, refresh=refresh, prompts=prompts, seeds=seeds,
-                           weights=weights, steps=steps, guidance=guidance, render=render_button, message=message,
-                           grid=grid, metrics=metrics, cells=cells, download=download)
+                           weights=weights, trigger=trigger, steps=steps, guidance=guidance, sampler=sampler,
+                           render=render_button, message=message, grid=grid, metrics=metrics, cells=cells,
+                           download=download, verdict=verdict)
 
 
 def run_choices(studio, selected: str | None = None):
@@ -46,15 +54,18 @@ def run_choices(studio, selected: str | None = None):
     return gr.update(choices=[(r.label, r.name) for r in runs], value=value)
 
 
-def checkpoint_choices(studio, run_label: str | None):
-    if not run_label:
-        return gr.update(choices=["final"], value="final")
+def run_details(studio, run_name: str | None):
+    """Checkpoint choices and the run's trigger word when a run is picked."""
+    if not run_name:
+        return gr.update(choices=["final"], value="final"), gr.update()
     try:
-        run = studio.find_run(run_label)
+        run = studio.find_run(run_name)
     except Exception:
-        return gr.update(choices=["final"], value="final")
+        return gr.update(choices=["final"], value="final"), gr.update()
     choices = (["final"] if run.final_lora else []) + [str(c) for c in reversed(run.checkpoints)]
-    return gr.update(choices=choices or ["final"], value=(choices or ["final"])[0])
+    if len(run.checkpoints) > 1 or (run.checkpoints and run.final_lora):
+        choices.append(ALL_CHECKPOINTS)
+    return gr.update(choices=choices or ["final"], value=(choices or ["final"])[0]), gr.update(value=run.trigger_word)
 
 
 def _cell_image(path) -> Image.Image:
@@ -64,38 +75,59 @@ def _cell_image(path) -> Image.Image:
         return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
 
 
+def _rate_table(title: str, rates: dict) -> list[str]:
+    lines = [f"**{title}**", "", "| weight | " + " | ".join(f"{float(w):g}" for w in rates) + " |",
+             "| --- |" + " --- |" * len(rates), "| rate | " + " | ".join(f"{float(r):.0%}" for r in rates.values()) + " |"]
+    return lines + [""]
+
+
 def metrics_markdown(result) -> str:
+    """Concept rates (with/without the trigger) beside the grid, then each metric with its one-line meaning."""
+    from studio.eval.metrics import METRIC_HELP
+
+    metrics = result.metrics or {}
     lines = []
-    rates = (result.metrics or {}).get("concept_rate_by_weight") or {}
-    if rates:
-        lines += ["**Concept rate by weight** (toy-world checker)", "", "| weight | rate |", "| --- | --- |"]
-        lines += [f"| {float(w):.2f} | {float(r):.0%} |" for w, r in sorted(rates.items(), key=lambda kv: float(kv[0]))]
-    for name, value in (result.metrics or {}).items():
-        if name != "concept_rate_by_weight" and isinstance(value, (int, float, str)):
-            lines.append(f"- {name.replace('_', ' ')}: {value:.3g}" if isinstance(value, float) else f"- {name}: {value}")
+    if metrics.get("concept_rate_by_weight"):
+        lines += _rate_table("Concept rate by weight (toy-world checker)", metrics["concept_rate_by_weight"])
+    for side, label in (("with", "with the trigger"), ("without", "without the trigger: leak")):
+        rates = (metrics.get("trigger") or {}).get(side, {}).get("concept_rate_by_weight")
+        if rates:
+            lines += _rate_table(f"Concept rate {label}", rates)
+    shown = {"change_by_weight": "change_from_base", "monotonic_share": "monotonic_share",
+             "steepest_step_share": "steepest_step_share", "seed_spread_by_weight": "seed_spread",
+             "clip_score_by_weight": "clip_score"}
+    for key, help_key in shown.items():
+        value = metrics.get(key)
+        if value is None:
+            continue
+        text = ", ".join(f"{float(w):g}: {v:.3g}" for w, v in value.items()) if isinstance(value, dict) else f"{value:.3g}"
+        lines.append(f"- **{help_key.replace('_', ' ')}** — {text}  \n  _{METRIC_HELP[help_key]}_")
     return "\n".join(lines)
 
 
-def render_grid(studio, run_label, checkpoint, prompts, seeds, weights, steps, guidance, progress=gr.Progress()):
+def render_grid(studio, run_name, checkpoint, prompts, seeds, weights, trigger, steps, guidance, sampler,
+                progress=gr.Progress()):
     try:
-        seed_list = parse_numbers(seeds, int, "seeds")
-        weight_list = parse_numbers(weights, float, "weights")
-        result = studio.render_grid(
-            run_label or "", checkpoint, (prompts or "").splitlines(), seed_list, weight_list, int(steps),
-            float(guidance), progress=lambda done, total: progress(done / max(total, 1), desc="rendering"),
+        result, evaluation = studio.render_grid(
+            run_name or "", checkpoint, (prompts or "").splitlines(), parse_numbers(seeds, int, "seeds"),
+            parse_numbers(weights, float, "weights"), int(steps), float(guidance), sampler=sampler,
+            trigger=(trigger or "").strip(), all_checkpoints=checkpoint == ALL_CHECKPOINTS,
+            progress=lambda done, total: progress(done / max(total, 1), desc="rendering"),
         )
     except Exception as error:
-        return error_text(error), None, "", [], None
-    items = [(_cell_image(c.path), f"weight {c.weight:g} · seed {c.seed} · {c.prompt}") for c in result.cells]
+        return error_text(error), None, "", [], None, ""
+    items = [(_cell_image(c.path), f"{c.checkpoint} · weight {c.weight:g} · seed {c.seed} · {c.prompt}")
+             for c in result.cells]
     note = f"✅ {len(result.cells)} images → {result.grid_png}"
-    return note, str(result.grid_png), metrics_markdown(result), items, str(result.grid_png)
+    return note, str(result.grid_png), metrics_markdown(result), items, str(result.grid_png), evaluation
 
 
 def listen(ui: SimpleNamespace, studio) -> None:
     ui.refresh.click(lambda current: run_choices(studio, current), inputs=ui.run, outputs=ui.run)
-    ui.run.change(lambda label: checkpoint_choices(studio, label), inputs=ui.run, outputs=ui.checkpoint)
+    ui.run.change(lambda name: run_details(studio, name), inputs=ui.run, outputs=[ui.checkpoint, ui.trigger])
     ui.render.click(
         partial(render_grid, studio),
-        inputs=[ui.run, ui.checkpoint, ui.prompts, ui.seeds, ui.weights, ui.steps, ui.guidance],
-        outputs=[ui.message, ui.grid, ui.metrics, ui.cells, ui.download],
+        inputs=[ui.run, ui.checkpoint, ui.prompts, ui.seeds, ui.weights, ui.trigger, ui.steps, ui.guidance,
+                ui.sampler],
+        outputs=[ui.message, ui.grid, ui.metrics, ui.cells, ui.download, ui.verdict],
     )

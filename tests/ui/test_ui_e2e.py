@@ -19,6 +19,7 @@ def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, tiny_sd_dir
     page.screenshot(path=str(screenshot_dir / "captioning.png"))
 
     configure_tiny_run(page, tiny_sd_dir)
+    fill(page, "form-save_steps", "5")
     start_training(page)
     page.wait_for_function(f"() => ({STEP_JS})() >= 2", timeout=120_000)
     page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=300_000)
@@ -33,7 +34,18 @@ def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, tiny_sd_dir
     captions = page.locator("#eval-cells").inner_text()
     for weight in ("0.4", "0.5", "0.6", "0.7", "0.8", "0.9"):
         assert f"weight {weight}" in captions
+    assert "Concept rate" in page.inner_text("#eval-metrics")
+    assert "Recommended" in page.inner_text("#eval-verdict") or "weight" in page.inner_text("#eval-verdict")
     page.screenshot(path=str(screenshot_dir / "evaluation.png"), full_page=True)
+
+    pick(page, "eval-checkpoint", "all checkpoints")  # checkpoint x weight grid: steps 5, 10 and the final LoRA
+    fill(page, "eval-trigger", "")
+    page.locator("#eval-steps input[type=number]").fill("8")
+    page.locator("#eval-steps input[type=number]").press("Enter")
+    page.click("#eval-render")
+    page.wait_for_function("() => document.querySelectorAll('#eval-cells img').length >= 18", timeout=180_000)
+    captions = page.locator("#eval-cells").inner_text()
+    assert "step 5" in captions and "step 10" in captions and "final" in captions
     runs = list(workspace.glob("output/**/run.json"))
     assert any(json.loads(r.read_text())["status"] == "finished" for r in runs)
     snapshot = run_configs(workspace)[0]  # the form's edits reached the YAML the run used
