@@ -1,24 +1,24 @@
 """Training step: our engine vs a reference loop written like diffusers' train_text_to_image_lora.py.
 
-    OMP_WAIT_POLICY=PASSIVE python bench/bench_train.py [--quick] [--no-write] [--scale toy|sd15 ...]
-    python bench/bench_train.py --side ours|reference --scale toy|sd15 --model DIR --data DIR --json OUT  (one side)
+    OMP_WAIT_POLICY=PASSIVE python bench/bench_train.py [--quick] [--no-write] [--scale toy|sd15 ...] [--images N]
 
 Both sides train the same peft LoRA (rank 4, alpha 4, to_q/to_k/to_v/to_out.0, gaussian init, same seed) with the
 same AdamW (lr 1e-4, weight decay 1e-2, clip 1.0), fp32, same images, captions, batch and resolution. Ours is
 ``build_setup(config)`` (model load, VAE latent cache, text-embedding cache) then ``optimizer_step(setup, step)``;
 the reference (``train_reference.py``) encodes every batch with the VAE and the text encoder at every step.
-s/step is the median of the timed steps after the warm-up; setup and caching are reported apart, with the number
-of steps after which the cache has paid for itself. Each side runs in its own subprocess with ``threads`` torch
-threads, and its peak RSS is that process's ``VmHWM``, so the sides do not share a high-water mark.
+Each side runs in its own process with 2 torch threads; the two are set up one after the other, then their steps
+alternate (``train_sides.py``), so both see the same load on the shared CPU. s/step is a side's fastest timed
+step after the warm-up (other load only ever slows a step down; every step's time is listed); setup and caching
+are reported apart, with the number of steps after which the cache has paid for itself. Peak RSS is each
+process's own ``VmHWM``, so the sides do not share a high-water mark.
 Scales: ``toy`` (the embedded toy-world model, or the same architecture with random weights while it is missing;
 demo dataset ``star``, 32 px, batch 4) and ``sd15`` (UNet/VAE/text encoder from the shipped SD 1.5 configs with
 random weights, saved as a diffusers folder that our engine loads like a user's model; 4 generated 512 px images,
-batch 1). ``--quick``: fewer timed steps (toy 1 warm-up + 5, SD 1.5 1 + 2; full: 2 + 20 and 1 + 5).
+batch 1). ``--quick``: fewer timed steps (toy 1 warm-up + 5, SD 1.5 1 + 3; full: 2 + 20 and 1 + 5).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,12 +32,31 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from common import describe_machine, machine, markdown_table, peak_rss_mb, replace_section, verdict  # noqa: E402
+from common import describe_machine, machine, markdown_table, replace_section, verdict  # noqa: E402
 
 SECTION = "## Training step"
 SCALES = {"toy": {"resolution": 32, "batch": 4}, "sd15": {"resolution": 512, "batch": 1}}
-STEPS = {("toy", True): (1, 5), ("toy", False): (2, 20), ("sd15", True): (1, 2), ("sd15", False): (1, 5)}
-RANK, LR, SEED, THREADS = 4, 1e-4, 42, 2
+STEPS = {("toy", True): (1, 5), ("toy", False): (2, 20), ("sd15", True): (1, 3), ("sd15", False): (1, 5)}
+THREADS = 2
+ENGINE_NOTES = """Where the time goes, and what was changed in the engine (recorded runs, same machine, shared CPU):
+
+- Profile of one SD 1.5-shaped UNet forward + backward with the LoRA (512 px, batch 1, 18.1 s under load): flash
+  SDPA 34 % (backward 4.4 s, forward 1.7 s), matmuls 30 %, convolutions 32 %; our step is that and nothing else.
+  The reference adds one VAE encode of a 512 px picture per step (5.2 s per picture unloaded, 7-9 s under load)
+  and the text encoder (about 0.2 s), so on this CPU the saving is bounded at about (U + V) / U = 1.3-1.5x.
+- Changed (commit 3d37224, `studio/train/batches.py`): the latent cache encodes at most 4 pictures' worth of
+  512 px per VAE call instead of 16 pictures. Ours side, SD 1.5 shape, 16 pictures of 512 px
+  (the ours side alone, one step, with `bench_train.py` of commit 53544eb): peak RSS 10,863 -> 6,699 MiB (the training
+  step's own peak is about 6.8 GB, so the cache no longer sets the high-water mark), cache 192 -> 106 s (the
+  load differed between the two runs; alone, batch 1 and batch 4 encode at the same 5.2-5.4 s per picture).
+  Toy-sized (32 px) pictures are still encoded 16 per call, so their numbers are unchanged.
+- Tried and not kept: channels_last UNet (steps 19.2-20.0 s vs 19.0-20.0 s, peak RSS 9.1 vs 6.8 GB);
+  fused / foreach AdamW (optimizer step 2.09 -> 0.37 / 1.31 ms on the toy LoRA's 112 tensors, 5.95 -> 1.38 /
+  4.46 ms on SD 1.5's 256: at most 3 % of a toy step and 0.03 % of an SD 1.5 step, not worth touching the
+  optimizer); releasing the VAE and text encoder after caching (the validation loss and the checkpoint samples
+  use them); torch.compile (the step is 96 % matmul, convolution and SDPA kernels it would not speed up on a CPU,
+  and compiling the SD 1.5 UNet would cost more than a quick run). SDPA is diffusers' default already; with
+  one process on a CPU there are no host syncs to save (one `.item()` per step)."""
 SD15_CAPTIONS = ["a red circle on a blue background", "a green square in a field", "a yellow star at night",
                  "a purple triangle on white"]
 
@@ -93,66 +112,11 @@ def sd15_data(folder: Path, count: int = 4, size: int = 512) -> str:
             pixels = np.clip(pixels + rng.normal(0, 12, pixels.shape), 0, 255).astype(np.uint8)
             image = Image.fromarray(pixels)
             x, y = rng.integers(64, size - 192, 2)
-            ImageDraw.Draw(image).ellipse([int(x), int(y), int(x) + 160, int(y) + 160], fill=(200, 40 * index % 256, 60))
+            disc = [int(x), int(y), int(x) + 160, int(y) + 160]
+            ImageDraw.Draw(image).ellipse(disc, fill=(200, 40 * index % 256, 60))
             image.save(folder / f"img_{index}.png")
             writer.writerow([f"img_{index}.png", caption])
     return str(folder)
-
-
-def _timed_steps(step, warmup: int, timed: int) -> tuple[list[float], list[float]]:
-    """Run ``step(i)`` warmup + timed times; returns (seconds of the timed steps, all losses)."""
-    seconds, losses = [], []
-    for index in range(warmup + timed):
-        started = time.perf_counter()
-        losses.append(float(step(index)))
-        if index >= warmup:
-            seconds.append(time.perf_counter() - started)
-    return seconds, losses
-
-
-def side_ours(args) -> dict:
-    """Our engine: build_setup (timed, with its two caches timed apart), then optimizer_step."""
-    from studio.config import load_config
-    from studio.train import batches as batches_module
-    from studio.train.loop import optimizer_step
-    from studio.train.setup import build_setup
-
-    cache = {"latents": 0.0, "text": 0.0}
-
-    def timed(cls, name, key):
-        original = getattr(cls, name)
-
-        def wrapper(*a, **k):
-            started = time.perf_counter()
-            try:
-                return original(*a, **k)
-            finally:
-                cache[key] += time.perf_counter() - started
-        setattr(cls, name, wrapper)
-
-    timed(batches_module.BatchSource, "fill_latent_cache", "latents")
-    timed(batches_module.TextConditioner, "fill_cache", "text")
-    config = load_config({"train_data_dir": args.data, "base_model": args.model, "resolution": args.resolution,
-                          "batch_size": args.batch, "lora_rank": RANK, "learning_rate": LR, "seed": SEED,
-                          "max_steps": args.warmup + args.timed, "output_dir": str(Path(args.json).parent / "out")})
-    started = time.perf_counter()
-    setup = build_setup(config)
-    setup_s = time.perf_counter() - started
-    seconds, losses = _timed_steps(lambda i: optimizer_step(setup, i)[0], args.warmup, args.timed)
-    return {"setup_s": setup_s, "cache_s": cache["latents"] + cache["text"], "latent_cache_s": cache["latents"],
-            "text_cache_s": cache["text"], "step_s": seconds, "losses": losses}
-
-
-def side_reference(args) -> dict:
-    """The diffusers-script way: load, then VAE + text encoder + UNet at every step."""
-    from train_reference import batches, load_reference, reference_step
-
-    started = time.perf_counter()
-    parts = load_reference(args.model, args.data, args.resolution, args.batch, RANK, SEED, LR)
-    setup_s = time.perf_counter() - started
-    stream = batches(parts)
-    seconds, losses = _timed_steps(lambda i: reference_step(parts, next(stream)), args.warmup, args.timed)
-    return {"setup_s": setup_s, "cache_s": 0.0, "step_s": seconds, "losses": losses}
 
 
 def _run_child(argv: list[str], timeout: float) -> None:
@@ -163,13 +127,18 @@ def _run_child(argv: list[str], timeout: float) -> None:
         raise RuntimeError(f"{' '.join(argv[:4])} failed:\n{done.stderr[-3000:]}")
 
 
-def measure_side(side: str, scale: str, model: str, data: str, steps: tuple[int, int], work: Path) -> dict:
-    out = work / f"{scale}-{side}.json"
+def measure_sides(scale: str, model: str, data: str, steps: tuple[int, int], work: Path) -> dict[str, dict]:
+    """Ours and the reference in two processes, set up one after the other, their steps alternated."""
+    from train_sides import SideProcess, lockstep
+
     spec = SCALES[scale]
-    _run_child(["--side", side, "--scale", scale, "--model", model, "--data", data, "--json", str(out),
-                "--warmup", str(steps[0]), "--timed", str(steps[1]), "--resolution", str(spec["resolution"]),
-                "--batch", str(spec["batch"])], timeout=1800)
-    return json.loads(out.read_text(encoding="utf-8"))
+    argv = ["--model", model, "--data", data, "--resolution", str(spec["resolution"]), "--batch", str(spec["batch"]),
+            "--threads", str(THREADS), "--work", str(work / f"{scale}-work")]
+    results = lockstep(lambda side: SideProcess(Path(__file__).resolve(), side, argv, work), ["ours", "reference"],
+                       *steps)
+    for result in results.values():
+        result.update(s_per_step=min(result["step_s"]), median_s=statistics.median(result["step_s"]))
+    return results
 
 
 def measure_scale(scale: str, quick: bool, work: Path, images: int = 4) -> dict:
@@ -187,7 +156,7 @@ def measure_scale(scale: str, quick: bool, work: Path, images: int = 4) -> dict:
     prepare_s = time.perf_counter() - started
     steps = STEPS[(scale, quick)]
     try:
-        sides = {side: measure_side(side, scale, model, data, steps, work) for side in ("ours", "reference")}
+        sides = measure_sides(scale, model, data, steps, work)
     finally:
         if scale == "sd15":
             shutil.rmtree(model, ignore_errors=True)
@@ -220,10 +189,15 @@ def goals(row: dict) -> list[tuple[str, bool | None]]:
             ("SD 1.5 peak RSS ours ≤ reference", row["ours"]["peak_rss_mb"] <= row["reference"]["peak_rss_mb"])]
 
 
+def _step_times(result: dict) -> str:
+    return "; ".join(f"{row['scale']} ours {', '.join(f'{t:.3f}' for t in row['ours']['step_s'])} s, reference "
+                     f"{', '.join(f'{t:.3f}' for t in row['reference']['step_s'])} s" for row in result["rows"])
+
+
 def markdown(result: dict) -> str:
-    """The ``## Training step`` section of BENCHMARKS.md."""
-    header = ["scale", "model", "px", "batch", "timed steps", "ours s/step", "reference s/step", "speed-up",
-              "ours peak RSS MiB", "reference peak RSS MiB", "memory ours/ref", "ours setup s (cache s)",
+    """The ``## Training step`` section of BENCHMARKS.md (the engine notes are the recorded before/after runs)."""
+    header = ["scale", "model", "px", "batch", "steps (warm-up + timed)", "ours s/step", "reference s/step",
+              "speed-up", "ours peak RSS MiB", "reference peak RSS MiB", "memory ours/ref", "ours setup s (cache s)",
               "reference setup s", "cache pays off after"]
     rows = []
     for row in result["rows"]:
@@ -236,20 +210,12 @@ def markdown(result: dict) -> str:
     goal_lines = [f"- {name}: **{verdict(met)}**" for row in result["rows"] for name, met in goals(row)]
     lines = [SECTION, "", __doc__.split("\n\n", 2)[2].split("``--quick``")[0].strip(), "",
              markdown_table(header, rows, "llrrlrrrrrrrrr"), "", *goal_lines, "",
+             f"Every timed step: {_step_times(result)}.", "",
              f"{describe_machine(result['machine'])} torch threads per side: {result['threads']}. The CPU was shared "
              "with a long background job and other engineers' work, so absolute times are noisy; the ratio of two "
-             "sides measured back to back is what to read.", "", f"Command: `{result['command']}`", ""]
+             "sides measured back to back is what to read.", "", f"Command: `{result['command']}`", "",
+             ENGINE_NOTES, ""]
     return "\n".join(lines)
-
-
-def _side_main(args) -> None:
-    import torch
-
-    torch.set_num_threads(args.threads)
-    result = side_ours(args) if args.side == "ours" else side_reference(args)
-    result.update(side=args.side, scale=args.scale, threads=args.threads, peak_rss_mb=peak_rss_mb(),
-                  s_per_step=statistics.median(result["step_s"]))
-    Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -257,20 +223,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     parser.add_argument("--scale", nargs="*", choices=sorted(SCALES), default=["toy", "sd15"])
-    parser.add_argument("--side", choices=("ours", "reference"), help="run one side in this process")
-    parser.add_argument("--build", choices=("toy", "sd15"), help="save a random-weight model to --out")
-    parser.add_argument("--out", type=Path)
     parser.add_argument("--images", type=int, default=4, help="how many 512 px pictures the sd15 scale trains on")
-    for name in ("model", "data", "json"):
-        parser.add_argument(f"--{name}")
-    for name, default in (("warmup", 1), ("timed", 2), ("resolution", 512), ("batch", 1), ("threads", THREADS)):
-        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--build", choices=("toy", "sd15"), help=argparse.SUPPRESS)  # a random-weight model to --out
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("ours", "reference"), help=argparse.SUPPRESS)  # one side (train_sides)
+    for name in ("model", "data", "work"):
+        parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    for name, default in (("resolution", 512), ("batch", 1), ("threads", THREADS)):
+        parser.add_argument(f"--{name}", type=int, default=default, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.build:
         build_model(args.build, args.out)
-    elif args.side:
-        args.scale = args.scale[0]
-        _side_main(args)
+    elif args.serve:
+        from train_sides import serve
+
+        serve(args.serve, args.model, args.data, args.resolution, args.batch, Path(args.work), args.threads)
     else:
         result = run(quick=args.quick, scales=tuple(args.scale), images=args.images)
         text = markdown(result)

@@ -7,8 +7,8 @@ startup (bench_startup.py); each exposes ``run(quick) -> dict`` and runs here in
 benchmark's threads, imports and memory never touch the next one's. A module that is not there is reported as
 "not available" and skipped; one that fails is reported as failed (exit status 1) and the others still run.
 ``--dry-run`` lists what would run and imports nothing heavy. The summary goes into ``## Summary
-(bench/run_all.py)`` at the top of BENCHMARKS.md; the training section (``## Training step``) is rewritten from
-the same results; the other sections belong to their own scripts and are left as they are.
+(bench/run_all.py)`` at the top of BENCHMARKS.md; the per-benchmark sections below it belong to their own
+scripts (each rewrites its section on a full run) and are left as they are.
 """
 from __future__ import annotations
 
@@ -100,8 +100,8 @@ def rows_scan(result: dict) -> list[list]:
     rows = []
     first = result["results"][0]
     for row in result["results"]:
-        rows.append(["dataset scan", f"{row['workers']} worker(s): images/s on {result['pictures']:,} {result['side']} px "
-                     f"JPEGs; 10,000 extrapolated", f"{row['images_per_s']} img/s; {row['seconds_for_10k']} s",
+        rows.append(["dataset scan", f"{row['workers']} worker(s): images/s on {result['pictures']:,} "
+                     f"{result['side']} px JPEGs; 10,000 extrapolated", f"{row['images_per_s']} img/s; {row['seconds_for_10k']} s",
                      "—", f"{row['images_per_s'] / first['images_per_s']:.2f}× vs 1 worker", "10k < 60 s",
                      verdict(row["seconds_for_10k"] < 60)])
     return rows
@@ -132,18 +132,20 @@ def table_rows(name: str, result: dict | None) -> list[list]:
 def markdown(rows: list[list], info: dict, timings: dict, command: str, quick: bool) -> str:
     total = sum(timings.values())
     each = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
-    mode = ("`--quick`: fewer steps and repeats than the full runs (training: toy 1 + 5 and SD 1.5 1 + 2 steps; "
-            "grid: 10 steps, 1 repeat; captioning: tiny BLIP only; scan: 100 pictures, one pass each; start-up: one "
-            "start). " if quick else "")
+    mode = ("`--quick`: fewer steps and repeats than the full runs (training: toy 1 + 5 and SD 1.5 1 + 3 steps, "
+            "best step; grid: 10 steps, 1 repeat; captioning: tiny BLIP only; scan: 100 pictures, one pass each; "
+            "start-up: one start). " if quick else "")
+    gpu = (" No GPU was at hand, so the SD 1.5-shaped training benchmark has not been run on a GPU."
+           if info["gpu"] == "none" else "")
     return "\n".join([
         SECTION, "",
         "Every benchmark in one table, from the latest `bench/run_all.py` run. Ratio: reference time / ours "
         "(training, grid, captioning), ours / reference for memory. The sections below hold each benchmark's "
-        "details; the training section comes from this same run, the others from their own scripts' last full run "
-        "(each names its command and date).", "",
+        "details from each script's own last full run (each names its command and date), so where this run was "
+        "`--quick` their numbers differ from the table's.", "",
         markdown_table(HEADER, rows, "lllllll"), "",
         f"{describe_machine(info)} The CPU was shared with a long background job and other engineers' work while "
-        "this ran, so absolute times are noisy; ratios are measured back to back on the same machine.", "",
+        "this ran, so absolute times are noisy; ratios are measured back to back on the same machine." + gpu, "",
         f"{mode}Wall time of the whole run: {total:.0f} s ({each}).", "",
         f"Command: `{command}`", ""])
 
@@ -179,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [name for name in BENCHMARKS if not args.only or name in args.only]
     if args.dry_run:
         return dry_run(names, args.quick)
-    command = " ".join(["OMP_WAIT_POLICY=PASSIVE python bench/run_all.py", *(shlex.quote(a) for a in
-                                                                              (argv if argv is not None else sys.argv[1:]))])
+    given = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["OMP_WAIT_POLICY=PASSIVE python bench/run_all.py", *(shlex.quote(a) for a in given)])
     info, results, timings = machine(), {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-all-") as scratch:
         for name in names:
@@ -193,11 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwall time {sum(timings.values()):.0f} s: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     if not args.no_write:
         replace_section(SECTION, markdown(rows, info, timings, command, args.quick), first=True)
-        training = results.get("training")
-        if training and "error" not in training:
-            import bench_train
-
-            replace_section(bench_train.SECTION, bench_train.markdown(training))
     return 1 if any(result and "error" in result for result in results.values()) else 0
 
 
