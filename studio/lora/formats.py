@@ -77,7 +77,9 @@ def save_diffusers_lora(
     out.mkdir(parents=True, exist_ok=True)
     unet_layers = te_layers = unet_config = te_config = None
     if unet_state:
-        unet_layers = convert_state_dict_to_diffusers(_detached(unet_state))
+        # PEFT names as they are: diffusers' old-style conversion maps only linear layers, and a file that mixes
+        # both styles (conv LoRA = LoCon) is read back with its attention LoRA silently dropped.
+        unet_layers = _detached(unet_state)
         unet_config = _adapter_config(rank, alpha, unet_targets, use_dora)
     if text_encoder_state:
         te_layers = convert_state_dict_to_diffusers(_te_magnitudes(_detached(text_encoder_state)))

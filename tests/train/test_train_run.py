@@ -202,3 +202,20 @@ def test_markdown_and_weighting_in_captions_train_exactly_like_plain_captions(wr
     fancy = run_training(load_config(write_config(output_dir=str(tmp_path / "fancy"), max_steps=3,
                                                   train_data_dir=str(marked))))
     assert _max_diff(_lora_tensors(plain.run_dir), _lora_tensors(fancy.run_dir)) == 0.0
+
+
+def test_conv_and_attention_lora_files_agree_and_keep_both_parts(write_config, tmp_path, tiny_sd_dir):
+    """A LoCon-style LoRA (attention + ResNet convs): both files carry both parts and give the same picture."""
+    result = run_training(load_config(write_config(output_dir=str(tmp_path / "locon"), max_steps=3,
+                                                   target_modules=["to_q", "to_k", "to_v", "to_out.0", "conv1", "conv2"])))
+    pipe = _load_pipe(tiny_sd_dir)
+    base = _image(pipe, None)
+    images = []
+    for lora_file in (result.run_dir / "pytorch_lora_weights.safetensors", result.run_dir / "tiny.safetensors"):
+        pipe.load_lora_weights(str(lora_file), adapter_name="lora")
+        assert hasattr(pipe.unet.get_submodule("down_blocks.0.resnets.0.conv1"), "lora_A")
+        assert hasattr(pipe.unet.get_submodule("down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"), "lora_A")
+        images.append(_image(pipe, 1.0))
+        pipe.delete_adapters(["lora"])
+    assert (images[0] - images[1]).abs().max() < 1e-4
+    assert (images[0] - base).abs().max() > 1e-4
