@@ -1,10 +1,11 @@
 """The two sides of the training benchmark, each in its own process, stepped in lock-step by the parent.
 
 A side process sets itself up (timed), says ``ready``, then runs one optimizer step per ``step`` line on its stdin
-and answers with the step's seconds; ``done`` makes it report its peak RSS (``VmHWM``) and exit. The parent
-(``SideProcess``) sets the two sides up one after the other, then alternates their steps (ours, reference,
-reference, ours, ...), so on a shared CPU whose load comes and goes both sides' steps see the same load; a side
-waiting for its turn blocks on a read and uses no CPU. Protocol lines carry a prefix; other output is ignored.
+and answers with the step's wall and CPU seconds (``time.process_time``, all threads); ``done`` makes it report
+its peak RSS (``VmHWM``) and exit. The parent (``SideProcess``) sets the two sides up one after the other, then
+alternates their steps (ours, reference, reference, ours, ...), so on a shared CPU whose load comes and goes both
+sides' steps see the same load; a side waiting for its turn blocks on a read and uses no CPU. Protocol lines carry
+a prefix; other output is ignored.
 """
 from __future__ import annotations
 
@@ -26,28 +27,29 @@ def open_ours(model: str, data: str, resolution: int, batch: int, work: Path):
     from studio.train.loop import optimizer_step
     from studio.train.setup import build_setup
 
-    cache = {"latents": 0.0, "text": 0.0}
+    cache = {"latent_cache_s": 0.0, "latent_cache_cpu_s": 0.0, "text_cache_s": 0.0, "text_cache_cpu_s": 0.0}
 
     def timed(cls, name: str, key: str) -> None:
         original = getattr(cls, name)
 
         def wrapper(*args, **kwargs):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             try:
                 return original(*args, **kwargs)
             finally:
-                cache[key] += time.perf_counter() - started
+                cache[f"{key}_s"] += time.perf_counter() - started
+                cache[f"{key}_cpu_s"] += time.process_time() - cpu
         setattr(cls, name, wrapper)
 
-    timed(batches_module.BatchSource, "fill_latent_cache", "latents")
-    timed(batches_module.TextConditioner, "fill_cache", "text")
+    timed(batches_module.BatchSource, "fill_latent_cache", "latent_cache")
+    timed(batches_module.TextConditioner, "fill_cache", "text_cache")
     config = load_config({"train_data_dir": data, "base_model": model, "resolution": resolution, "batch_size": batch,
                           "lora_rank": RANK, "learning_rate": LR, "seed": SEED, "max_steps": 10_000,
                           "output_dir": str(work / "out")})
     started = time.perf_counter()
     setup = build_setup(config)
-    info = {"setup_s": time.perf_counter() - started, "cache_s": cache["latents"] + cache["text"],
-            "latent_cache_s": cache["latents"], "text_cache_s": cache["text"]}
+    info = {"setup_s": time.perf_counter() - started, "cache_s": cache["latent_cache_s"] + cache["text_cache_s"],
+            "cache_cpu_s": cache["latent_cache_cpu_s"] + cache["text_cache_cpu_s"], **cache}
     return info, lambda step: optimizer_step(setup, step)[0]
 
 
@@ -57,7 +59,7 @@ def open_reference(model: str, data: str, resolution: int, batch: int, work: Pat
 
     started = time.perf_counter()
     parts = load_reference(model, data, resolution, batch, RANK, SEED, LR)
-    info = {"setup_s": time.perf_counter() - started, "cache_s": 0.0}
+    info = {"setup_s": time.perf_counter() - started, "cache_s": 0.0, "cache_cpu_s": 0.0}
     stream = batches(parts)
     return info, lambda step: reference_step(parts, next(stream))
 
@@ -80,9 +82,9 @@ def serve(side: str, model: str, data: str, resolution: int, batch: int, work: P
     number = 0
     for line in sys.stdin:
         if line.strip() == "step":
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             loss = float(step(number))
-            _say({"seconds": time.perf_counter() - started, "loss": loss})
+            _say({"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "loss": loss})
             number += 1
         elif line.strip() == "done":
             break
@@ -134,13 +136,14 @@ def lockstep(start, names: list[str], warmup: int, timed: int) -> dict[str, dict
     try:
         for name in names:
             sides[name] = start(name)
-            results[name] = {**sides[name].ask(), "step_s": [], "losses": []}
+            results[name] = {**sides[name].ask(), "step_s": [], "step_cpu_s": [], "losses": []}
         for number in range(warmup + timed):
             for name in names if number % 2 == 0 else names[::-1]:
                 answer = sides[name].ask("step")
                 results[name]["losses"].append(answer["loss"])
                 if number >= warmup:
                     results[name]["step_s"].append(answer["seconds"])
+                    results[name]["step_cpu_s"].append(answer["cpu_seconds"])
         for name in names:
             results[name].update(sides[name].ask("done"))
     finally:
