@@ -45,12 +45,12 @@ def _wait_until(condition, timeout: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory, tiny_sd_dir, toy_dataset):
-    """The uninterrupted reference run (20 steps, a checkpoint every 5)."""
+    """The uninterrupted reference run (60 steps, a checkpoint every 5: room to kill it on a busy machine)."""
     import yaml
 
     folder = tmp_path_factory.mktemp("straight")
     config = {"train_data_dir": str(toy_dataset), "base_model": str(tiny_sd_dir), "resolution": 32, "batch_size": 4,
-              "lora_rank": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 20, "save_steps": 5,
+              "lora_rank": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 60, "save_steps": 5,
               "output_dir": str(folder / "out"), "output_name": "tiny", "seed": 7}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     return run_training(load_config(folder / "config.yaml")), config
@@ -74,13 +74,17 @@ def test_sigkill_then_resume_latest_equals_uninterrupted_run(straight, tmp_path,
     process.wait(timeout=30)
     run = runs()[0]
     assert json.loads((run / "run.json").read_text())["status"] == "running"  # killed: nothing could record it
-    assert [c.name for c in list_checkpoints(run)] == ["step-000005"]  # a half-written step 10 is never listed
+    complete = [c.name for c in list_checkpoints(run)]
+    if moment == "during_checkpoint":
+        assert complete == ["step-000005"]  # the half-written step 10 is never listed
+    else:
+        assert complete and len(read_loss_log(run)) < 60
 
     resumed = subprocess.run([sys.executable, "studio.py", "train", "--config", str(config_path), "--quiet",
                               "--resume", "latest"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _max_diff(_lora(reference.run_dir), _lora(run)) <= 1e-6
-    assert [r["step"] for r in read_loss_log(run)] == list(range(1, 21))
+    assert [r["step"] for r in read_loss_log(run)] == list(range(1, 61))
     assert not list((run / "checkpoints").glob(".step-*")), "a half-written checkpoint folder was left behind"
 
 

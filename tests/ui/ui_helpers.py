@@ -55,14 +55,16 @@ def run_configs(workspace) -> list[str]:
     return [p.read_text() for p in workspace.glob("output/**/config.yaml")]
 
 
-def configure_tiny_run(page, tiny_sd_dir) -> None:
+def configure_tiny_run(page, tiny_sd_dir=None) -> None:
+    """Demo-star + rank-4 + short presets; on ``tiny_sd_dir`` (a random tiny model) or the embedded model."""
     open_tab(page, "Training")
     pick(page, "preset-demo", "demo-star")
     pick(page, "preset-rank", "rank-4")
     pick(page, "preset-epochs", "short")
     page.click("#preset-apply")
     page.wait_for_function("() => document.querySelector('#preset-notes').innerText.includes('rank-4')")
-    fill(page, "form-base_model", str(tiny_sd_dir))
+    if tiny_sd_dir is not None:
+        fill(page, "form-base_model", str(tiny_sd_dir))
     assert page.locator("#form-lora_rank input").input_value() == "4", "the rank preset did not reach the form"
 
 
