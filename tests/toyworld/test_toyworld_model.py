@@ -30,7 +30,11 @@ def test_embedded_model_is_a_small_sd1_folder_that_loads_offline(monkeypatch):
 def test_embedded_model_draws_the_colour_shape_and_background_it_is_asked_for():
     from studio.toyworld.evaluate import evaluate_base, load_pipeline
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    report = evaluate_base(load_pipeline(MODEL), n=24, seed=5, steps=20)
+    try:
+        report = evaluate_base(load_pipeline(MODEL), n=24, seed=5, steps=20)
+    finally:
+        torch.set_num_threads(threads)  # later tests compare numbers with runs in fresh processes
     accuracy = report["accuracy"]
     assert accuracy["colour"] >= 0.9 and accuracy["shape"] >= 0.9 and accuracy["background"] >= 0.85, accuracy

@@ -53,14 +53,18 @@ def straight(tmp_path_factory, tiny_sd_dir, toy_dataset):
               "lora_rank": 4, "lora_alpha": 8, "learning_rate": 1e-3, "max_steps": 60, "save_steps": 5,
               "output_dir": str(folder / "out"), "output_name": "tiny", "seed": 7}
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    return run_training(load_config(folder / "config.yaml")), config
+    # Through the CLI too, so both sides run in a fresh process with the same thread settings.
+    done = subprocess.run([sys.executable, "studio.py", "train", "--config", str(folder / "config.yaml"), "--quiet"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return next((folder / "out").glob("tiny-*")), config
 
 
 @pytest.mark.parametrize("moment", ["after_checkpoint", "during_checkpoint"])
 def test_sigkill_then_resume_latest_equals_uninterrupted_run(straight, tmp_path, moment):
     import yaml
 
-    reference, values = straight
+    reference_dir, values = straight
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump({**values, "output_dir": str(tmp_path / "out")}))
     slow = {"LORA_STUDIO_CHECKPOINT_DELAY": "5"} if moment == "during_checkpoint" else {}
@@ -83,7 +87,7 @@ def test_sigkill_then_resume_latest_equals_uninterrupted_run(straight, tmp_path,
     resumed = subprocess.run([sys.executable, "studio.py", "train", "--config", str(config_path), "--quiet",
                               "--resume", "latest"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert _max_diff(_lora(reference.run_dir), _lora(run)) <= 1e-6
+    assert _max_diff(_lora(reference_dir), _lora(run)) <= 1e-6
     assert [r["step"] for r in read_loss_log(run)] == list(range(1, 61))
     assert not list((run / "checkpoints").glob(".step-*")), "a half-written checkpoint folder was left behind"
 
