@@ -138,8 +138,8 @@ def table_rows(name: str, result: dict | None) -> list[list]:
 def markdown(rows: list[list], info: dict, timings: dict, command: str, quick: bool) -> str:
     total = sum(timings.values())
     each = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
-    mode = ("`--quick`: fewer steps and repeats than the full runs (training: toy 1 + 5 and SD 1.5 1 + 3 steps, "
-            "best step; grid: 10 steps, 1 repeat; captioning: tiny BLIP only; scan: 100 pictures, one pass each; "
+    mode = ("`--quick`: fewer steps and repeats than the full runs (training: toy 1 + 5 and SD 1.5 1 + 3 steps; "
+            "grid: 10 steps, 1 repeat; captioning: tiny BLIP only; scan: 100 pictures, one pass each; "
             "start-up: one start). " if quick else "")
     gpu = (" No GPU was at hand, so the SD 1.5-shaped training benchmark has not been run on a GPU."
            if info["gpu"] == "none" else "")
