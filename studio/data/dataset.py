@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from studio.data.buckets import Bucket, assign_bucket, fit_to_bucket, make_buckets
-from studio.data.images import load_rgb, probe_size, to_rgb  # noqa: F401  (re-exported)
+from studio.data.images import load_rgb, probe_size
 from studio.data.metadata import CaptionRecord, DatasetError, DatasetProblem, resolve_inside
 
 

@@ -10,7 +10,6 @@ and 10 % empty captions for classifier-free guidance. Everything is seeded.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os

@@ -123,7 +123,10 @@ def _prepare_models(components, config, accelerator):
     components.vae.requires_grad_(False)
     vae_dtype = torch.float32 if weight_dtype == torch.float16 else weight_dtype  # fp16 VAEs overflow to NaN
     for module, dtype in ((components.vae, vae_dtype), (components.unet, weight_dtype), (components.text_encoder, weight_dtype)):
-        module.to(device) if module.dtype == dtype else module.to(device, dtype=dtype)
+        if module.dtype == dtype:  # no cast: diffusers warns about any .to(dtype=...) call
+            module.to(device)
+        else:
+            module.to(device, dtype=dtype)
     params = add_lora_adapters(components.unet, components.text_encoder, config)
     if config.init_lora:
         load_initial_lora(components.unet, components.text_encoder, config.init_lora, config)
