@@ -70,6 +70,21 @@ class _ProgressBar:
             self.bar.close()
 
 
+def _print_json_event(event) -> None:
+    """``--json-events``: one JSON line per event on stdout, flushed (the studio reads them from a pipe)."""
+    import json
+
+    print(json.dumps(event.to_dict()), flush=True)
+
+
+def _stop_check(stop: threading.Event, stop_file: str | None):
+    """``should_stop``: Ctrl-C, or (``--stop-file``) the file appeared."""
+    if not stop_file:
+        return stop.is_set
+    path = Path(stop_file)
+    return lambda: stop.is_set() or path.exists()
+
+
 def _launch_processes(args) -> int:
     """``--num-processes N``: the same command under ``accelerate launch`` (data-parallel, one process per device)."""
     import socket
@@ -88,6 +103,10 @@ def _launch_processes(args) -> int:
         command += ["--resume", args.resume]
     if args.quiet:
         command.append("--quiet")
+    if args.json_events:
+        command.append("--json-events")
+    if args.stop_file:
+        command += ["--stop-file", args.stop_file]
     import subprocess
 
     return subprocess.call(command)
@@ -120,8 +139,9 @@ def cmd_train(args) -> int:
 
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
-        emit = _ProgressBar(args.quiet) if main_process else (lambda event: None)
-        result = run_training(config, emit=emit, should_stop=stop.is_set)
+        emit = (_print_json_event if args.json_events else _ProgressBar(args.quiet)) if main_process else (
+            lambda event: None)
+        result = run_training(config, emit=emit, should_stop=_stop_check(stop, args.stop_file))
     except _user_errors() as error:
         if main_process:
             _print_error(error)
@@ -190,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar, only warnings and checkpoints")
     train.add_argument("--num-processes", type=int, default=1, metavar="N",
                        help="data-parallel training on N devices through accelerate (N GPUs; on a CPU, N processes)")
+    train.add_argument("--json-events", action="store_true",
+                       help="print every training event as one JSON line on stdout instead of the progress bar")
+    train.add_argument("--stop-file", metavar="PATH",
+                       help="stop after the current step (saving a checkpoint) as soon as this file exists")
     train.set_defaults(handler=cmd_train)
     check = sub.add_parser("check-config", help="print the normalised config, or what is wrong with it")
     check.add_argument("config", help="YAML config file")

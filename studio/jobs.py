@@ -91,8 +91,9 @@ class TrainingJob:
             return replace(self._state, losses=tuple(self._losses), val_losses=tuple(self._val_losses),
                            logs=tuple(self._logs))
 
-    def start(self, config) -> None:
-        """Start training ``config``; raises ``JobBusy`` while another run is active."""
+    def start(self, config, runner=None) -> None:
+        """Start training ``config`` (with ``runner`` instead of the job's own when given, e.g. one training in
+        several processes); raises ``JobBusy`` while another run is active."""
         with self._lock:
             if self._state.active:
                 raise JobBusy(
@@ -105,7 +106,8 @@ class TrainingJob:
             self._logs.clear()
             self._state = TrainingSnapshot(status="starting", started_at=time.time())
             self._logs.append("loading the model and the dataset …")
-            self._thread = threading.Thread(target=self._run, args=(config,), name="lora-training", daemon=True)
+            self._thread = threading.Thread(target=self._run, args=(config, runner or self._runner),
+                                            name="lora-training", daemon=True)
             self._thread.start()
 
     def stop(self) -> bool:
@@ -149,8 +151,7 @@ class TrainingJob:
                 self._logs.append(f"{event.kind}: {event.message}")
             self._state = state
 
-    def _run(self, config) -> None:
-        runner = self._runner
+    def _run(self, config, runner) -> None:
         if runner is None:
             from studio.train import run_training as runner
         try:

@@ -146,11 +146,17 @@ class Studio:
         return save_config(config, self.workspace / "configs" / f"{config.resolved_output_name()}-{stamp}.yaml")
 
     # ---- training -----------------------------------------------------------------------------------
-    def start_training(self, yaml_text: str, resume: bool = False) -> None:
+    def start_training(self, yaml_text: str, resume: bool = False, num_processes: int = 1) -> None:
+        """Train in this process, or (``num_processes`` > 1) data-parallel in that many subprocesses."""
         config = self.parse_config(yaml_text)
         if resume:
             config = _with(config, resume="latest")
-        self.training.start(config)
+        runner = None
+        if int(num_processes or 1) > 1:
+            from studio.jobs_multi import ProcessRunner
+
+            runner = ProcessRunner(int(num_processes), self.workspace / "jobs")
+        self.training.start(config, runner=runner)
 
     # ---- runs and evaluation ------------------------------------------------------------------------
     def list_runs(self) -> list[RunSummary]:
