@@ -1,52 +1,228 @@
-"""Captioning tab: the dataset's ``filename, prompt`` table, edited in place and saved to ``metadata.csv``."""
+"""Captioning tab: the ``filename, prompt`` table with lint findings beside each row, the keyword chart, a preview
+of structured prompts, bulk edits with Undo, the four-part prompt helper and BLIP auto-captioning.
+
+The logic lives in ``studio.caption_service`` (and ``studio.caption_job``); this module only lays out widgets and
+turns results and errors into what the page shows.
+"""
 from __future__ import annotations
 
+import html
+import time
+from functools import partial
 from types import SimpleNamespace
 
 import gradio as gr
 
+from studio.caption.blip import DEFAULT_BLIP
+from studio.caption.formula import FORMULA_FIELDS, build_caption
+from studio.caption_service import CaptionDesk, place_caption, structured_preview, table_rows
+
 from .common import error_text
 
-HEADERS = ["filename", "prompt"]
+HEADERS = ["filename", "prompt", "lint"]
+MISSING, ALL = "images without a caption", "all images (replace their captions)"
+POLL_SECONDS = 0.4
 
 
 def render(studio) -> SimpleNamespace:
     with gr.Row():
         folder = gr.Textbox(label="Dataset folder", scale=4, elem_id="caption-folder")
         load = gr.Button("Load captions", scale=1, elem_id="caption-load")
-    table = gr.Dataframe(headers=HEADERS, datatype=["str", "str"], column_count=2, interactive=True,
-                         wrap=True, label="Captions (edit a cell, then Save)", elem_id="caption-table")
+    required = gr.Textbox(label="Required words (checked in every caption)", placeholder="your trigger word, e.g. zq star",
+                          elem_id="caption-required")
+    message = gr.Markdown(elem_id="caption-message")
+    lint = gr.Markdown(elem_id="caption-lint")
+    table = gr.Dataframe(headers=HEADERS, datatype=["str", "str", "str"], column_count=3, interactive=True,
+                         static_columns=[2], wrap=True, column_widths=["16%", "44%", "40%"], max_height=560,
+                         label="Captions (edit a cell, then Save; click a row to select it for the prompt helper)",
+                         elem_id="caption-table")
     with gr.Row():
         save = gr.Button("Save metadata.csv", variant="primary", elem_id="caption-save")
-    message = gr.Markdown(elem_id="caption-message")
-    return SimpleNamespace(folder=folder, load=load, table=table, save=save, message=message)
+        check = gr.Button("Check the table (without saving)", elem_id="caption-check")
+        undo = gr.Button("Undo last edit (swap with metadata.csv.bak)", elem_id="caption-undo")
+    with gr.Row():
+        chart = gr.Image(label="Keyword chart (core tags in orange)", type="filepath", interactive=False,
+                         buttons=["download"], elem_id="caption-chart")
+        preview = gr.HTML(label="Structured prompts", elem_id="caption-preview", max_height=520)
+    ui = SimpleNamespace(folder=folder, load=load, required=required, message=message, lint=lint, table=table,
+                         save=save, check=check, undo=undo, chart=chart, preview=preview, desk=CaptionDesk(studio))
+    _render_edits(ui)
+    _render_helper(ui)
+    _render_auto(ui)
+    return ui
 
 
-def _rows(value) -> list[tuple[str, str]]:
-    """Rows of the Dataframe's value (a pandas DataFrame or a list of lists)."""
-    if hasattr(value, "values"):
-        value = value.values.tolist()
-    return [(str(r[0] if r[0] is not None else ""), str(r[1] if r[1] is not None else "")) for r in value or []]
+def _render_edits(ui: SimpleNamespace) -> None:
+    with gr.Accordion("Bulk edits (written to metadata.csv; the previous version is kept for Undo)", open=True):
+        with gr.Row():
+            ui.template = gr.Textbox(label="Template", value="**{caption}**, high quality, detailed", scale=4,
+                                     elem_id="caption-template")
+            ui.template_apply = gr.Button("Apply template", scale=1, elem_id="caption-template-apply")
+        with gr.Row():
+            ui.prefix = gr.Textbox(label="Prefix (trigger word)", scale=2, elem_id="caption-prefix")
+            ui.prefix_apply = gr.Button("Add prefix", scale=1, elem_id="caption-prefix-apply")
+            ui.suffix = gr.Textbox(label="Suffix (style tag)", scale=2, elem_id="caption-suffix")
+            ui.suffix_apply = gr.Button("Add suffix", scale=1, elem_id="caption-suffix-apply")
+        with gr.Row():
+            ui.find = gr.Textbox(label="Find", scale=2, elem_id="caption-find")
+            ui.replace = gr.Textbox(label="Replace with", scale=2, elem_id="caption-replace")
+            with gr.Column(scale=1, min_width=140):
+                ui.regex = gr.Checkbox(label="regular expression", elem_id="caption-regex")
+                ui.ignore_case = gr.Checkbox(label="ignore case", elem_id="caption-ignore-case")
+            ui.replace_apply = gr.Button("Replace in all captions", scale=1, elem_id="caption-replace-apply")
 
 
-def load_table(studio, text: str):
+def _render_helper(ui: SimpleNamespace) -> None:
+    with gr.Accordion("Prompt helper: subject + attributes + scene + style", open=False):
+        ui.selected = gr.State(None)
+        ui.selected_note = gr.Markdown("No row selected: click a caption in the table.", elem_id="caption-selected")
+        with gr.Row():
+            ui.formula = [gr.Textbox(label=label, placeholder=example, elem_id=f"caption-formula-{name}")
+                          for name, label, example in FORMULA_FIELDS]
+        ui.built = gr.Textbox(label="Caption", interactive=False, elem_id="caption-formula-result")
+        with gr.Row():
+            ui.insert = gr.Button("Replace the selected row's caption", elem_id="caption-formula-insert")
+            ui.append = gr.Button("Append to the selected row's caption", elem_id="caption-formula-append")
+
+
+def _render_auto(ui: SimpleNamespace) -> None:
+    with gr.Accordion("Auto-caption with BLIP", open=False):
+        with gr.Row():
+            ui.model = gr.Textbox(label="BLIP model: a local folder or a hub id", value=DEFAULT_BLIP, scale=3,
+                                  elem_id="caption-model")
+            ui.batch = gr.Number(label="Batch size", value=8, minimum=1, maximum=256, precision=0, scale=1,
+                                 elem_id="caption-batch")
+            ui.which = gr.Radio([MISSING, ALL], value=MISSING, label="Caption", scale=2, elem_id="caption-which")
+        with gr.Row():
+            ui.auto_start = gr.Button("Auto-caption", variant="primary", elem_id="caption-auto-start")
+            ui.auto_cancel = gr.Button("Cancel", variant="stop", elem_id="caption-auto-cancel")
+        ui.auto_progress = gr.HTML(progress_html(ui.desk.auto.state()), elem_id="caption-auto-progress")
+
+
+def progress_html(state) -> str:
+    bar = f'<progress max="{max(state.total, 1)}" value="{state.done}" style="width:100%"></progress>'
+    return (f'<div class="caption-progress" data-status="{state.status}" data-done="{state.done}" '
+            f'data-total="{state.total}">{bar if state.total else ""}<div>{html.escape(state.line())}</div></div>')
+
+
+def shown(view) -> tuple:
+    """table, lint summary, chart and preview of a ``CaptionView``."""
+    return view.table(), view.summary(), str(view.chart) if view.chart else None, structured_preview(view.rows)
+
+
+UNCHANGED = (gr.update(),) * 4
+
+
+def load_table(desk, text: str, required: str):
     try:
-        view = studio.load_dataset(text)
+        view = desk.open(text, required)
     except Exception as error:
-        return gr.update(), error_text(error)
-    note = f"{len(view.rows)} captions from {view.folder / 'metadata.csv'}"
-    return [list(row) for row in view.rows], note
+        return (error_text(error), *UNCHANGED)
+    return (view.note or f"{len(view.rows)} captions from {view.csv_path}", *shown(view))
 
 
-def save_table(studio, text: str, value):
+def save_table(desk, text: str, value, required: str):
     try:
-        path = studio.save_captions(text, _rows(value))
+        path, view = desk.save(text, table_rows(value), required)
     except Exception as error:
-        return error_text(error)
-    return f"✅ saved {path} (the previous version is kept as {path.name}.bak)"
+        return (error_text(error), *UNCHANGED)
+    return (f"✅ saved {path} (the previous version is kept as {path.name}.bak; Undo puts it back)", *shown(view))
+
+
+def check_table(desk, text: str, value, required: str):
+    try:
+        view = desk.check(text, table_rows(value), required)
+    except Exception as error:
+        return (error_text(error), *UNCHANGED)
+    return ("checked the table as shown (not saved)", *shown(view))
+
+
+def bulk_edit(desk, kind: str, text: str, value, required: str, *args):
+    try:
+        result, view = desk.edit(text, table_rows(value), kind, *args, required=required)
+    except Exception as error:
+        return (error_text(error), *UNCHANGED)
+    if not result.changed_rows:
+        return (f"nothing changed: no caption needed this edit; {result.path.name} was not touched", *shown(view))
+    names = ", ".join(result.changed_files[:3]) + (" …" if result.changed_rows > 3 else "")
+    return (f"✅ changed {result.changed_rows} of {len(view.rows)} captions ({names}) in {result.path}; the previous "
+            f"version is {result.backup.name}: Undo puts it back", *shown(view))
+
+
+def undo_edit(desk, text: str, required: str):
+    try:
+        result, view = desk.undo(text, required)
+    except Exception as error:
+        return (error_text(error), *UNCHANGED)
+    return (f"↩ restored {result.path.name} from {result.backup.name} ({result.changed_rows} captions differ); "
+            "click Undo again to redo", *shown(view))
+
+
+def place(desk, append: bool, text: str, value, required: str, index, *parts):
+    try:
+        rows = place_caption(table_rows(value), index, build_caption(*parts), append)
+        view = desk.check(text, rows, required)
+    except Exception as error:
+        return (error_text(error), *UNCHANGED)
+    verb = "appended to" if append else "put into"
+    return (f"the caption was {verb} {rows[index][0]} in the table (not saved yet): click Save to write it",
+            *shown(view))
+
+
+def select_row(value, event: gr.SelectData):
+    rows = table_rows(value)
+    index = event.index[0] if isinstance(event.index, (list, tuple)) else event.index
+    if index is None or not 0 <= index < len(rows):
+        return None, "No row selected: click a caption in the table."
+    return index, f"Selected row {index + 1}: **{html.escape(rows[index][0])}**"
+
+
+def auto_caption(desk, text: str, required: str, model: str, batch, which: str):
+    try:
+        desk.start_auto_caption(text, model, batch or 0, which == ALL)
+    except Exception as error:
+        yield (gr.update(), error_text(error), *UNCHANGED)
+        return
+    state = desk.auto.state()
+    while state.active:
+        yield (progress_html(state), gr.update(), *UNCHANGED)
+        time.sleep(POLL_SECONDS)
+        state = desk.auto.state()
+    if state.status == "failed":
+        yield (progress_html(state), error_text(state.message), *UNCHANGED)
+        return
+    try:
+        view = desk.open(text, required)
+    except Exception as error:
+        yield (progress_html(state), error_text(error), *UNCHANGED)
+        return
+    yield (progress_html(state), ("✅ " if state.status == "finished" else "⏹ ") + state.message, *shown(view))
+
+
+def cancel_auto(desk):
+    if desk.auto.cancel():
+        return progress_html(desk.auto.state())
+    return gr.update()
 
 
 def listen(ui: SimpleNamespace, studio) -> None:
-    ui.load.click(lambda t: load_table(studio, t), inputs=ui.folder, outputs=[ui.table, ui.message])
-    ui.folder.submit(lambda t: load_table(studio, t), inputs=ui.folder, outputs=[ui.table, ui.message])
-    ui.save.click(lambda t, v: save_table(studio, t, v), inputs=[ui.folder, ui.table], outputs=ui.message)
+    desk, views = ui.desk, [ui.message, ui.table, ui.lint, ui.chart, ui.preview]
+    named, with_table = [ui.folder, ui.required], [ui.folder, ui.table, ui.required]
+    for trigger in (ui.load.click, ui.folder.submit, ui.required.submit):
+        trigger(partial(load_table, desk), inputs=named, outputs=views)
+    ui.save.click(partial(save_table, desk), inputs=with_table, outputs=views)
+    ui.check.click(partial(check_table, desk), inputs=with_table, outputs=views)
+    ui.undo.click(partial(undo_edit, desk), inputs=named, outputs=views)
+    edits = {"template": (ui.template_apply, [ui.template]), "prefix": (ui.prefix_apply, [ui.prefix]),
+             "suffix": (ui.suffix_apply, [ui.suffix]),
+             "replace": (ui.replace_apply, [ui.find, ui.replace, ui.regex, ui.ignore_case])}
+    for kind, (button, fields) in edits.items():
+        button.click(partial(bulk_edit, desk, kind), inputs=with_table + fields, outputs=views)
+    ui.table.select(select_row, inputs=ui.table, outputs=[ui.selected, ui.selected_note])
+    for field in ui.formula:
+        field.change(build_caption, inputs=ui.formula, outputs=ui.built)
+    for button, append in ((ui.insert, False), (ui.append, True)):
+        button.click(partial(place, desk, append), inputs=with_table + [ui.selected] + ui.formula, outputs=views)
+    ui.auto_start.click(partial(auto_caption, desk), inputs=[ui.folder, ui.required, ui.model, ui.batch, ui.which],
+                        outputs=[ui.auto_progress] + views)
+    ui.auto_cancel.click(partial(cancel_auto, desk), outputs=ui.auto_progress)

@@ -1,0 +1,178 @@
+"""Auto-captioning for the Captioning tab: BLIP in a background thread, progress, cancel between batches.
+
+One job at a time per app. The page polls :meth:`AutoCaptionJob.state`; Cancel sets an event that
+``caption_folder`` checks before every batch, and what was captioned so far is still written. The result is merged
+into metadata.csv through ``write_metadata`` (atomic, previous version kept as ``metadata.csv.bak``).
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ACTIVE = ("loading", "captioning", "stopping")
+
+
+class AutoCaptionBusy(RuntimeError):
+    """A second auto-caption while one is running."""
+
+
+@dataclass(frozen=True)
+class AutoCaptionState:
+    """What the page shows: idle, loading, captioning, stopping, finished, stopped or failed; images done/total."""
+
+    status: str = "idle"
+    done: int = 0
+    total: int = 0
+    folder: str = ""
+    message: str = ""
+    started_at: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def line(self) -> str:
+        if self.status == "idle":
+            return "No auto-captioning yet."
+        counted = f"{self.done}/{self.total} images" if self.total else ""
+        parts = [self.status, counted, self.message] if self.active else [self.message or self.status]
+        return " · ".join(part for part in parts if part)
+
+
+class AutoCaptionJob:
+    """Caption a folder's images in a daemon thread; ``start``/``cancel``/``state`` are safe from any thread."""
+
+    def __init__(self, loader=None):
+        self._loader = loader  # ``load_captioner``; injectable for tests of the job itself
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._state = AutoCaptionState()
+        self._loaded: tuple[str, object] | None = None  # (model text, Captioner): the last model stays loaded
+
+    def state(self) -> AutoCaptionState:
+        with self._lock:
+            return self._state
+
+    def start(self, folder: Path, model: str, batch_size: int, replace_all: bool = False) -> None:
+        """Caption the images of ``folder`` without a caption (all of them with ``replace_all``) into its metadata.csv."""
+        if batch_size < 1:
+            raise ValueError(f"The batch size must be 1 or more, not {batch_size}; 8 suits most GPUs, 1–2 the CPU.")
+        with self._lock:
+            if self._state.active:
+                raise AutoCaptionBusy(f"Auto-captioning of {self._state.folder} is already {self._state.status} "
+                                      f"({self._state.done}/{self._state.total}); wait for it or Cancel it first.")
+            self._stop.clear()
+            self._state = AutoCaptionState("loading", folder=str(folder), message="checking the images …",
+                                           started_at=time.time())
+            self._thread = threading.Thread(target=self._run, args=(Path(folder), model, batch_size, replace_all),
+                                            name="auto-caption", daemon=True)
+            self._thread.start()
+
+    def cancel(self) -> bool:
+        """Stop after the current batch (what is captioned is written). False when nothing runs."""
+        with self._lock:
+            if not self._state.active:
+                return False
+            self._state = replace(self._state, status="stopping", message="stopping after this batch …")
+        self._stop.set()
+        return True
+
+    def wait(self, timeout: float | None = None) -> AutoCaptionState:
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return self.state()
+
+    def _set(self, **changes) -> None:
+        with self._lock:
+            if self._stop.is_set() and changes.get("status") in ACTIVE:
+                changes["status"], changes["message"] = "stopping", "stopping after this batch …"
+            self._state = replace(self._state, **changes)
+
+    def _run(self, folder: Path, model: str, batch_size: int, replace_all: bool) -> None:
+        from studio.caption.blip import caption_folder
+
+        try:
+            todo, skip = _plan(folder, replace_all)
+            if not todo:
+                self._set(status="finished", message=f"Every image in {folder} already has a caption; choose "
+                          "'all images' to caption them again.")
+                return
+            self._set(total=len(todo), message=f"loading {model.strip() or 'the default BLIP model'} …")
+            captioner = self._captioner(model)
+            self._set(status="captioning", message=f"{captioner.source} on {captioner.device}")
+            records = caption_folder(folder, captioner, batch_size=batch_size, skip=skip,
+                                     progress=lambda done, _total: self._set(status="captioning", done=done),
+                                     should_stop=self._stop.is_set)
+            self._finish(folder, records, len(todo))
+        except (ValueError, OSError) as error:  # the model, the folder or metadata.csv: the message says what to do
+            self._set(status="failed", message=str(error) or type(error).__name__)
+        except Exception as error:  # a bug or a crash in the model: one line on the page, the traceback in the log
+            traceback.print_exc()
+            self._set(status="failed", message=f"Auto-captioning failed ({type(error).__name__}: {error}); the "
+                      "studio's log has the details.")
+
+    def _captioner(self, model: str):
+        key = model.strip()
+        if self._loaded is None or self._loaded[0] != key:
+            if self._loader is None:
+                from studio.caption.blip import load_captioner
+
+                self._loader = load_captioner
+            self._loaded = None  # free the previous model before loading another
+            self._loaded = (key, self._loader(key))
+        return self._loaded[1]
+
+    def _finish(self, folder: Path, records, wanted: int) -> None:
+        csv_path = folder / "metadata.csv"
+        if not records:
+            self._set(status="stopped", message=f"Stopped before any image was captioned; {csv_path} was not changed.")
+            return
+        _merge_into(csv_path, records)
+        kept = f" (the previous version is {csv_path.name}.bak; Undo puts it back)" if _backup(csv_path).is_file() else ""
+        if len(records) < wanted:
+            self._set(status="stopped", done=len(records), message=f"Stopped after {len(records)} of {wanted} images; "
+                      f"their captions are in {csv_path}{kept}. Auto-caption 'images without a caption' to do the rest.")
+        else:
+            self._set(status="finished", done=len(records), message=f"Captioned {len(records)} image(s) into "
+                      f"{csv_path}{kept}.")
+
+
+def _plan(folder: Path, replace_all: bool) -> tuple[list[str], set[str]]:
+    """The images to caption and the ones to skip (those that have a caption, unless ``replace_all``)."""
+    from studio.caption.blip import list_images
+    from studio.caption.edits import EditError, check_rewritable
+    from studio.data import IMAGE_EXTENSIONS, read_metadata
+
+    names = list_images(folder)
+    if not names:
+        raise EditError(f"{folder} has no images ({' '.join(sorted(IMAGE_EXTENSIONS))}); put the pictures in it "
+                        "first.")
+    captioned: set[str] = set()
+    csv_path = folder / "metadata.csv"
+    if csv_path.is_file():
+        table = read_metadata(csv_path)
+        check_rewritable(csv_path, table)  # refuse now, not after captioning, a file whose columns would be lost
+        captioned = {record.filename for record in table.records if record.prompt.strip()}
+    skip = set() if replace_all else captioned & set(names)
+    return [name for name in names if name not in skip], skip
+
+
+def _merge_into(csv_path: Path, records) -> Path:
+    """New captions replace their rows' captions (file order kept); images without a row are appended."""
+    from studio.data import CaptionRecord, read_metadata, write_metadata
+
+    new = {record.filename: record.prompt for record in records}
+    current = read_metadata(csv_path).records if csv_path.is_file() else []
+    merged = [replace(record, prompt=new.pop(record.filename)) if record.filename in new else record
+              for record in current]
+    merged += [CaptionRecord(name, prompt) for name, prompt in new.items()]
+    return write_metadata(csv_path, merged)
+
+
+def _backup(csv_path: Path) -> Path:
+    return csv_path.with_name(csv_path.name + ".bak")

@@ -1,0 +1,125 @@
+"""The Captioning tab in Chromium: lint beside each row, the keyword chart, a bulk prefix with Undo, the prompt
+helper, and auto-captioning with a tiny BLIP model (and the offline sentence when there is no model)."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from ui_helpers import ROOT, fill, open_tab
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "caption"))
+
+from tiny_blip import build_tiny_blip  # noqa: E402
+
+STAR = ROOT / "assets" / "demo-datasets" / "star"
+CAPTIONS = ('filename,prompt\n'
+            'star_00.png,"**orange zq star**, a beautiful star, *calm*, gray background"\n'
+            'star_01.png,a red zq star on a gray background\n'
+            'star_02.png,a orange zq star on a white background\n')
+MESSAGE = "document.querySelector('#caption-message').innerText"
+STATUS = "document.querySelector('#caption-auto-progress .caption-progress')?.dataset.status"
+
+
+@pytest.fixture(scope="module")
+def blip_dir(tmp_path_factory):
+    return build_tiny_blip(tmp_path_factory.mktemp("ui-blip") / "blip")
+
+
+@pytest.fixture
+def dataset(studio_server):
+    """Four star pictures in the workspace, three of them captioned (one with 'beautiful'), one without a row."""
+    _, workspace = studio_server
+    folder = workspace / "caption-test"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for index in range(4):
+        shutil.copy(STAR / f"star_{index:02d}.png", folder)
+    (folder / "metadata.csv").write_text(CAPTIONS, encoding="utf-8")
+    return folder
+
+
+def _wait_message(page, text: str, timeout: int = 60_000) -> str:
+    page.wait_for_function(f"(text) => {MESSAGE}.includes(text)", arg=text, timeout=timeout)
+    return page.inner_text("#caption-message")
+
+
+def _row_text(page, filename: str) -> str:
+    return page.locator("#caption-table [role=row]", has_text=filename).first.inner_text()
+
+
+def _load(page, folder: Path) -> None:
+    open_tab(page, "Captioning")
+    fill(page, "caption-folder", str(folder))
+    page.click("#caption-load")
+    _wait_message(page, "3 captions")
+
+
+def test_lint_chart_bulk_prefix_and_undo(page, dataset):
+    _load(page, dataset)
+    assert "star_03.png" in page.inner_text("#caption-message"), "the image without a row is named"
+    assert "subjective" in _row_text(page, "star_00.png") and "beautiful" in _row_text(page, "star_00.png")
+    assert "✓" in _row_text(page, "star_01.png")
+    assert "1 warning" in page.inner_text("#caption-lint")
+    page.wait_for_function("() => document.querySelector('#caption-chart img')?.naturalWidth > 100")
+    assert page.locator("#caption-preview strong.core", has_text="orange zq star").count() == 1
+    assert page.locator("#caption-preview em.mood", has_text="calm").count() == 1
+
+    csv_path = dataset / "metadata.csv"
+    original = csv_path.read_bytes()
+    fill(page, "caption-prefix", "zq style")
+    page.click("#caption-prefix-apply")
+    assert "changed 3 of 3" in _wait_message(page, "changed")
+    assert (dataset / "metadata.csv.bak").read_bytes() == original
+    assert csv_path.read_text(encoding="utf-8").count("zq style, ") == 3
+    assert "zq style, a red zq star" in _row_text(page, "star_01.png")
+
+    page.click("#caption-undo")
+    _wait_message(page, "restored")
+    assert csv_path.read_bytes() == original
+    assert "zq style" not in page.inner_text("#caption-table")
+
+
+def test_prompt_helper_fills_the_selected_row(page, dataset):
+    _load(page, dataset)
+    page.get_by_role("button", name="Prompt helper").click()
+    page.locator("#caption-table [role=gridcell]", has_text="a red zq star").first.click()
+    page.wait_for_function("() => document.querySelector('#caption-selected').innerText.includes('star_01.png')")
+    page.keyboard.press("Escape")
+    for name, value in (("subject", "zq star"), ("attributes", "red, five points"), ("scene", "gray background"),
+                        ("style", "flat colours")):
+        fill(page, f"caption-formula-{name}", value)
+    built = "zq star, red, five points, gray background, flat colours"
+    assert page.locator("#caption-formula-result textarea").input_value() == built
+    page.click("#caption-formula-insert")
+    _wait_message(page, "not saved yet")
+    assert built in _row_text(page, "star_01.png")
+    assert (dataset / "metadata.csv").read_text(encoding="utf-8") == CAPTIONS, "nothing is written before Save"
+    fill(page, "caption-prefix", "zq style")
+    page.click("#caption-prefix-apply")
+    assert "unsaved changes (star_01.png)" in _wait_message(page, "unsaved")
+    page.click("#caption-save")
+    _wait_message(page, "saved")
+    assert f"star_01.png,\"{built}\"" in (dataset / "metadata.csv").read_text(encoding="utf-8")
+
+
+def test_auto_caption_offline_message_then_tiny_model(page, dataset, blip_dir):
+    _load(page, dataset)
+    page.get_by_role("button", name="Auto-caption with BLIP").click()
+    fill(page, "caption-model", "nobody/no-such-blip")
+    page.click("#caption-auto-start")
+    assert "No BLIP model here" in _wait_message(page, "No BLIP model here")
+    assert page.evaluate(f"() => {STATUS}") == "failed"
+
+    fill(page, "caption-model", str(blip_dir))
+    page.locator("#caption-batch input").fill("2")
+    page.click("#caption-auto-start")
+    page.wait_for_function(f"() => {STATUS} === 'finished'", timeout=120_000)
+    assert "Captioned 1 image(s)" in _wait_message(page, "Captioned")
+    rows = (dataset / "metadata.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 5 and rows[1:4] == CAPTIONS.splitlines()[1:], "only the image without a caption is captioned"
+    assert rows[4].startswith("star_03.png,") and len(rows[4]) > len("star_03.png,")
+    assert (dataset / "metadata.csv.bak").read_text(encoding="utf-8") == CAPTIONS
+    assert "star_03.png" in page.inner_text("#caption-table")
