@@ -1,7 +1,9 @@
 """Run one top-level function over many files, inline or in a process pool, with progress and a stop request."""
 from __future__ import annotations
 
+import multiprocessing
 import os
+import threading
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Sequence
@@ -43,7 +45,8 @@ def _pooled(function, tasks, workers, results, progress, should_stop) -> tuple[l
     size = max(1, min(16, len(tasks) // (workers * 8)))
     starts = range(0, len(tasks), size)
     done = 0
-    with ProcessPoolExecutor(max_workers=min(workers, len(starts)), initializer=_quiet_worker) as pool:
+    with ProcessPoolExecutor(max_workers=min(workers, len(starts)), mp_context=_start_context(function),
+                             initializer=_quiet_worker) as pool:
         pending: dict[Future, int] = {pool.submit(_run_batch, function, tasks[start:start + size]): start
                                       for start in starts}
         while pending:
@@ -60,6 +63,16 @@ def _pooled(function, tasks, workers, results, progress, should_stop) -> tuple[l
                     future.cancel()
                 return results, True
     return results, False
+
+
+def _start_context(function: Callable[[Any], Any]):
+    """How pool workers start: the platform default (a cheap fork on Linux) from a single-threaded program, but a
+    forkserver when other threads run (the web UI), since a fork copies locks those threads may hold."""
+    if threading.active_count() == 1 or "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([function.__module__])  # workers fork with it imported (once the server runs)
+    return context
 
 
 def _run_batch(function: Callable[[Any], Any], batch: Sequence[Any]) -> list[Any]:

@@ -24,6 +24,9 @@ _LABELS = {"small": ("too small", "too small"), "blurry": ("blurry", "blurry"),
            "exact_duplicate": ("exact duplicate", "exact duplicates"), "corrupt": ("corrupt", "corrupt"),
            "bomb": ("too large to decode", "too large to decode"),
            "extreme_aspect": ("extreme aspect ratio", "extreme aspect ratio"), "grayscale": ("greyscale", "greyscale")}
+_OTHER_LABELS = {"no_caption": ("no caption", "no caption"),
+                 "caption_without_image": ("caption without an image", "captions without an image"),
+                 "upscaled": ("upscaled", "upscaled")}
 DECISIONS_FILE = Path(".lora-studio") / "decisions.json"
 
 
@@ -146,6 +149,12 @@ def count_flags(images: list[ImageReport], errors: list[ScanProblem]) -> dict[st
     return {code: counts[code] for code in FLAG_CODES if code in counts}
 
 
+def flag_label(code: str, count: int = 1) -> str:
+    """A flag code in plain words ("near-duplicate"; "near-duplicates" for a count other than one)."""
+    singular, plural = _LABELS.get(code) or _OTHER_LABELS.get(code) or (code, code)
+    return singular if count == 1 else plural
+
+
 def make_verdict(images: list[ImageReport], counts: dict[str, int], errors: list[ScanProblem],
                  captions_checked: bool) -> str:
     """One line: how many images are ready, what is wrong with the rest, and what to do."""
@@ -153,7 +162,7 @@ def make_verdict(images: list[ImageReport], counts: dict[str, int], errors: list
     if total == 0:
         return "No images found; add jpg, png, webp, bmp, tiff or gif files to the folder and scan again."
     ready = sum(image.suggested_keep for image in images)
-    parts = [f"{counts[code]} {_LABELS[code][counts[code] != 1]}" for code in _LABELS if counts.get(code)]
+    parts = [f"{counts[code]} {flag_label(code, counts[code])}" for code in _LABELS if counts.get(code)]
     line = (f"All {total} images are ready for training" if ready == total
             else f"{ready} of {total} images are ready")
     if parts:

@@ -1,4 +1,5 @@
-"""Dataset tab: pick a folder (a path or a demo dataset) and see its pictures with their captions."""
+"""Dataset tab: pick a folder (a path or a demo dataset), see its pictures with their captions, and check its
+quality (the scan report, keep/drop choices and a clean copy: :mod:`studio.ui.dataset_review`)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -6,6 +7,9 @@ from types import SimpleNamespace
 import gradio as gr
 from PIL import Image
 
+from studio.dataset_service import thumbnail
+
+from . import dataset_review
 from .common import error_text, ok_text
 
 THUMBNAIL = 192
@@ -22,17 +26,14 @@ def render(studio) -> SimpleNamespace:
     gallery = gr.Gallery(label="Pictures and captions", columns=6, height=520, object_fit="contain",
                          elem_id="dataset-gallery")
     use = gr.Button("Use this dataset for training", elem_id="dataset-use")
-    return SimpleNamespace(folder=folder, demo=demo, load=load, message=message, gallery=gallery, use=use)
+    review = dataset_review.render(studio)
+    return SimpleNamespace(folder=folder, demo=demo, load=load, message=message, gallery=gallery, use=use,
+                           review=review)
 
 
 def _thumbnail(path) -> Image.Image:
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        if max(image.size) < THUMBNAIL:  # tiny toy-world pictures: enlarge without blurring
-            factor = max(1, THUMBNAIL // max(image.size))
-            return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
-        image.thumbnail((THUMBNAIL, THUMBNAIL))
-        return image
+    """Upright, tiny toy-world pictures enlarged without blurring; a grey square for a file that cannot be read."""
+    return thumbnail(path, THUMBNAIL) or Image.new("RGB", (THUMBNAIL, THUMBNAIL), (200, 200, 200))
 
 
 def show_dataset(studio, text: str):
@@ -58,3 +59,4 @@ def listen(ui: SimpleNamespace, studio) -> None:
     )
     ui.load.click(lambda text: show_dataset(studio, text), inputs=ui.folder, outputs=[ui.gallery, ui.message])
     ui.folder.submit(lambda text: show_dataset(studio, text), inputs=ui.folder, outputs=[ui.gallery, ui.message])
+    dataset_review.listen(ui.review, studio, ui.folder)

@@ -1,0 +1,92 @@
+"""The Dataset tab's review facade without a browser: reasons with numbers, stored report, choices, prepare."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from studio import dataset_service as service
+from studio.data.scan import save_decisions
+from studio.data.synthetic import synthetic_image
+from studio.service import Studio, StudioError
+
+
+@pytest.fixture
+def studio(tmp_path):
+    return Studio(tmp_path / "workspace")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    data = tmp_path / "photos"
+    data.mkdir()
+    synthetic_image(1, (600, 520)).save(data / "good.png")
+    synthetic_image(2, (300, 200)).save(data / "small.png")
+    synthetic_image(3, (2048, 512)).save(data / "wide.png")
+    (data / "cut.png").write_bytes((data / "good.png").read_bytes()[:300])
+    (data / "metadata.csv").write_text("filename,prompt\ngood.png,a good one\nsmall.png,a small one\n")
+    return data
+
+
+def test_reasons_carry_their_numbers_and_the_report_is_kept_in_the_workspace(studio, folder):
+    review = service.scan_dataset(studio, str(folder), min_side=512)
+    assert review.report_path.is_relative_to(studio.workspace) and review.report_path.is_file()
+    rows = {row.relpath: row for row in review.rows(show_all=True)}
+    texts = {relpath: [text for _, text, _, _ in row.reasons] for relpath, row in rows.items()}
+    assert texts["small.png"] == ["too small (300x200, shorter side 200 < 512 px)"]
+    assert texts["wide.png"] == ["extreme aspect ratio (4.0:1 > 3:1)", "no caption"]
+    assert texts["cut.png"][0].startswith("corrupt (") and rows["cut.png"].thumbnail == ""
+    assert texts["good.png"] == [] and rows["good.png"].thumbnail.startswith("data:image/jpeg;base64,")
+    assert [row.reasons[0][3] for row in (rows["cut.png"], rows["small.png"])] == ["unreadable", "drop"]
+    assert rows["wide.png"].reasons[1][3] == "advice"  # a missing caption does not leave the image out
+    assert ("too small", 1, "drop") in review.counts() and ("corrupt", 1, "unreadable") in review.counts()
+    assert [image.relpath for image in review.listed()] == ["cut.png", "small.png", "wide.png"]
+    assert service.load_review(studio, str(folder)).report.verdict == review.report.verdict
+
+
+def test_choices_merge_with_saved_ones_refuse_unreadable_files_and_reach_prepare(studio, folder):
+    save_decisions(folder, {"wide.png": True})  # made earlier, e.g. with the CLI
+    service.scan_dataset(studio, str(folder), min_side=512)
+    result = service.save_choices(studio, str(folder), {"small.png": True, "cut.png": True, "good.png": True,
+                                                        "ghost.png": False})
+    assert result.saved == {"small.png": True}  # good.png was kept already: no change to record
+    assert set(result.refused) == {"cut.png", "ghost.png"}
+    saved = json.loads((folder / ".lora-studio" / "decisions.json").read_text())["decisions"]
+    assert saved == {"small.png": True, "wide.png": True}
+    assert (folder / ".lora-studio" / "decisions.json.bak").is_file()
+    assert service.load_review(studio, str(folder)).report.image("small.png").keep is True
+
+    service.save_choices(studio, str(folder), {"wide.png": False})
+    copy = service.prepare_copy(studio, str(folder), "")
+    assert copy.out_dir == str(studio.workspace / "prepared" / "photos")
+    assert sorted(item.source for item in copy.written) == ["good.png", "small.png"]
+    assert copy.skipped["wide.png"] == "dropped by your keep/drop choice."
+
+
+def test_demo_datasets_stay_read_only(studio):
+    demo = studio.demo_datasets()["star"]
+    review = service.scan_dataset(studio, "star")
+    assert review.read_only and review.report.images
+    first = review.report.images[0].relpath
+    result = service.save_choices(studio, "star", {first: not review.report.images[0].keep})
+    assert result.saved == {} and "read-only" in result.refused[first]
+    assert not (demo / ".lora-studio").exists()
+
+
+def test_output_folder_and_unscanned_folder(studio, folder, tmp_path):
+    assert service.output_folder(studio, folder, "  ") == studio.workspace / "prepared" / "photos"
+    assert service.output_folder(studio, folder, "clean") == studio.workspace / "clean"
+    assert service.output_folder(studio, folder, str(tmp_path / "x")) == tmp_path / "x"
+    with pytest.raises(StudioError, match="has not been scanned yet"):
+        service.load_review(studio, str(folder))
+    service.scan_dataset(studio, str(folder))
+    with pytest.raises(StudioError, match="inside the dataset folder"):
+        service.prepare_copy(studio, str(folder), str(folder / "out"))
+
+
+def test_thumbnail_enlarges_tiny_pictures_without_blur(tmp_path):
+    Image.new("RGB", (8, 4), (10, 200, 30)).save(tmp_path / "tiny.png")
+    image = service.thumbnail(tmp_path / "tiny.png", 96)
+    assert image.size == (96, 48) and image.getpixel((50, 20)) == (10, 200, 30)
+    assert service.thumbnail(tmp_path / "missing.png") is None
