@@ -17,7 +17,7 @@ def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, screenshot_
     page.click("#caption-load")
     page.wait_for_function("() => document.querySelector('#caption-message').innerText.includes('20 captions')")
     assert "zq star" in page.inner_text("#caption-table")
-    page.screenshot(path=str(screenshot_dir / "captioning.png"))
+    page.screenshot(path=str(screenshot_dir / "captioning.png"), full_page=True)
 
     configure_tiny_run(page)
     fill(page, "form-save_steps", "5")
