@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import caption_tab, dataset_tab, evaluation_tab, training_tab
+from . import caption_tab, dataset_tab, evaluation_tab, training_processes, training_tab
 
 TITLE = "LoRA Studio"
 CSS = """
@@ -34,6 +34,7 @@ def build_app(studio) -> gr.Blocks:
         app.load(lambda: training_tab.poll(studio), outputs=[training.progress, training.loss_plot, training.samples,
                                                              training.logs, training.message, training.shown_error])
         app.load(lambda: evaluation_tab.run_choices(studio), outputs=evaluation.run)
+        app.load(training_processes.on_page_load, outputs=[training.processes_row, training.processes])
     app.css = CSS
     return app
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from studio.jobs import progress_line
 
+from . import training_processes
 from .common import error_text
 
 FORM_FIELDS = (
@@ -68,6 +69,7 @@ def render(studio) -> SimpleNamespace:
                 import_file = gr.UploadButton("Import YAML", file_types=[".yaml", ".yml"], elem_id="config-import")
                 export = gr.Button("Export YAML", elem_id="config-export")
             export_file = gr.File(label="Exported config", interactive=False, height=80, elem_id="config-file")
+    processes_row, processes, effective = training_processes.render()
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -85,7 +87,8 @@ def render(studio) -> SimpleNamespace:
     return SimpleNamespace(task=task, rank=rank, epochs=epochs, demo=demo, apply=apply, preset_notes=preset_notes,
                            form=form, yaml=yaml_box, import_file=import_file, export=export, export_file=export_file, start=start,
                            stop=stop, resume=resume, message=message, progress=progress, loss_plot=loss_plot,
-                           samples=samples, logs=logs, timer=timer, shown_error=shown_error, synced=synced)
+                           samples=samples, logs=logs, timer=timer, shown_error=shown_error, synced=synced,
+                           processes_row=processes_row, processes=processes, effective=effective)
 
 
 def form_changes(values) -> dict:
@@ -151,12 +154,14 @@ def sample_items(snapshot) -> list:
     return items
 
 
-def _start(studio, yaml_text: str, resume: bool):
+def _start(studio, yaml_text: str, resume: bool, processes=1):
+    count = int(processes or 1)
     try:
-        studio.start_training(yaml_text, resume=resume)
+        studio.start_training(yaml_text, resume=resume, num_processes=count)
     except Exception as error:
         return error_text(error)
-    return "▶ training started" + (" (resuming the latest checkpoint)" if resume else "")
+    return ("▶ training started" + (f" in {count} processes" if count > 1 else "")
+            + (" (resuming the latest checkpoint)" if resume else ""))
 
 
 def _stop(studio):
@@ -224,12 +229,12 @@ def listen(ui: SimpleNamespace, studio) -> None:
     state = [ui.yaml, ui.synced, *fields]
 
     def start(resume: bool):
-        def handler(yaml_text, synced, *values):
+        def handler(processes, yaml_text, synced, *values):
             try:
                 text = current_yaml(studio, yaml_text, synced, values)
             except Exception as error:
                 return error_text(error)
-            return _start(studio, text, resume)
+            return _start(studio, text, resume, processes)
         return handler
 
     def export(yaml_text, synced, *values):
@@ -239,8 +244,9 @@ def listen(ui: SimpleNamespace, studio) -> None:
             return gr.update(), error_text(error)
 
     ui.export.click(export, inputs=state, outputs=[ui.export_file, ui.message])
-    ui.start.click(start(False), inputs=state, outputs=ui.message)
-    ui.resume.click(start(True), inputs=state, outputs=ui.message)
+    ui.start.click(start(False), inputs=[ui.processes, *state], outputs=ui.message)
+    ui.resume.click(start(True), inputs=[ui.processes, *state], outputs=ui.message)
+    training_processes.listen(ui, studio)
     ui.stop.click(lambda: _stop(studio), outputs=ui.message)
     ui.timer.tick(lambda shown: poll(studio, shown), inputs=ui.shown_error,
                   outputs=[ui.progress, ui.loss_plot, ui.samples, ui.logs, ui.message, ui.shown_error])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # ui_helpers, shared by the test modules
 
-from ui_helpers import ROOT, free_port, wait_for_http  # noqa: E402
+from ui_helpers import running_studio  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -24,23 +23,8 @@ CHROMIUM_ARGS = [
 def studio_server(tmp_path_factory):
     """``python studio.py`` on a free port with a fresh workspace; yields (url, workspace)."""
     workspace = tmp_path_factory.mktemp("workspace")
-    port = free_port()
-    log = open(workspace / "studio.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "studio.py", "--port", str(port), "--workspace", str(workspace)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_http(url)
+    with running_studio(workspace) as url:
         yield url, workspace
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,11 @@
 """Shared by the browser tests: a free port, waiting for HTTP, and driving gradio widgets."""
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -26,6 +30,28 @@ def wait_for_http(url: str, timeout: float = 60) -> float:
         except OSError:
             time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@contextlib.contextmanager
+def running_studio(workspace: Path, **env: str):
+    """``python studio.py`` on a free port with ``workspace`` (and ``env`` added); yields its URL."""
+    port = free_port()
+    log = open(workspace / "studio.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "studio.py", "--port", str(port), "--workspace", str(workspace)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
 
 
 STATUS_JS = "() => document.querySelector('#train-progress .train-progress')?.dataset.status"
