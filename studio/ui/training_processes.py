@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.jobs_multi import MAX_PROCESSES_ENV, env_max_processes, max_processes
+from studio.jobs_multi import env_max_processes, max_processes
 
 
 def render() -> tuple[gr.Row, gr.Dropdown, gr.Markdown]:
@@ -14,8 +14,7 @@ def render() -> tuple[gr.Row, gr.Dropdown, gr.Markdown]:
     with gr.Row(visible=False, elem_id="train-processes-row") as row:
         processes = gr.Dropdown(
             [1], value=1, label="Processes (GPUs)", elem_id="train-processes", scale=1,
-            info=f"data-parallel: each process trains on its slice of every batch (one per GPU; {MAX_PROCESSES_ENV} "
-                 "sets the most offered)",
+            info="data-parallel, one process per GPU: each trains on its slice of every batch",
         )
         effective = gr.Markdown(elem_id="train-effective-batch")
     return row, processes, effective
@@ -42,4 +41,4 @@ def listen(ui, studio) -> None:
     """The effective batch follows the process count and the Training tab's config (``ui.yaml``)."""
     for event in (ui.processes.change, ui.yaml.change):
         event(lambda text, count: effective_batch(studio, text, count), inputs=[ui.yaml, ui.processes],
-              outputs=ui.effective)
+              outputs=ui.effective, show_progress="hidden")
