@@ -58,7 +58,7 @@ class AutoCaptionJob:
             return self._state
 
     def start(self, folder: Path, model: str, batch_size: int, replace_all: bool = False) -> None:
-        """Caption the images of ``folder`` without a caption (all of them with ``replace_all``) into its metadata.csv."""
+        """Caption ``folder``'s images that have no caption (all with ``replace_all``) into its metadata.csv."""
         if batch_size < 1:
             raise ValueError(f"The batch size must be 1 or more, not {batch_size}; 8 suits most GPUs, 1–2 the CPU.")
         with self._lock:
@@ -133,10 +133,12 @@ class AutoCaptionJob:
             self._set(status="stopped", message=f"Stopped before any image was captioned; {csv_path} was not changed.")
             return
         _merge_into(csv_path, records)
-        kept = f" (the previous version is {csv_path.name}.bak; Undo puts it back)" if _backup(csv_path).is_file() else ""
+        backup = csv_path.with_name(csv_path.name + ".bak")
+        kept = f" (the previous version is {backup.name}; Undo puts it back)" if backup.is_file() else ""
         if len(records) < wanted:
-            self._set(status="stopped", done=len(records), message=f"Stopped after {len(records)} of {wanted} images; "
-                      f"their captions are in {csv_path}{kept}. Auto-caption 'images without a caption' to do the rest.")
+            self._set(status="stopped", done=len(records), message=f"Stopped after {len(records)} of {wanted} "
+                      f"images; their captions are in {csv_path}{kept}. Auto-caption 'images without a caption' to "
+                      "do the rest.")
         else:
             self._set(status="finished", done=len(records), message=f"Captioned {len(records)} image(s) into "
                       f"{csv_path}{kept}.")
@@ -172,7 +174,3 @@ def _merge_into(csv_path: Path, records) -> Path:
               for record in current]
     merged += [CaptionRecord(name, prompt) for name, prompt in new.items()]
     return write_metadata(csv_path, merged)
-
-
-def _backup(csv_path: Path) -> Path:
-    return csv_path.with_name(csv_path.name + ".bak")

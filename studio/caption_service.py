@@ -107,12 +107,12 @@ def place_caption(rows: list[tuple[str, str]], index: int | None, caption: str, 
 
 
 def unsaved_rows(csv_path: Path, rows: list[tuple[str, str]]) -> list[str]:
-    """File names whose row in the table differs from ``csv_path`` (all of them when the file is missing)."""
+    """File names whose row in the table differs from ``csv_path`` (when it is missing: the rows with a caption)."""
     from studio.data import read_metadata
 
     shown = [(r.filename, r.prompt) for r in records_of(rows)]
     if not csv_path.is_file():
-        return [name for name, _prompt in shown] or ["(the table)"]
+        return [name for name, prompt in shown if prompt]
     saved = [(r.filename, r.prompt.strip()) for r in read_metadata(csv_path).records]
     if len(saved) != len(shown):
         return [name for name, _ in shown if name not in {n for n, _ in saved}] or ["(rows were added or removed)"]
@@ -190,28 +190,28 @@ class CaptionDesk:
         if kind != "replace" and not str(args[0] if args else "").strip():
             raise EditError(f"{EDIT_NAMES[kind]} is empty; type it in its field first.")
         folder = self.folder(text)
-        self._require_saved(folder / "metadata.csv", rows)
+        if not (folder / "metadata.csv").is_file():
+            raise EditError(f"{folder / 'metadata.csv'} does not exist yet; click Save (or auto-caption) first, "
+                            "then edit.")
+        _require_saved(folder / "metadata.csv", rows, "bulk edits change")
         result = edit_metadata(folder / "metadata.csv", lambda records: EDITS[kind](records, *args))
         return result, self.open(text, required)
 
-    def undo(self, text: str, required: str = "") -> tuple[EditResult, CaptionView]:
+    def undo(self, text: str, rows: list[tuple[str, str]], required: str = "") -> tuple[EditResult, CaptionView]:
         """Swap metadata.csv with metadata.csv.bak: the last edit or save is undone (again: redone)."""
         from studio.caption.edits import undo_last_edit
 
-        result = undo_last_edit(self.folder(text) / "metadata.csv")
+        csv_path = self.folder(text) / "metadata.csv"
+        _require_saved(csv_path, rows, "Undo replaces")
+        result = undo_last_edit(csv_path)
         return result, self.open(text, required)
 
-    def start_auto_caption(self, text: str, model: str, batch_size: int, replace_all: bool) -> None:
-        self.auto.start(self.folder(text), model, int(batch_size or 0), replace_all)
-
-    def _require_saved(self, csv_path: Path, rows: list[tuple[str, str]]) -> None:
-        if not csv_path.is_file():
-            raise EditError(f"{csv_path} does not exist yet; click Save (or auto-caption) first, then edit.")
-        changed = unsaved_rows(csv_path, rows)
-        if changed:
-            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-            raise EditError(f"The table has unsaved changes ({shown}); bulk edits change {csv_path.name} on disk, so "
-                            "click Save first (or Load to drop the changes), then edit again.")
+    def start_auto_caption(self, text: str, rows: list[tuple[str, str]], model: str, batch_size: int,
+                           replace_all: bool) -> None:
+        """Start BLIP on the folder's images (see ``AutoCaptionJob.start``); refused while the table is unsaved."""
+        folder = self.folder(text)
+        _require_saved(folder / "metadata.csv", rows, "auto-captioning rewrites")
+        self.auto.start(folder, model, int(batch_size or 0), replace_all)
 
     def _view(self, folder: Path, records: list[CaptionRecord], findings: list[Finding]) -> CaptionView:
         index = {record.line: i for i, record in enumerate(records)}
@@ -231,6 +231,14 @@ class CaptionDesk:
 
         key = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:10]
         return keyword_chart(records, self.studio.workspace / "captions" / f"keywords-{folder.name}-{key}.png")
+
+
+def _require_saved(csv_path: Path, rows: list[tuple[str, str]], action: str) -> None:
+    changed = unsaved_rows(csv_path, rows)
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise EditError(f"The table has unsaved changes ({shown}); {action} {csv_path.name} on disk, so click Save "
+                        "first (or Load to drop the changes), then try again.")
 
 
 def _words(text: str) -> list[str]:

@@ -28,8 +28,8 @@ def render(studio) -> SimpleNamespace:
     with gr.Row():
         folder = gr.Textbox(label="Dataset folder", scale=4, elem_id="caption-folder")
         load = gr.Button("Load captions", scale=1, elem_id="caption-load")
-    required = gr.Textbox(label="Required words (checked in every caption)", placeholder="your trigger word, e.g. zq star",
-                          elem_id="caption-required")
+    required = gr.Textbox(label="Required words (checked in every caption)", elem_id="caption-required",
+                          placeholder="your trigger word, e.g. zq star; several separated by commas")
     message = gr.Markdown(elem_id="caption-message")
     lint = gr.Markdown(elem_id="caption-lint")
     table = gr.Dataframe(headers=HEADERS, datatype=["str", "str", "str"], column_count=3, interactive=True,
@@ -149,9 +149,9 @@ def bulk_edit(desk, kind: str, text: str, value, required: str, *args):
             f"version is {result.backup.name}: Undo puts it back", *shown(view))
 
 
-def undo_edit(desk, text: str, required: str):
+def undo_edit(desk, text: str, value, required: str):
     try:
-        result, view = desk.undo(text, required)
+        result, view = desk.undo(text, table_rows(value), required)
     except Exception as error:
         return (error_text(error), *UNCHANGED)
     return (f"↩ restored {result.path.name} from {result.backup.name} ({result.changed_rows} captions differ); "
@@ -177,9 +177,9 @@ def select_row(value, event: gr.SelectData):
     return index, f"Selected row {index + 1}: **{html.escape(rows[index][0])}**"
 
 
-def auto_caption(desk, text: str, required: str, model: str, batch, which: str):
+def auto_caption(desk, text: str, value, required: str, model: str, batch, which: str):
     try:
-        desk.start_auto_caption(text, model, batch or 0, which == ALL)
+        desk.start_auto_caption(text, table_rows(value), model, batch or 0, which == ALL)
     except Exception as error:
         yield (gr.update(), error_text(error), *UNCHANGED)
         return
@@ -212,7 +212,7 @@ def listen(ui: SimpleNamespace, studio) -> None:
         trigger(partial(load_table, desk), inputs=named, outputs=views)
     ui.save.click(partial(save_table, desk), inputs=with_table, outputs=views)
     ui.check.click(partial(check_table, desk), inputs=with_table, outputs=views)
-    ui.undo.click(partial(undo_edit, desk), inputs=named, outputs=views)
+    ui.undo.click(partial(undo_edit, desk), inputs=with_table, outputs=views)
     edits = {"template": (ui.template_apply, [ui.template]), "prefix": (ui.prefix_apply, [ui.prefix]),
              "suffix": (ui.suffix_apply, [ui.suffix]),
              "replace": (ui.replace_apply, [ui.find, ui.replace, ui.regex, ui.ignore_case])}
@@ -223,6 +223,6 @@ def listen(ui: SimpleNamespace, studio) -> None:
         field.change(build_caption, inputs=ui.formula, outputs=ui.built)
     for button, append in ((ui.insert, False), (ui.append, True)):
         button.click(partial(place, desk, append), inputs=with_table + [ui.selected] + ui.formula, outputs=views)
-    ui.auto_start.click(partial(auto_caption, desk), inputs=[ui.folder, ui.required, ui.model, ui.batch, ui.which],
+    ui.auto_start.click(partial(auto_caption, desk), inputs=with_table + [ui.model, ui.batch, ui.which],
                         outputs=[ui.auto_progress] + views)
     ui.auto_cancel.click(partial(cancel_auto, desk), outputs=ui.auto_progress)

@@ -85,10 +85,10 @@ def test_bulk_prefix_keeps_the_exact_previous_file_and_undo_restores_it(desk, da
     result, view = desk.edit(str(dataset), rows, "prefix", "zq style")
     assert result.changed_rows == 3 and (dataset / "metadata.csv.bak").read_bytes() == original
     assert [prompt for _, prompt in view.rows][1] == "zq style, zq star, red, gray background"
-    undone, view = desk.undo(str(dataset))
+    undone, undone_view = desk.undo(str(dataset), view.rows)
     assert csv_path.read_bytes() == original and undone.changed_rows == 3
-    assert [prompt for _, prompt in view.rows][2] == "a blue star on white"
-    desk.undo(str(dataset))  # undo the undo: the prefix is back
+    assert [prompt for _, prompt in undone_view.rows][2] == "a blue star on white"
+    desk.undo(str(dataset), undone_view.rows)  # undo the undo: the prefix is back
     assert csv_path.read_text(encoding="utf-8").count("zq style, ") == 3
 
 
@@ -118,12 +118,17 @@ def test_a_bad_edit_changes_nothing(desk, dataset, kind, args, words):
     assert not (dataset / "metadata.csv.bak").exists()
 
 
-def test_bulk_edit_refuses_while_the_table_has_unsaved_changes(desk, dataset):
+def test_edits_undo_and_auto_caption_refuse_while_the_table_has_unsaved_changes(desk, dataset):
     rows = desk.open(str(dataset)).rows
     rows[1] = ("b.jpg", "edited on the page")
-    with pytest.raises(EditError, match=r"unsaved changes \(b.jpg\).*click Save first"):
+    with pytest.raises(EditError, match=r"unsaved changes \(b.jpg\); bulk edits change .*click Save first"):
         desk.edit(str(dataset), rows, "prefix", "zq")
-    assert not (dataset / "metadata.csv.bak").exists()
+    (dataset / "metadata.csv.bak").write_text("filename,prompt\na.png,older\n", encoding="utf-8")
+    with pytest.raises(EditError, match=r"unsaved changes \(b.jpg\); Undo replaces"):
+        desk.undo(str(dataset), rows)
+    with pytest.raises(EditError, match=r"unsaved changes \(b.jpg\); auto-captioning rewrites"):
+        desk.start_auto_caption(str(dataset), rows, "any", 8, replace_all=False)
+    assert (dataset / "metadata.csv").read_text(encoding="utf-8") == CSV and desk.auto.state().status == "idle"
     path, view = desk.save(str(dataset), rows)
     assert view.rows[1] == ("b.jpg", "edited on the page") and unsaved_rows(path, rows) == []
     desk.edit(str(dataset), rows, "prefix", "zq")
@@ -132,7 +137,17 @@ def test_bulk_edit_refuses_while_the_table_has_unsaved_changes(desk, dataset):
 
 def test_nothing_to_undo_is_a_clear_sentence(desk, dataset):
     with pytest.raises(EditError, match="Nothing to undo: metadata.csv.bak does not exist"):
-        desk.undo(str(dataset))
+        desk.undo(str(dataset), desk.open(str(dataset)).rows)
+
+
+def test_without_metadata_csv_captions_typed_in_the_table_count_as_unsaved(desk, image_folder):
+    rows = desk.open(str(image_folder)).rows
+    assert unsaved_rows(image_folder / "metadata.csv", rows) == []
+    rows[0] = ("a.png", "typed but not saved")
+    with pytest.raises(EditError, match=r"unsaved changes \(a.png\)"):
+        desk.start_auto_caption(str(image_folder), rows, "any", 8, replace_all=False)
+    with pytest.raises(EditError, match="does not exist yet; click Save"):
+        desk.edit(str(image_folder), rows, "prefix", "zq")
 
 
 def test_table_rows_read_a_dataframe_and_ignore_the_lint_column():
@@ -159,26 +174,26 @@ def test_place_caption_replaces_or_appends_the_selected_row():
 
 
 def test_auto_caption_fills_only_images_without_a_caption(desk, dataset, tiny_blip_dir):
-    desk.start_auto_caption(str(dataset), str(tiny_blip_dir), 2, replace_all=False)
+    desk.start_auto_caption(str(dataset), desk.open(str(dataset)).rows, str(tiny_blip_dir), 2, replace_all=False)
     state = desk.auto.wait(120)
     assert state.status == "finished" and (state.done, state.total) == (2, 2), state.message
     assert "Captioned 2 image(s)" in state.message and "Undo puts it back" in state.message
     rows = dict(desk.open(str(dataset)).rows)
     assert rows["a.png"] == "**zq star**, a beautiful star, *calm*" and set(rows) >= {"e.webp", "sub/d.png"}
     assert (dataset / "metadata.csv.bak").read_text(encoding="utf-8") == CSV
-    desk.start_auto_caption(str(dataset), str(tiny_blip_dir), 8, replace_all=False)
+    desk.start_auto_caption(str(dataset), desk.open(str(dataset)).rows, str(tiny_blip_dir), 8, replace_all=False)
     assert "already has a caption" in desk.auto.wait(60).message
 
 
 def test_auto_caption_all_replaces_every_caption(desk, dataset, tiny_blip_dir):
-    desk.start_auto_caption(str(dataset), str(tiny_blip_dir), 8, replace_all=True)
+    desk.start_auto_caption(str(dataset), desk.open(str(dataset)).rows, str(tiny_blip_dir), 8, replace_all=True)
     state = desk.auto.wait(120)
     assert (state.status, state.done) == ("finished", 5)
     assert "beautiful" not in (dataset / "metadata.csv").read_text(encoding="utf-8")
 
 
 def test_auto_caption_without_a_model_offline_gives_the_engine_sentence(desk, dataset):
-    desk.start_auto_caption(str(dataset), "nobody/no-such-blip", 8, replace_all=True)
+    desk.start_auto_caption(str(dataset), desk.open(str(dataset)).rows, "nobody/no-such-blip", 8, replace_all=True)
     state = desk.auto.wait(60)
     assert state.status == "failed" and state.message.startswith("No BLIP model here: nobody/no-such-blip")
     assert (dataset / "metadata.csv").read_text(encoding="utf-8") == CSV
@@ -203,12 +218,12 @@ class _GatedCaptioner:
 def test_cancel_stops_between_batches_and_writes_what_was_captioned(tmp_path, counter, image_folder):
     captioner = _GatedCaptioner()
     desk = CaptionDesk(Studio(tmp_path / "ws"), counter=counter, auto=AutoCaptionJob(loader=lambda _m: captioner))
-    desk.start_auto_caption(str(image_folder), "any", 2, replace_all=False)
+    desk.start_auto_caption(str(image_folder), [], "any", 2, replace_all=False)
     assert captioner.second_batch.wait(30)
     state = desk.auto.state()
     assert (state.status, state.done, state.total) == ("captioning", 2, 5)
     with pytest.raises(AutoCaptionBusy, match="already captioning"):
-        desk.start_auto_caption(str(image_folder), "any", 2, replace_all=False)
+        desk.start_auto_caption(str(image_folder), [], "any", 2, replace_all=False)
     assert desk.auto.cancel()
     captioner.release.set()
     state = desk.auto.wait(30)
@@ -218,8 +233,8 @@ def test_cancel_stops_between_batches_and_writes_what_was_captioned(tmp_path, co
 
 def test_auto_caption_refuses_a_bad_batch_size_and_a_folder_without_images(desk, tmp_path):
     with pytest.raises(ValueError, match="batch size must be 1 or more"):
-        desk.start_auto_caption(str(tmp_path), "any", 0, replace_all=False)
+        desk.start_auto_caption(str(tmp_path), [], "any", 0, replace_all=False)
     (tmp_path / "empty").mkdir()
-    desk.start_auto_caption(str(tmp_path / "empty"), "any", 8, replace_all=False)
+    desk.start_auto_caption(str(tmp_path / "empty"), [], "any", 8, replace_all=False)
     state = desk.auto.wait(30)
     assert state.status == "failed" and "has no images" in state.message
