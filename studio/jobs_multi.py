@@ -140,7 +140,10 @@ class ProcessRunner:
             atexit.unregister(ender)
             _end_group(process)
             stop_file.unlink(missing_ok=True)
-        return _result(config, seen, output, process.returncode)
+        result = _result(config, seen, output, process.returncode)
+        for message in output.errors:  # the main process got through, another one did not
+            emit(TrainEvent("warning", message=f"a training process reported an error: {message}"))
+        return result
 
 
 def _follow(process: subprocess.Popen, emit, should_stop, stop_file: Path) -> tuple[dict, _Output]:

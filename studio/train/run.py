@@ -117,7 +117,7 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
     recorder.update(status="running", step=start_step, total_steps=setup.total_steps, error=None,
                     num_processes=setup.accelerator.num_processes, effective_batch=setup.effective_batch,
                     resumed_from=str(resume_from) if resume_from else recorder.info.get("resumed_from"))
-    last = {"checkpoint": resume_from, "epoch": 0}
+    last = {"checkpoint": resume_from, "epoch": 0, "step": start_step}
 
     renderer = _sample_renderer(setup, run_dir) if main else None
 
@@ -137,6 +137,7 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
         emit(event)
 
     def checkpoint(step: int, epoch: int) -> None:
+        last["step"] = step  # every process: only the main one writes the folder, all of them report the step
         if not main:
             return
         unet_state, text_state = lora_states(setup)
@@ -162,7 +163,7 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
                 run_dir, setup, recorder.info, setup.total_steps, last["epoch"], warn
             )
         elif status == "stopped":
-            result.step = int(Path(last["checkpoint"]).name.split("-")[1])
+            result.step = last["step"]
     except Exception as error:  # the run folder keeps the reason; the caller gets one readable message
         message = describe_failure(error, config, last["checkpoint"])
         recorder.update(status="failed", error=message, traceback=traceback.format_exc())

@@ -36,6 +36,7 @@ def test_two_processes_stop_mid_run_then_resume_to_the_end(tmp_path, toy_dataset
     assert stopped.status == "stopped", stopped.error
     assert 2 <= stopped.step < 16 and Path(stopped.last_checkpoint).is_dir(), "a checkpoint at the stop"
     assert [run.status for run in studio.list_runs()] == ["stopped"]
+    assert "error" not in "\n".join(stopped.logs), "every process stops cleanly"
 
     studio.start_training(text, resume=True, num_processes=2)
     assert studio.training.wait(180)
