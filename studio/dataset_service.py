@@ -92,7 +92,7 @@ class ChoiceResult:
 
 
 def reason(flag: Flag) -> tuple[str, str, str, str]:
-    """``(code, "blurry (sharpness 12.3 < 20)", advice, severity)``: the reason in words with the numbers behind
+    """``(code, "blurry (sharpness 12.3 < 27)", advice, severity)``: the reason in words with the numbers behind
     it, the scan's advice, and :func:`severity`."""
     values = dict(flag.values)
     if "pixels" in values:

@@ -1,16 +1,22 @@
 """Run one top-level function over many files, inline or in a process pool, with progress and a stop request."""
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import threading
 import warnings
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Sequence
 
 from PIL import Image
 
 Progress = Callable[[int, int], None]
+# Freed image memory blocks Pillow keeps for the next picture. Without them (Pillow's default is none) every picture's
+# pixels are mapped, faulted in page by page and unmapped again: about a third of the scan's CPU time on 768 px JPEGs.
+# A block holds one image (16 MiB at the most), so this keeps a few tens of MiB per process in the usual case.
+IMAGE_BLOCKS = 16
 
 
 def default_workers() -> int:
@@ -31,12 +37,13 @@ def map_files(function: Callable[[Any], Any], tasks: Sequence[Any], *, workers: 
         raise ValueError(f"workers must be at least 1, got {workers}.")
     results: list[Any] = [None] * len(tasks)
     if workers == 1 or len(tasks) < 2:
-        for index, task in enumerate(tasks):
-            if should_stop is not None and should_stop():
-                return results, True
-            results[index] = function(task)
-            if progress is not None:
-                progress(index + 1, len(tasks))
+        with reused_image_memory():
+            for index, task in enumerate(tasks):
+                if should_stop is not None and should_stop():
+                    return results, True
+                results[index] = function(task)
+                if progress is not None:
+                    progress(index + 1, len(tasks))
         return results, False
     return _pooled(function, tasks, workers, results, progress, should_stop)
 
@@ -46,7 +53,7 @@ def _pooled(function, tasks, workers, results, progress, should_stop) -> tuple[l
     starts = range(0, len(tasks), size)
     done = 0
     with ProcessPoolExecutor(max_workers=min(workers, len(starts)), mp_context=_start_context(function),
-                             initializer=_quiet_worker) as pool:
+                             initializer=_setup_worker) as pool:
         pending: dict[Future, int] = {pool.submit(_run_batch, function, tasks[start:start + size]): start
                                       for start in starts}
         while pending:
@@ -79,6 +86,36 @@ def _run_batch(function: Callable[[Any], Any], batch: Sequence[Any]) -> list[Any
     return [function(task) for task in batch]
 
 
-def _quiet_worker() -> None:
-    """Pool workers check image sizes themselves; Pillow's size warning would only repeat it."""
+@contextmanager
+def reused_image_memory(blocks: int = IMAGE_BLOCKS):
+    """Let Pillow keep ``blocks`` freed memory blocks for reuse while the block runs (see :data:`IMAGE_BLOCKS`)."""
+    before = Image.core.get_blocks_max()
+    Image.core.set_blocks_max(max(before, blocks))
+    try:
+        yield
+    finally:
+        Image.core.set_blocks_max(before)  # gives the kept blocks back
+
+
+def _setup_worker() -> None:
+    """Pool workers reuse freed memory, and check image sizes themselves (Pillow's size warning would repeat it)."""
+    Image.core.set_blocks_max(max(Image.core.get_blocks_max(), IMAGE_BLOCKS))
+    _keep_freed_memory()
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc keep freed memory of up to 64 MiB for reuse instead of unmapping it at once.
+
+    A fresh process hands every freed block over 128 KiB straight back to the system (until a large free raises
+    that bar), so each picture's decode buffers and arrays are mapped and faulted in again: in a new worker about a
+    third of the CPU time on 768 px JPEGs, spent in the kernel. Where the C library has no ``mallopt`` (not glibc),
+    nothing changes.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: blocks up to this size come from the heap
+    mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD: free heap kept before it is given back

@@ -85,8 +85,8 @@ def summary(review: service.Review, show_all: bool) -> str:
                  f"{what}" + ("" if shown == listed else " (the JSON report lists them all)") + ".")
     if review.read_only:
         lines.append("This demo dataset is read-only: keep/drop choices cannot be saved for it.")
-    lines += [f"- ⚠ {html.escape(note)}" for note in review.notes()[:12]]
-    return "\n\n".join(lines[:3]) + ("\n\n" + "\n".join(lines[3:]) if lines[3:] else "")
+    notes = "\n".join(f"- ⚠ {html.escape(note)}" for note in review.notes()[:12])
+    return "\n\n".join(lines + ([notes] if notes else []))
 
 
 def scan(studio, text: str, min_side, recursive: bool, show_all: bool, progress=gr.Progress()):

@@ -8,11 +8,12 @@ import re
 
 from PIL import ImageFilter
 
+from studio.data.quality import BLUR_THRESHOLD
 from studio.data.synthetic import synthetic_image
 from ui_helpers import fill
 
 REASONS = {  # file -> what its row must say
-    "blurred.jpg": ["blurry (sharpness", "< 20)"],
+    "blurred.jpg": ["blurry (sharpness", f"< {BLUR_THRESHOLD:g})"],
     "small.png": ["too small (320x240, shorter side 240 < 512 px)"],
     "truncated.jpg": ["corrupt (", "truncated"],
     "copy.jpg": ["near-duplicate (of original.png"],
@@ -101,7 +102,7 @@ def test_scan_shows_flagged_images_with_reasons_saves_keep_drop_and_prepares(pag
     [report_path] = workspace.glob("scans/flawed-photos-*/report.json")
     report = {image["relpath"]: image for image in json.loads(report_path.read_text())["images"]}
     assert report["small.png"]["keep"] is True and report["sharp.jpg"]["keep"] is False
-    assert report["blurred.jpg"]["flags"][0]["values"]["sharpness"] < 20
+    assert report["blurred.jpg"]["flags"][0]["values"]["sharpness"] < BLUR_THRESHOLD
     assert page.locator("#dataset-report-json a").count() >= 1  # the report is offered for download
 
     fill(page, "dataset-prepare-out", "clean-copy")
