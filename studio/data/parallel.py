@@ -17,6 +17,8 @@ Progress = Callable[[int, int], None]
 # pixels are mapped, faulted in page by page and unmapped again: about a third of the scan's CPU time on 768 px JPEGs.
 # A block holds one image (16 MiB at the most), so this keeps a few tens of MiB per process in the usual case.
 IMAGE_BLOCKS = 16
+_MEMORY_LOCK = threading.Lock()
+_memory_users: list = []  # while threads run inline: the setting found first, then one entry per thread
 
 
 def default_workers() -> int:
@@ -88,13 +90,22 @@ def _run_batch(function: Callable[[Any], Any], batch: Sequence[Any]) -> list[Any
 
 @contextmanager
 def reused_image_memory(blocks: int = IMAGE_BLOCKS):
-    """Let Pillow keep ``blocks`` freed memory blocks for reuse while the block runs (see :data:`IMAGE_BLOCKS`)."""
-    before = Image.core.get_blocks_max()
-    Image.core.set_blocks_max(max(before, blocks))
+    """Let Pillow keep ``blocks`` freed memory blocks for reuse while the block runs (see :data:`IMAGE_BLOCKS`).
+
+    Several threads may be inside at once (web page users); the setting is restored when the last one leaves.
+    """
+    with _MEMORY_LOCK:
+        if not _memory_users:
+            _memory_users.append(Image.core.get_blocks_max())
+            Image.core.set_blocks_max(max(_memory_users[0], blocks))
+        _memory_users.append(None)
     try:
         yield
     finally:
-        Image.core.set_blocks_max(before)  # gives the kept blocks back
+        with _MEMORY_LOCK:
+            _memory_users.pop()
+            if len(_memory_users) == 1:
+                Image.core.set_blocks_max(_memory_users.pop())  # gives the kept blocks back
 
 
 def _setup_worker() -> None:
