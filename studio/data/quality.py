@@ -3,11 +3,11 @@
 Sharpness is the variance of the 4-neighbour Laplacian, measured on a greyscale copy scaled so its shorter side is
 :data:`WORKING_SIDE` (512 px; smaller pictures are measured as they are, never upscaled), so the number does not
 depend on the file's resolution. JPEGs are decoded in draft mode at the smallest DCT scale (1/2, 1/4, 1/8) that
-keeps both sides at 512 px or more, and the rest of the way is scaled with Pillow's box filter. The box filter
-smooths least of Pillow's filters, so fine detail survives into the measure: against the Hamming filter used before
-it separates sharp and blurred pictures by a wider margin (ratio of the lowest sharp to the highest blurred score
-1.56 against 1.27 at JPEG quality 85, and 1.21 against 0.93, i.e. overlapping, at quality 70) at about two thirds
-of the cost. The Laplacian is cut into 32x32 tiles and the score is the mean variance of the sharpest 10 % of
+keeps both sides at 512 px or more, and the rest of the way is scaled with Pillow's box filter. Of the filters
+that average (all but nearest-neighbour) it smooths least, so fine detail survives into the measure: against the
+Hamming filter used before it separates sharp and blurred pictures by a wider margin (ratio of the lowest sharp
+to the highest blurred score 1.56 against 1.27 at JPEG quality 85, and 1.21 against 0.93, i.e. overlapping, at
+quality 70) at about two thirds of the cost. The Laplacian is cut into 32x32 tiles and the score is the mean variance of the sharpest 10 % of
 tiles: a portrait with a sharp face and a soft, out-of-focus background is sharp, while a picture that is soft
 everywhere is not. (The plain whole-image variance mis-scores such pictures and pictures with large flat areas.)
 The working copy is not made smaller than 512 px to save time: on the calibration set below, measured the same way
