@@ -3,17 +3,17 @@
 Sharpness is the variance of the 4-neighbour Laplacian, measured on a greyscale copy scaled so its shorter side is
 :data:`WORKING_SIDE` (512 px; smaller pictures are measured as they are, never upscaled), so the number does not
 depend on the file's resolution. JPEGs are decoded in draft mode at the smallest DCT scale (1/2, 1/4, 1/8) that
-keeps both sides at 512 px or more, and the rest of the way is scaled with Pillow's box filter. Of the filters
-that average (all but nearest-neighbour) it smooths least, so fine detail survives into the measure: against the
-Hamming filter used before it separates sharp and blurred pictures by a wider margin (ratio of the lowest sharp
-to the highest blurred score 1.56 against 1.27 at JPEG quality 85, and 1.21 against 0.93, i.e. overlapping, at
-quality 70) at about two thirds of the cost. The Laplacian is cut into 32x32 tiles and the score is the mean variance of the sharpest 10 % of
-tiles: a portrait with a sharp face and a soft, out-of-focus background is sharp, while a picture that is soft
-everywhere is not. (The plain whole-image variance mis-scores such pictures and pictures with large flat areas.)
-The working copy is not made smaller than 512 px to save time: on the calibration set below, measured the same way
-at 384 px (a 768 px JPEG then needs only a DCT half-scale decode and no resize) sharp and blurred scores overlap
-(lowest sharp 34.3, highest blurred 39.0 over both qualities), and at 256 px far more (46.1 against 131.6): at
-that scale JPEG block edges and the remaining detail of a blurred picture look alike.
+keeps both sides at 512 px or more, and the rest of the way is scaled with Pillow's box filter. Of the filters that
+average (all but nearest-neighbour) it smooths least, so fine detail survives into the measure: against the Hamming
+filter used before it separates sharp and blurred pictures by a wider margin (ratio of the lowest sharp to the
+highest blurred score 1.56 against 1.27 at JPEG quality 85, and 1.21 against 0.93, i.e. overlapping, at quality 70)
+at about two thirds of the cost. The Laplacian is cut into 32x32 tiles and the score is the mean variance of the
+sharpest 10 % of tiles: a portrait with a sharp face and a soft, out-of-focus background is sharp, while a picture
+that is soft everywhere is not. (The plain whole-image variance mis-scores such pictures and pictures with large
+flat areas.) The working copy is not made smaller than 512 px to save time: on the calibration set below, measured
+the same way at 384 px (a 768 px JPEG then needs only a DCT half-scale decode and no resize) sharp and blurred
+scores overlap (lowest sharp 34.3, highest blurred 39.0 over both qualities), and at 256 px far more (46.1 against
+131.6): at that scale JPEG block edges and the remaining detail of a blurred picture look alike.
 
 Calibration (:func:`calibrate_blur`, about 15 s per quality; rerun it to check these numbers): 40
 :func:`~studio.data.synthetic.synthetic_image` seeds at 512x384, 768x576 and 1536x1152 px, each saved as JPEG,
