@@ -188,7 +188,7 @@ def calibrate_blur(seeds: Iterable[int] = range(40), sizes: Iterable[tuple[int, 
 
 
 def _scanned_grey(picture: Image.Image, quality: int) -> Image.Image:
-    """The working copy the scan measures when ``picture`` is saved as a JPEG: same decode (draft mode), same scaling."""
+    """The working copy the scan measures of ``picture`` saved as a JPEG: same decode (draft mode), same scaling."""
     from studio.data.decode import decode_rgb
 
     buffer = io.BytesIO()
