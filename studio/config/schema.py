@@ -57,6 +57,16 @@ class TrainConfig:
     random_flip: bool = _f(False, "data", "Mirror images at random; fine for styles, wrong for asymmetric characters.")
     repeats: int = _f(1, "data", "How many times each image is seen per epoch.", min=1)
     caption_dropout: float = _f(0.0, "data", "Share of steps trained with an empty caption (0 = never).", min=0, lt=1)
+    prior_data_dir: str = _f(
+        "", "data", "Prior (regularisation) images + metadata.csv: pictures of what the base model already draws, "
+        "mixed in so the new concept stays on its trigger word.", path=True)
+    prior_count: int = _f(0, "data", "Prior images to generate from the base model when prior_data_dir is empty "
+                          "(cached under <output_dir>/priors); 0 = none.", min=0)
+    prior_prompt: str = _f("", "data", "Class prompt of generated priors (e.g. 'a photo of a dog'); empty = the "
+                           "dataset's captions without the trigger word.")
+    prior_ratio: float = _f(1.0, "data", "Prior images per training image in each epoch.", gt=0, max=16)
+    prior_loss_weight: float = _f(1.0, "data", "Loss weight of the prior images (DreamBooth's prior_loss_weight).",
+                                  min=0)
     # model
     base_model: str = _f(
         "", "model",

@@ -44,8 +44,9 @@ class BatchSource:
     """Batches of (latents, captions) for the trainer, cached or computed on the fly."""
 
     def __init__(self, images, captions: list[str], buckets: list, sampler, vae, config, device, weight_dtype,
-                 process_index: int = 0, num_processes: int = 1):
+                 process_index: int = 0, num_processes: int = 1, loss_weights: list[float] | None = None):
         self.process_index = process_index
+        self.loss_weights = loss_weights  # per picture (prior pictures count prior_loss_weight); None = all 1
         self.num_processes = num_processes
         self.images = images
         self.captions = list(captions)
@@ -132,6 +133,13 @@ class BatchSource:
         """Captions with ``caption_dropout`` applied (a dropped caption becomes the empty prompt)."""
         drops = torch.rand(len(indices), generator=generator).tolist()
         return ["" if d < self.config.caption_dropout else self.captions[i] for i, d in zip(indices, drops)]
+
+
+    def weights_for(self, indices: list[int]) -> torch.Tensor | None:
+        """Each picture's loss weight, or None when every picture counts the same."""
+        if self.loss_weights is None:
+            return None
+        return torch.tensor([self.loss_weights[i] for i in indices], dtype=torch.float32)
 
 
 class TextConditioner:

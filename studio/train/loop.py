@@ -40,8 +40,11 @@ def snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch
 
 
 def diffusion_loss(setup, latents: torch.Tensor, hidden: torch.Tensor, generator: torch.Generator,
-                   batch: int, part: slice) -> torch.Tensor:
+                   batch: int, part: slice, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Noise the latents at random timesteps and score the UNet's prediction (epsilon or v).
+
+    ``weights`` (one per picture of ``part``) scale each picture's loss: prior pictures count
+    ``prior_loss_weight``.
 
     ``latents`` are this process's ``part`` of a global batch of ``batch``; noise and timesteps are drawn for the
     whole batch and sliced, so the result does not depend on how many processes share the batch.
@@ -62,10 +65,14 @@ def diffusion_loss(setup, latents: torch.Tensor, hidden: torch.Tensor, generator
         target = noise
     with setup.accelerator.autocast():
         prediction = setup.components.unet(noisy.to(hidden.dtype), timesteps, hidden).sample
-    if not config.min_snr_gamma:
+    if not config.min_snr_gamma and weights is None:
         return F.mse_loss(prediction.float(), target.float())
     per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    return (per_sample * snr_weights(scheduler, timesteps, config.min_snr_gamma)).mean()
+    if config.min_snr_gamma:
+        per_sample = per_sample * snr_weights(scheduler, timesteps, config.min_snr_gamma)
+    if weights is not None:
+        per_sample = per_sample * weights.to(device)
+    return per_sample.mean()
 
 
 def optimizer_step(setup, step: int) -> tuple[float, int]:
@@ -83,7 +90,9 @@ def optimizer_step(setup, step: int) -> tuple[float, int]:
         with _no_sync_unless(setup, last):
             with setup.accelerator.autocast():
                 hidden = setup.text(captions)
-            loss = diffusion_loss(setup, latents, hidden, generator, len(indices), part)
+            weights = setup.batches.weights_for(indices)
+            loss = diffusion_loss(setup, latents, hidden, generator, len(indices), part,
+                                  None if weights is None else weights[part])
             setup.accelerator.backward(loss / len(micro_batches))
         total += loss.detach() / len(micro_batches)
     if setup.accelerator.num_processes > 1:

@@ -103,8 +103,12 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
         log.warning(message)
         emit(TrainEvent("warning", message=message))
 
+    def note(message: str) -> None:
+        log.info(message)
+        emit(TrainEvent("log", message=message))
+
     run_dir, resume_from = _resume_point(config)
-    setup = build_setup(config, warn=warn)  # data and model errors surface here, before any folder is made
+    setup = build_setup(config, warn=warn, note=note)  # data and model errors surface here, before any folder
     start_step = _restore(setup, resume_from) if resume_from else 0
     if resume_from:
         prune_checkpoints(run_dir, 0)  # only clears half-written folders a killed run left behind
@@ -116,6 +120,7 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
     recorder.info.setdefault("started_at", time.time())
     recorder.update(status="running", step=start_step, total_steps=setup.total_steps, error=None,
                     num_processes=setup.accelerator.num_processes, effective_batch=setup.effective_batch,
+                    prior_images=setup.prior_count, prior_folder=setup.prior_folder or None,
                     resumed_from=str(resume_from) if resume_from else recorder.info.get("resumed_from"))
     last = {"checkpoint": resume_from, "epoch": 0, "step": start_step}
 
@@ -151,6 +156,9 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
 
     emit(TrainEvent("log", message=f"effective batch {setup.effective_batch}: {config.batch_size} per process x "
                     f"{setup.accelerator.num_processes} process(es) x {config.gradient_accumulation_steps} accumulation"))
+    if setup.prior_count:
+        emit(TrainEvent("log", message=f"prior images: {setup.prior_count} from {setup.prior_folder}, "
+                        f"{config.prior_ratio:g} per training image each epoch, loss weight {config.prior_loss_weight:g}"))
     emit(TrainEvent("start", step=start_step, total_steps=setup.total_steps, message=str(run_dir), path=str(run_dir)))
     try:
         if setup.validator is not None:

@@ -37,6 +37,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "prompt"
 
 
+def assemble_pipeline(vae, text_encoder, tokenizer, unet, scheduler_config):
+    """A DDIM ``StableDiffusionPipeline`` around these very modules (nothing copied, safety checker off)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=DDIMScheduler.from_config(scheduler_config), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
 class SampleRenderer:
     def __init__(self, setup, run_dir: Path):
         self.setup = setup
@@ -44,14 +55,9 @@ class SampleRenderer:
         self.pairs = sample_prompts(list(setup.config.validation_prompts), setup.config.trigger_word)
 
     def _pipeline(self):
-        from diffusers import DDIMScheduler, StableDiffusionPipeline
-
         components, unwrap = self.setup.components, self.setup.accelerator.unwrap_model
-        return StableDiffusionPipeline(
-            vae=components.vae, text_encoder=unwrap(components.text_encoder), tokenizer=components.tokenizer,
-            unet=unwrap(components.unet), scheduler=DDIMScheduler.from_config(components.noise_scheduler.config),
-            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-        )
+        return assemble_pipeline(components.vae, unwrap(components.text_encoder), components.tokenizer,
+                                 unwrap(components.unet), components.noise_scheduler.config)
 
     def render(self, step: int) -> list[Path]:
         """Draw every sample prompt at ``step``; returns the PNG paths (``samples/step-N/NN-label-prompt.png``)."""

@@ -50,6 +50,8 @@ class TrainingSetup:
     num_images: int
     tag_frequency: dict
     validator: object = None  # validation.Validator on the main process when validation_steps > 0
+    prior_count: int = 0  # prior pictures mixed in (they follow the training pictures in ``batches``)
+    prior_folder: str = ""
 
     def validation_loss(self) -> float | None:
         if self.validator is None:
@@ -86,6 +88,9 @@ class TrainingData:
     validation_images: object
     validation_captions: list[str]
     validation_indices: list[int]
+    loss_weights: list[float] | None = None  # per picture when prior pictures are mixed in
+    prior_folder: Path | None = None
+    prior_count: int = 0
 
 
 def load_data(config, num_processes: int = 1) -> TrainingData:
@@ -149,7 +154,7 @@ def _optimizer(components, config):
     return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.adam_weight_decay)
 
 
-def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
+def build_setup(config, warn=log.warning, progress=None, note=log.info) -> TrainingSetup:
     """Load the model and data named by ``config`` and make them ready to train."""
     from diffusers.optimization import get_scheduler
 
@@ -158,11 +163,12 @@ def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
 
     accelerator = make_accelerator(config.mixed_precision, warn)
     data = load_data(config, accelerator.num_processes)
-    images, captions, buckets, sampler = data.images, data.captions, data.buckets, data.sampler
     components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle)
+    data = _with_priors(data, config, components, accelerator, note)
+    images, captions, buckets, sampler = data.images, data.captions, data.buckets, data.sampler
     params, weight_dtype = _prepare_models(components, config, accelerator)
     source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, weight_dtype,
-                         accelerator.process_index, accelerator.num_processes)
+                         accelerator.process_index, accelerator.num_processes, data.loss_weights)
     text = TextConditioner(components.tokenizer, components.text_encoder, accelerator.device, config.train_text_encoder)
     if config.cache_latents:
         source.fill_latent_cache(progress)
@@ -184,7 +190,19 @@ def build_setup(config, warn=log.warning, progress=None) -> TrainingSetup:
     components.unet, optimizer = prepared
     if config.train_text_encoder:
         components.text_encoder = accelerator.prepare(components.text_encoder)
+    concept_captions = captions[:len(captions) - data.prior_count]
     return TrainingSetup(
         config, accelerator, components, params, optimizer, lr_scheduler, source, text, total,
-        len(images), tag_frequency(captions), validator,
+        len(images) - data.prior_count, tag_frequency(concept_captions), validator, data.prior_count,
+        str(data.prior_folder or ""),
     )
+
+
+def _with_priors(data, config, components, accelerator, say) -> TrainingData:
+    """``data`` with the prior pictures mixed in when the config asks for them (generated once if needed)."""
+    if not (config.prior_data_dir or config.prior_count):
+        return data
+    from .priors import add_priors, prepare_priors
+
+    folder = prepare_priors(config, components, data.captions, accelerator, log=say)
+    return add_priors(data, folder, config, accelerator.num_processes)
