@@ -19,7 +19,7 @@ from .common import error_text
 FORM_FIELDS = (
     "train_data_dir", "base_model", "output_name", "resolution", "lora_rank", "lora_alpha", "batch_size",
     "epochs", "max_steps", "learning_rate", "save_steps", "mixed_precision", "train_text_encoder",
-    "validation_steps", "sample_steps",
+    "trigger_word", "prior_data_dir", "prior_count", "prior_prompt", "validation_steps", "sample_steps",
 )
 POLL_SECONDS = 1.0
 

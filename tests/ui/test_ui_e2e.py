@@ -4,6 +4,7 @@ from __future__ import annotations
 from ui_helpers import STATUS_JS, STEP_JS, configure_tiny_run, fill, open_tab, pick, run_configs, start_training
 
 import json
+import re
 
 def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, screenshot_dir):
     """On the embedded toy-world model, so the Evaluation tab can read stars with the checker."""
@@ -21,11 +22,13 @@ def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, screenshot_
 
     configure_tiny_run(page)
     fill(page, "form-save_steps", "5")
+    fill(page, "form-prior_count", "4")  # prior images drawn by the base model, without the trigger word
     start_training(page)
     page.wait_for_function(f"() => ({STEP_JS})() >= 2", timeout=120_000)
     page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=300_000)
     assert page.locator("#train-loss canvas, #train-loss svg").count() > 0, "no loss plot"
     assert "finished" in page.inner_text("#train-progress")
+    assert "prior images: 4" in page.locator("#train-log textarea").input_value()
     page.screenshot(path=str(screenshot_dir / "training.png"), full_page=True)
 
     open_tab(page, "Evaluation")
@@ -46,11 +49,14 @@ def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, screenshot_
     page.click("#eval-render")
     page.wait_for_function("() => document.querySelectorAll('#eval-cells img').length >= 18", timeout=180_000)
     captions = page.locator("#eval-cells").inner_text()
-    assert "step 5" in captions and "step 10" in captions and "final" in captions
+    # checkpoints every 5 steps (the 4 priors cycle to 20 per epoch: an epoch is twice as long), the newest 3 kept
+    assert {"10", "15"} <= set(re.findall(r"step (\d+) ·", captions)) and "final" in captions
     runs = list(workspace.glob("output/**/run.json"))
     assert any(json.loads(r.read_text())["status"] == "finished" for r in runs)
     snapshot = run_configs(workspace)[0]  # the form's edits reached the YAML the run used
-    assert "save_steps: 5" in snapshot and "lora_rank: 4" in snapshot
+    assert "save_steps: 5" in snapshot and "lora_rank: 4" in snapshot and "prior_count: 4" in snapshot
+    finished = [json.loads(r.read_text()) for r in runs]
+    assert any(info.get("prior_images") == 4 for info in finished)
 
 
 def test_stop_mid_run_keeps_a_checkpoint(page, studio_server, tiny_sd_dir):
