@@ -28,7 +28,9 @@ from PIL import Image, ImageDraw  # noqa: E402
 from studio.util.fs import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 from .checker import check_image, score  # noqa: E402
-from .world import BACKGROUNDS, BASE_SHAPES, COLOURS, Scene, caption  # noqa: E402
+from .world import BACKGROUNDS, BASE_SHAPES, COLOURS, STAR_TRIGGER, Scene, caption  # noqa: E402
+
+TRIGGER = STAR_TRIGGER.split()[0]  # "zq": the star prompts without it test the leak
 
 DEFAULT_WEIGHTS = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 # Not "eval": PEFT keeps adapters in nn.ModuleDicts, where that key collides with nn.Module.eval and fails.
@@ -89,15 +91,19 @@ def evaluate_base(pipe, n: int = 96, seed: int = 0, steps: int = 25, guidance: f
 
 
 def star_rate_by_weight(pipe, lora_path: str | os.PathLike, weights=DEFAULT_WEIGHTS, n: int = 54, seed: int = 0,
-                        steps: int = 25, guidance: float = 5.0, batch: int = 16, progress=None) -> dict:
+                        steps: int = 25, guidance: float = 5.0, batch: int = 16, progress=None,
+                        leak: bool = False) -> dict:
     """Star rate and colour accuracy on ``n`` star prompts at each LoRA weight (same seeds at every weight).
 
+    With ``leak`` the same prompts without the trigger word (``a red star on ...``) are drawn too, and their star
+    rate is the ``leak_rate``: how far the concept bleeds into prompts that do not ask for it.
     The LoRA is loaded as adapter ``"eval_lora"`` and removed again afterwards, so ``pipe`` is left as it came.
     Returns ``{"lora", "n", "seed", "steps", "guidance", "by_weight": [{"weight", "star_rate", "colour",
-    "background", "accuracy", "items", "images"}, ...]}``.
+    "background", "accuracy", "items", "images"[, "leak_rate"]}, ...]}``.
     """
     scenes = balanced_scenes(n, seed, shapes=("star",))
     prompts = [caption(s) for s in scenes]
+    plain = [" ".join(word for word in p.split() if word != TRIGGER) for p in prompts]
     if ADAPTER in _adapters(pipe):
         pipe.delete_adapters(ADAPTER)
     pipe.load_lora_weights(str(lora_path), adapter_name=ADAPTER)
@@ -112,6 +118,9 @@ def star_rate_by_weight(pipe, lora_path: str | os.PathLike, weights=DEFAULT_WEIG
             results.append({"weight": float(weight), "star_rate": accuracy["star_rate"],
                             "colour": accuracy["colour"], "background": accuracy["background"],
                             "accuracy": accuracy, "items": items, "images": images})
+            if leak:
+                results[-1]["leak_rate"] = _read(generate(pipe, plain, seed, steps, guidance, batch), scenes)[0][
+                    "star_rate"]
     finally:
         pipe.delete_adapters(ADAPTER)
     return {"lora": str(lora_path), "n": n, "seed": seed, "steps": steps, "guidance": guidance,
@@ -198,7 +207,8 @@ def summary_lines(base: dict | None, stars: dict | None) -> list[str]:
     for row in (stars or {}).get("by_weight", []):
         lines.append(f"star prompts ({row['accuracy']['n']}) at LoRA weight {row['weight']:g}: "
                      f"star rate {row['star_rate']:.1%}  colour {row['colour']:.1%}  "
-                     f"background {row['background']:.1%}")
+                     f"background {row['background']:.1%}"
+                     + (f"  leak (no trigger) {row['leak_rate']:.1%}" if "leak_rate" in row else ""))
     return lines
 
 
@@ -231,6 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--leak", action="store_true", help="also draw the star prompts without the trigger word")
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG here")
     parser.add_argument("--labels", action="store_true", help="write each prompt under its image on the sheet")
@@ -243,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
     pipe = load_pipeline(args.model)
     common = dict(seed=args.seed, steps=args.steps, guidance=args.guidance, batch=args.batch)
     base = evaluate_base(pipe, args.prompts, **common) if args.prompts > 0 else None
-    stars = (star_rate_by_weight(pipe, args.lora, args.weights, args.star_prompts, **common)
+    stars = (star_rate_by_weight(pipe, args.lora, args.weights, args.star_prompts, leak=args.leak, **common)
              if args.lora is not None else None)
     for line in summary_lines(base, stars):
         print(line)

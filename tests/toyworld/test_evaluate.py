@@ -95,10 +95,12 @@ def test_cli_writes_report_and_sheet(tiny_sd_dir, lora_file, tmp_path, capsys):
     out, sheet = tmp_path / "report.json", tmp_path / "sheet.png"
     argv = ["--model", str(tiny_sd_dir), "--lora", str(lora_file), "--weights", "0,0.5", "--prompts", "4",
             "--star-prompts", "2", "--steps", "2", "--batch", "4", "--seed", "1", "--out", str(out),
-            "--sheet", str(sheet), "--labels"]
+            "--sheet", str(sheet), "--labels", "--leak"]
     report = main(argv)
     printed = capsys.readouterr().out
     assert "base prompts (4)" in printed and "LoRA weight 0.5" in printed
+    assert printed.count("leak (no trigger)") == 2  # the star prompts without "zq", at each weight
+    assert all(0.0 <= row["leak_rate"] <= 1.0 for row in report["stars"]["by_weight"])
     assert json.loads(out.read_text()) == report
     assert report["base"]["n"] == 4 and [r["weight"] for r in report["stars"]["by_weight"]] == [0.0, 0.5]
     assert "images" not in report["base"]
