@@ -37,6 +37,8 @@ def test_task_presets_carry_the_seed_advice():
     assert (character["lora_rank"], character["learning_rate"], character["epochs"], character["save_steps"]) == \
         (12, 2e-4, 12, 100)
     assert tasks["concept"].values["lora_rank"] == 8 and tasks["concept"].values["train_text_encoder"] is True
+    assert tasks["concept"].values["prior_count"] == tasks["character"].values["prior_count"] == 100
+    assert "prior_count" not in tasks["style"].values  # a style should change every prompt: no priors
 
 
 def test_demo_presets_target_the_toy_model():
