@@ -8,8 +8,6 @@ import contextlib
 import json
 import os
 import re
-import socket
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,6 +15,8 @@ from typing import Callable
 from PIL import Image
 
 from studio.caption.edits import add_prefix, add_suffix, apply_template
+from studio.util.hub import hub_offline as _offline  # module names: the tests replace them
+from studio.util.hub import hub_reachable as _hub_reachable
 from studio.data import IMAGE_EXTENSIONS, CaptionRecord, DatasetError, DatasetProblem, load_rgb
 
 DEFAULT_BLIP = "Salesforce/blip-image-captioning-base"
@@ -189,25 +189,6 @@ def _from_pretrained(source: str, dtype, local_only: bool):
     processor = BlipProcessor.from_pretrained(source, local_files_only=local_only)
     network = BlipForConditionalGeneration.from_pretrained(source, dtype=dtype, local_files_only=local_only)
     return processor, network
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the hub's host answers at all; offline, huggingface_hub would retry every file for minutes."""
-    from huggingface_hub import constants
-
-    endpoint = urllib.parse.urlparse(constants.ENDPOINT)
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
 
 
 def _load_message(source: str, local: bool, error: BaseException) -> str:

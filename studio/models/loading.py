@@ -185,20 +185,25 @@ def _load_folder(folder: Path, dtype: torch.dtype):
 
 
 def _load_hub(repo_id: str, dtype: torch.dtype):
+    """A hub model: from the local cache when the hub cannot be reached (no minutes of retries), else downloaded."""
+    from studio.util.hub import cache_only
+
     pipeline_class = _pipeline_class()
+    local = cache_only()
     try:
-        index = pipeline_class.load_config(repo_id)
+        index = pipeline_class.load_config(repo_id, local_files_only=local)
     except Exception as error:  # offline / 404 / auth surface as different classes across huggingface_hub versions
-        raise ModelLoadError(_hub_message(repo_id)) from error
+        raise ModelLoadError(_hub_message(repo_id, local)) from error
     _check_index_kind(dict(index), repo_id)
     try:
-        return pipeline_class.from_pretrained(repo_id, **_quiet_dtype(dtype), **_NO_SAFETY)
+        return pipeline_class.from_pretrained(repo_id, local_files_only=local, **_quiet_dtype(dtype), **_NO_SAFETY)
     except Exception as error:
-        raise ModelLoadError(_hub_message(repo_id)) from error
+        raise ModelLoadError(_hub_message(repo_id, local)) from error
 
 
-def _hub_message(repo_id: str) -> str:
-    return f"could not download {repo_id}: no network / not found — pass a local folder or a .safetensors file."
+def _hub_message(repo_id: str, local: bool = False) -> str:
+    where = "the hub is not reachable and it is not in the local cache" if local else "no network / not found"
+    return f"could not download {repo_id}: {where} — pass a local folder or a .safetensors file."
 
 
 def _load_single_file(path: Path, base_model_config: str, dtype: torch.dtype, allow_pickle: bool):

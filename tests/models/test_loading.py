@@ -134,5 +134,26 @@ def test_non_sd15_shapes_without_configs_ask_for_base_model_config(tiny_sd_dir, 
 
 def test_hub_id_offline_is_one_clear_sentence(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelLoadError, match="could not download someone/some-model: no network / not found"):
+    with pytest.raises(ModelLoadError, match="could not download someone/some-model: the hub is not reachable"):
         load_components("someone/some-model")
+
+
+def test_hub_id_without_network_reads_only_the_cache_instead_of_retrying(monkeypatch):
+    """huggingface_hub alone retries every file for minutes when the hub does not answer."""
+    from diffusers import StableDiffusionPipeline
+
+    from studio.util import hub
+
+    asked = []
+
+    def load_config(repo_id, local_files_only=False, **kwargs):
+        asked.append(local_files_only)
+        raise OSError(f"{repo_id} is not in the cache")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "hub_offline", lambda: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(StableDiffusionPipeline, "load_config", load_config)
+    with pytest.raises(ModelLoadError, match="not in the local cache"):
+        load_components("someone/another-model")
+    assert asked == [True]
