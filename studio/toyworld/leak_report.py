@@ -1,0 +1,79 @@
+"""The demo star LoRA trained with and without prior images, measured the same way: star rate and leak per weight.
+
+    python -m studio.toyworld.leak_report [--preset presets/demo/demo-star.yaml] [--star-prompts 54]
+        [--out assets/toy-world/demo_star_eval.json] [--work DIR]
+
+Both runs use the preset as it is, except that the second sets ``prior_count: 0``. Each LoRA is drawn on the star
+prompts (``a {colour} zq star on a {background} background``) and on the same prompts without the trigger word
+(``a red star on ...``) at every weight, with fixed seeds; the checker reads the pictures. The training wall time of
+each run is recorded too (the preset's goal: three minutes of this machine's CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from .evaluate import DEFAULT_WEIGHTS, load_pipeline, star_rate_by_weight, without_images
+
+VARIANTS = (("with prior images", {}), ("without prior images", {"prior_count": 0}))
+
+
+def train(preset: Path, changes: dict, out_dir: Path) -> tuple[Path, float]:
+    """Train the preset with ``changes`` into ``out_dir``; returns (the diffusers LoRA file, training seconds)."""
+    from studio.config import load_config
+    from studio.train import run_training
+
+    overrides = [f"output_dir={out_dir}", "sample_steps=0", "validation_steps=0", "save_steps=0"]
+    overrides += [f"{key}={json.dumps(value)}" for key, value in changes.items()]
+    config = load_config(preset, overrides=overrides)
+    started = time.perf_counter()
+    result = run_training(config)
+    return result.diffusers_lora, time.perf_counter() - started
+
+
+def table_lines(report: dict) -> list[str]:
+    """A Markdown table: one row per variant and measure, one column per weight."""
+    weights = [row["weight"] for row in report["variants"][0]["stars"]["by_weight"]]
+    lines = ["| LoRA | measure | " + " | ".join(f"{w:g}" for w in weights) + " |",
+             "|---|---|" + "---:|" * len(weights)]
+    for variant in report["variants"]:
+        rows = variant["stars"]["by_weight"]
+        for key, label in (("star_rate", "stars with `zq`"), ("leak_rate", "stars without `zq` (leak)"),
+                           ("colour", "colour right")):
+            cells = " | ".join(f"{row[key]:.0%}" for row in rows)
+            lines.append(f"| {variant['label']} ({variant['train_seconds']:.0f} s) | {label} | {cells} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", type=Path, default=Path("presets/demo/demo-star.yaml"))
+    parser.add_argument("--model", type=Path, default=Path("assets/toy-world"))
+    parser.add_argument("--star-prompts", type=int, default=54)
+    parser.add_argument("--out", type=Path, help="write the report as JSON here")
+    parser.add_argument("--work", type=Path, help="where the runs go (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    work = args.work or Path(tempfile.mkdtemp(prefix="leak-report-"))
+    report = {"preset": str(args.preset), "model": str(args.model), "variants": []}
+    for number, (label, changes) in enumerate(VARIANTS):
+        lora, seconds = train(args.preset, changes, work / f"run-{number}")
+        stars = star_rate_by_weight(load_pipeline(args.model), lora, DEFAULT_WEIGHTS, args.star_prompts, leak=True)
+        report["variants"].append({"label": label, "changes": changes, "lora": str(lora),
+                                   "train_seconds": round(seconds, 1), "stars": without_images(stars)})
+    for line in table_lines(report):
+        print(line)
+    if args.out is not None:
+        from studio.util.fs import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

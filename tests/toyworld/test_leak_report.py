@@ -1,0 +1,21 @@
+"""The with/without-priors report: both LoRAs side by side, star rate, leak and colour per weight."""
+from __future__ import annotations
+
+from studio.toyworld.leak_report import table_lines
+
+
+def _variant(label, seconds, stars, leaks):
+    rows = [{"weight": w, "star_rate": s, "leak_rate": k, "colour": 1.0}
+            for w, s, k in zip((0.0, 0.9), stars, leaks)]
+    return {"label": label, "train_seconds": seconds, "stars": {"by_weight": rows}}
+
+
+def test_the_table_shows_the_leak_of_each_variant_at_each_weight():
+    report = {"variants": [_variant("with prior images", 120.4, (0.0, 0.85), (0.0, 0.02)),
+                           _variant("without prior images", 110.0, (0.0, 0.9), (0.0, 0.7))]}
+    lines = table_lines(report)
+    assert lines[0] == "| LoRA | measure | 0 | 0.9 |"
+    assert "| with prior images (120 s) | stars without `zq` (leak) | 0% | 2% |" in lines
+    assert "| without prior images (110 s) | stars without `zq` (leak) | 0% | 70% |" in lines
+    assert len(lines) == 2 + 3 * 2
+
