@@ -45,7 +45,7 @@ def test_demo_presets_target_the_toy_model():
     star = by_name("demo")["demo-star"].values
     assert star["train_data_dir"] == "assets/demo-datasets/star" and star["base_model"] == ""
     assert (star["resolution"], star["batch_size"], star["lora_rank"], star["learning_rate"]) == (32, 8, 16, 3e-3)
-    assert (star["max_steps"], star["save_steps"], star["train_text_encoder"]) == (2000, 250, True)
+    assert (star["max_steps"], star["save_steps"], star["train_text_encoder"]) == (1700, 250, True)
     assert (star["prior_count"], star["trigger_word"]) == (20, "zq")  # priors keep the star on "zq"
     assert star["output_dir"] == "./output/demo-star"
     assert by_name("demo")["demo-striped"].values["train_data_dir"] == "assets/demo-datasets/striped"
@@ -73,7 +73,7 @@ def test_unknown_preset_suggests_the_nearest():
 
 def test_a_preset_file_loads_as_a_config_too():
     config = load_config(presets_root() / "demo" / "demo-star.yaml")
-    assert config.max_steps == 2000 and config.output_dir == "./output/demo-star"
+    assert config.max_steps == 1700 and config.output_dir == "./output/demo-star"
 
 
 def make_presets(tmp_path: Path, text: str) -> Path:
