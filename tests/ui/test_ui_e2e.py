@@ -49,8 +49,8 @@ def test_dataset_to_trained_lora_to_weight_grid(page, studio_server, screenshot_
     page.click("#eval-render")
     page.wait_for_function("() => document.querySelectorAll('#eval-cells img').length >= 18", timeout=180_000)
     captions = page.locator("#eval-cells").inner_text()
-    # checkpoints every 5 steps (the 4 priors cycle to 20 per epoch: an epoch is twice as long), the newest 3 kept
-    assert {"10", "15"} <= set(re.findall(r"step (\d+) ·", captions)) and "final" in captions
+    # checkpoints every 5 steps (the newest 3 kept) and the final LoRA, each a row of the grid
+    assert len(set(re.findall(r"step (\d+) ·", captions))) >= 2 and "final" in captions
     runs = list(workspace.glob("output/**/run.json"))
     assert any(json.loads(r.read_text())["status"] == "finished" for r in runs)
     snapshot = run_configs(workspace)[0]  # the form's edits reached the YAML the run used
