@@ -15,9 +15,9 @@ from typing import Callable
 from PIL import Image
 
 from studio.caption.edits import add_prefix, add_suffix, apply_template
+from studio.data import IMAGE_EXTENSIONS, CaptionRecord, DatasetError, DatasetProblem, load_rgb
 from studio.util.hub import hub_offline as _offline  # module names: the tests replace them
 from studio.util.hub import hub_reachable as _hub_reachable
-from studio.data import IMAGE_EXTENSIONS, CaptionRecord, DatasetError, DatasetProblem, load_rgb
 
 DEFAULT_BLIP = "Salesforce/blip-image-captioning-base"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

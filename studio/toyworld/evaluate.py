@@ -101,9 +101,11 @@ def star_rate_by_weight(pipe, lora_path: str | os.PathLike, weights=DEFAULT_WEIG
     Returns ``{"lora", "n", "seed", "steps", "guidance", "by_weight": [{"weight", "star_rate", "colour",
     "background", "accuracy", "items", "images"[, "leak_rate"]}, ...]}``.
     """
+    from studio.train.samples import without_trigger
+
     scenes = balanced_scenes(n, seed, shapes=("star",))
     prompts = [caption(s) for s in scenes]
-    plain = [" ".join(word for word in p.split() if word != TRIGGER) for p in prompts]
+    plain = [without_trigger(p, TRIGGER) for p in prompts]
     if ADAPTER in _adapters(pipe):
         pipe.delete_adapters(ADAPTER)
     pipe.load_lora_weights(str(lora_path), adapter_name=ADAPTER)

@@ -134,7 +134,6 @@ class BatchSource:
         drops = torch.rand(len(indices), generator=generator).tolist()
         return ["" if d < self.config.caption_dropout else self.captions[i] for i, d in zip(indices, drops)]
 
-
     def weights_for(self, indices: list[int]) -> torch.Tensor | None:
         """Each picture's loss weight, or None when every picture counts the same."""
         if self.loss_weights is None:

@@ -93,8 +93,6 @@ def generate_priors(components, prompts: list[str], folder: Path, size: int, see
     write_metadata(partial / "metadata.csv", records)
     (partial / MANIFEST).write_text(json.dumps({"count": len(records), "steps": PRIOR_STEPS,
                                                 "guidance": PRIOR_GUIDANCE, "seed": seed}, indent=2))
-    for leftover in partial.glob("*.bak"):
-        leftover.unlink()
     os.replace(partial, folder)
     return folder
 
