@@ -151,7 +151,7 @@ def markdown(result: dict) -> str:
     lines += ["", f"Machine: {machine['platform']}, {machine['cpu']}, {machine['cores']} cores visible, "
               f"{machine['torch_threads']} torch thread(s), no GPU; torch {machine['torch']}, transformers "
               f"{machine['transformers']}; {machine['date']}; load average {machine['load_average']:.1f} at the start "
-              "(the CPU is shared with a long background job, so absolute numbers are noisy; the ratio is what to "
+              "(the CPU is shared with other virtual machines, so absolute numbers are noisy; the ratio is what to "
               "read). Tiny model: median of 3 runs; base-shaped: one run of 8 images (building and running it on "
               "2 shared cores takes about a minute).", "",
               "Reading: on the CPU a base-sized model is compute-bound, so batching gains little; the tiny model is "

@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from common import describe_machine, machine, markdown_table, replace_section  # noqa: E402
+from common import describe_machine, machine, markdown_table, replace_section, unwrap  # noqa: E402
 
 SECTION = "## Training step"
 SCALES = {"toy": {"resolution": 32, "batch": 4}, "sd15": {"resolution": 512, "batch": 1}}
@@ -44,10 +44,13 @@ STEPS = {("toy", True): (1, 5), ("toy", False): (2, 20), ("sd15", True): (1, 3),
 THREADS = 2
 ENGINE_NOTES = """Where the time goes, and what was changed in the engine (recorded runs, same machine, shared CPU):
 
-- Profile of one SD 1.5-shaped UNet forward + backward with the LoRA (512 px, batch 1, 18.1 s under load): flash
-  SDPA 34 % (backward 4.4 s, forward 1.7 s), matmuls 30 %, convolutions 32 %; our step is that and nothing else.
-  The reference adds one VAE encode of a 512 px picture per step (5.2 s per picture unloaded, 7-9 s under load)
-  and the text encoder (about 0.2 s), so on this CPU the saving is bounded at about (U + V) / U = 1.3-1.5x.
+- Profile of one SD 1.5-shaped UNet forward + backward with the LoRA (512 px, batch 1, 2 threads, a quiet
+  machine on 2026-12-02, `torch.profiler`, 11.7 s): flash SDPA 34 % (backward 2.77 s, forward 1.20 s), matmuls
+  30 % (`mm` 2.27 s, `addmm` 1.24 s), convolutions 30 % (backward 1.91 s, forward 1.60 s), everything else
+  under 5 %; our step is that and nothing else (10.1-12.6 s per step in the run above). The reference adds one
+  VAE encode of a 512 px picture (about 5.5 s here) and the text encoder (about 0.2 s) to the same UNet step,
+  so on this CPU in fp32 the saving is bounded at about (U + V) / U = (11 + 5.6) / 11 = 1.5x, and the goal
+  sits on that bound: runs land either side of it.
 - Changed (commit 3d37224, `studio/train/batches.py`): the latent cache encodes at most 4 pictures' worth of
   512 px per VAE call instead of 16 pictures. Ours side alone, SD 1.5 shape, 16 pictures of 512 px, one step
   (`bench_train.py` of commit 53544eb, `--side ours --warmup 0 --timed 1`): peak RSS 10,863 -> 6,699 MiB (the
@@ -60,7 +63,11 @@ ENGINE_NOTES = """Where the time goes, and what was changed in the engine (recor
   optimizer); releasing the VAE and text encoder after caching (the validation loss and the checkpoint samples
   use them); torch.compile (the step is 96 % matmul, convolution and SDPA kernels it would not speed up on a CPU,
   and compiling the SD 1.5 UNet would cost more than a quick run). SDPA is diffusers' default already; with
-  one process on a CPU there are no host syncs to save (one `.item()` per step)."""
+  one process on a CPU there are no host syncs to save (one `.item()` per step). Checked on 2026-12-02: the
+  math SDPA backend instead of flash (one 1 x 8 x 4096 x 40 attention: forward 0.6-2.2 s vs 0.16 s, backward
+  1.2-1.5 s vs 0.42 s); glibc `mallopt` to keep freed blocks (from the third step on, a step makes no page
+  faults anyway; steps 12.8 vs 11.1 s). Running the frozen weights in bf16 (this CPU has AVX-512 BF16) would
+  change the arithmetic the reference does, so it is not a like-for-like speed-up and is not used here."""
 SD15_CAPTIONS = ["a red circle on a blue background", "a green square in a field", "a yellow star at night",
                  "a purple triangle on white"]
 
@@ -203,18 +210,6 @@ def goals(row: dict) -> list[tuple[str, str]]:
             ("SD 1.5 peak RSS no higher than the reference's", memory)]
 
 
-def _unwrap(text: str) -> str:
-    """Hard-wrapped source text as markdown: one line per paragraph or list item, double backticks single."""
-    out: list[str] = []
-    for line in text.replace("``", "`").splitlines():
-        stripped = line.strip()
-        if stripped and out and out[-1] and not stripped.startswith("- "):
-            out[-1] += " " + stripped
-        else:
-            out.append(stripped)
-    return "\n".join(out)
-
-
 def _step_times(result: dict) -> str:
     def listed(side: dict) -> str:
         return ", ".join(f"{wall:.3f} ({cpu:.3f})" for wall, cpu in zip(side["step_s"], side["step_cpu_s"]))
@@ -241,12 +236,12 @@ def markdown(result: dict) -> str:
     goal_lines = [f"- {name}: **{met}**" for row in result["rows"] for name, met in row["goals"]]
     gpu = (" No GPU was at hand, so the SD 1.5-shaped run on a GPU is still to be done."
            if result["machine"]["gpu"] == "none" else "")
-    lines = [SECTION, "", _unwrap(__doc__.split("\n\n", 2)[2].split("``--quick``")[0].strip()), "",
+    lines = [SECTION, "", unwrap(__doc__.split("\n\n", 2)[2].split("``--quick``")[0].strip()), "",
              markdown_table(header, rows, "llrrl" + "r" * 12), "", *goal_lines, "",
              f"Every timed step, wall s (CPU s): {_step_times(result)}.", "",
-             f"{describe_machine(result['machine'])} torch threads per side: {result['threads']}. The CPU was shared "
-             "with a long background job and other engineers' work, so wall-clock times are noisy." + gpu, "",
-             f"Command: `{result['command']}`", "", _unwrap(ENGINE_NOTES), ""]
+             f"{describe_machine(result['machine'])} torch threads per side: {result['threads']}. The CPU is shared "
+             "with other virtual machines (and any other work running here), so wall-clock times are noisy." + gpu, "",
+             f"Command: `{result['command']}`", "", unwrap(ENGINE_NOTES), ""]
     return "\n".join(lines)
 
 

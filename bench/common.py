@@ -137,3 +137,15 @@ def markdown_table(header: list[str], rows: list[list], align: str = "") -> str:
 def verdict(met: bool | None) -> str:
     """The goal column: "met", "NOT met", or "n/a" where no goal applies or nothing was measured."""
     return "n/a" if met is None else ("met" if met else "NOT met")
+
+
+def unwrap(text: str) -> str:
+    """Hard-wrapped source text as markdown: one line per paragraph or list item, double backticks single."""
+    out: list[str] = []
+    for line in text.replace("``", "`").splitlines():
+        stripped = line.strip()
+        if stripped and out and out[-1] and not stripped.startswith("- "):
+            out[-1] += " " + stripped
+        else:
+            out.append(stripped)
+    return "\n".join(out)

@@ -40,8 +40,6 @@ def generate_from_prompt(prompt: str, *, base_model: str = "", base_model_config
     pipe = get_pipeline(base_model, base_model_config, device, pipeline_cache)
     seeds = [int(s) for s in seeds] or [0]
     size_w, size_h = image_size(pipe, width, height)
-    with use_sampler(pipe, sampler), Adapters(pipe) as adapters:
-        if weights:
-            adapters.activate(weights)
+    with use_sampler(pipe, sampler), Adapters(pipe) as adapters, adapters.fused(weights):
         return generate(pipe, [text] * len(seeds), [negative] * len(seeds), seeds, steps=steps, guidance=guidance,
                         width=size_w, height=size_h)

@@ -1,8 +1,9 @@
 """``render_grid``: draw a LoRA at several weights (× checkpoints × prompts × seeds) and measure the pictures.
 
 One pipeline per base model (kept in ``pipeline_cache``), each LoRA file loaded once as an adapter, weights
-switched with ``set_adapters``; every row starts from its seed's noise at every weight. The weight-0 picture of
-each row is always drawn, because every metric compares with it; ``include_reference`` also shows it.
+switched with ``set_adapters`` (several weights in one batch through ``weighting``, or one weight merged into
+the model); every row starts from its seed's noise at every weight. The weight-0 picture of each row is always
+drawn (once for all checkpoints), because every metric compares with it; ``include_reference`` also shows it.
 """
 from __future__ import annotations
 
@@ -59,28 +60,89 @@ def _batches(rows: list[GridRow]) -> list[list[GridRow]]:
 
 
 def _render(pipe, spec: GridSpec, rows: list[GridRow], weights: list[float], progress, should_stop):
-    """{(row index, weight): PIL image} for every row at every weight, and whether it was stopped early."""
-    width, height = image_size(pipe, spec.width, spec.height)
-    images: dict = {}
-    total, done = len(rows) * len(weights), 0
+    """{(row index, weight): PIL image} for every row at every weight, and whether it was stopped early.
+
+    Per group of rows sharing their LoRAs: the weight-0 pictures first, with the LoRA under test left out (and
+    shared between checkpoints: it is the base model's picture either way); then the other weights, either
+    mixed in full batches with a weight per picture (a row of a few seeds at six weights takes a few calls,
+    not six) or, when one weight fills whole batches (or the LoRA is a DoRA), one weight at a time with the
+    LoRA merged into the model.
+    """
+    painter = _Painter(pipe, spec, len(rows) * len(weights), progress, should_stop)
     with use_sampler(pipe, spec.sampler), Adapters(pipe) as adapters:
         for members in _batches(rows):
-            for weight in weights:
-                active = {str(members[0].lora): (weight, weight)}
-                active.update({str(path): (w, te) for path, w, te in members[0].extra})
-                adapters.activate(active)
-                for start in range(0, len(members), spec.batch_size):
-                    if should_stop is not None and should_stop():
-                        return images, True
-                    chunk = members[start:start + spec.batch_size]
-                    pictures = generate(pipe, [r.text for r in chunk], [spec.negative_prompt] * len(chunk),
-                                        [r.seed for r in chunk], steps=spec.steps, guidance=spec.guidance,
-                                        width=width, height=height)
-                    images.update({(r.index, weight): p for r, p in zip(chunk, pictures)})
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
-    return images, False
+            extras = {str(path): (w, te) for path, w, te in members[0].extra}
+            lora = str(members[0].lora)
+            if 0.0 in weights and not painter.draw_base(members, adapters, extras):
+                return painter.images, True
+            others = [w for w in weights if w != 0.0]
+            if len(members) < spec.batch_size and adapters.per_picture_possible(lora):
+                cells = [(row, weight) for weight in others for row in members]
+                for chunk in _even_chunks(cells, spec.batch_size):
+                    with adapters.per_picture(lora, [weight for _, weight in chunk], extras):
+                        if not painter.draw(chunk):
+                            return painter.images, True
+                continue
+            for weight in others:
+                with adapters.fused({lora: (weight, weight), **extras}):
+                    for chunk in _even_chunks([(row, weight) for row in members], spec.batch_size):
+                        if not painter.draw(chunk):
+                            return painter.images, True
+    return painter.images, False
+
+
+class _Painter:
+    """Draws (row, weight) cells into ``images``, counts them for ``progress`` and asks ``should_stop`` first."""
+
+    def __init__(self, pipe, spec: GridSpec, total: int, progress, should_stop):
+        self.pipe, self.spec, self.progress, self.should_stop = pipe, spec, progress, should_stop
+        self.size = image_size(pipe, spec.width, spec.height)
+        self.images: dict = {}
+        self.base_pictures: dict = {}  # (prompt text, tag LoRAs, seed) -> its weight-0 picture
+        self.done, self.total = 0, total
+
+    def draw(self, cells: list[tuple[GridRow, float]]) -> bool:
+        """Draw ``cells`` in one pipeline call; False (nothing drawn) when asked to stop."""
+        if self.should_stop is not None and self.should_stop():
+            return False
+        spec, (width, height) = self.spec, self.size
+        pictures = generate(self.pipe, [row.text for row, _ in cells], [spec.negative_prompt] * len(cells),
+                            [row.seed for row, _ in cells], steps=spec.steps, guidance=spec.guidance,
+                            width=width, height=height)
+        for (row, weight), picture in zip(cells, pictures):
+            self.images[(row.index, weight)] = picture
+            if weight == 0.0:
+                self.base_pictures[_base_key(row)] = picture
+        self._advance(len(cells))
+        return True
+
+    def draw_base(self, members: list[GridRow], adapters: Adapters, extras: dict) -> bool:
+        """The weight-0 cells of ``members``: drawn once per prompt, tags and seed, reused for later checkpoints."""
+        todo = [row for row in members if _base_key(row) not in self.base_pictures]
+        for row in members:
+            if _base_key(row) in self.base_pictures:
+                self.images[(row.index, 0.0)] = self.base_pictures[_base_key(row)]
+        self._advance(len(members) - len(todo))
+        with adapters.fused(extras):
+            return all(self.draw(chunk) for chunk in _even_chunks([(row, 0.0) for row in todo], self.spec.batch_size))
+
+    def _advance(self, count: int) -> None:
+        self.done += count
+        if self.progress is not None and count:
+            self.progress(self.done, self.total)
+
+
+def _base_key(row: GridRow) -> tuple:
+    return row.text, row.extra, row.seed
+
+
+def _even_chunks(items: list, limit: int) -> list[list]:
+    """``items`` in as few chunks of at most ``limit`` as possible, of nearly equal size (28 by 8: 7, 7, 7, 7)."""
+    if not items:
+        return []
+    count = -(-len(items) // limit)
+    size = -(-len(items) // count)
+    return [items[start:start + size] for start in range(0, len(items), size)]
 
 
 def _use_checker(spec: GridSpec, embedded: bool, rows: list[GridRow], images: dict) -> bool:
