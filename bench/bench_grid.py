@@ -117,20 +117,22 @@ def _open(path: Path):
 
 
 def naive(run_dir: Path, base_model: str, out: Path, steps: int) -> tuple[float, dict]:
-    """Seconds for the script way: pipeline + LoRA loaded for every cell, one picture per call."""
-    from studio.eval.session import generate
-    from studio.models import load_pipeline
+    """Seconds for the script way: pipeline + LoRA loaded for every cell, one picture per call.
+
+    The pipeline is loaded as a grid loads it (``get_pipeline`` without a cache: float16 on a GPU, float32 on a
+    CPU) and draws at the model's own size."""
+    from studio.eval.session import generate, get_pipeline, image_size
 
     out.mkdir(parents=True, exist_ok=True)
     pictures = {}
     started = time.perf_counter()
     for weight in WEIGHTS:
         for seed in SEEDS:
-            pipe = load_pipeline(base_model)
-            pipe.set_progress_bar_config(disable=True)
+            pipe = get_pipeline(base_model)
             pipe.load_lora_weights(str(run_dir / "pytorch_lora_weights.safetensors"), adapter_name="cell")
             pipe.set_adapters(["cell"], [weight])
-            (image,) = generate(pipe, [PROMPT], [""], [seed], steps=steps, guidance=5.0, width=32, height=32)
+            width, height = image_size(pipe)
+            (image,) = generate(pipe, [PROMPT], [""], [seed], steps=steps, guidance=5.0, width=width, height=height)
             image.save(out / f"s{seed}-w{weight:g}.png")
             pictures[(seed, weight)] = np.asarray(image, dtype=np.int16)
             del pipe

@@ -234,7 +234,8 @@ def markdown(result: dict) -> str:
                      f"{ours['setup_s']:.1f} ({ours['cache_s']:.1f}, {ours['cache_cpu_s']:.1f})",
                      f"{ref['setup_s']:.1f}", even])
     goal_lines = [f"- {name}: **{met}**" for row in result["rows"] for name, met in row["goals"]]
-    gpu = (" No GPU was at hand, so the SD 1.5-shaped run on a GPU is still to be done."
+    gpu = (" No GPU was at hand, so the SD 1.5-shaped run on a GPU is still to be done "
+           "(`python bench/bench_gpu.py`)."
            if result["machine"]["gpu"] == "none" else "")
     lines = [SECTION, "", unwrap(__doc__.split("\n\n", 2)[2].split("``--quick``")[0].strip()), "",
              markdown_table(header, rows, "llrrl" + "r" * 12), "", *goal_lines, "",
@@ -256,15 +257,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--serve", choices=("ours", "reference"), help=argparse.SUPPRESS)  # one side (train_sides)
     for name in ("model", "data", "work"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
-    for name, default in (("resolution", 512), ("batch", 1), ("threads", THREADS)):
+    for name, default in (("resolution", 512), ("batch", 1), ("threads", THREADS), ("checkpointing", 0)):
         parser.add_argument(f"--{name}", type=int, default=default, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=("no", "fp16", "bf16"), default="no", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.build:
         build_model(args.build, args.out)
     elif args.serve:
         from train_sides import serve
 
-        serve(args.serve, args.model, args.data, args.resolution, args.batch, Path(args.work), args.threads)
+        serve(args.serve, args.model, args.data, args.resolution, args.batch, Path(args.work), args.threads,
+              {"precision": args.precision, "checkpointing": bool(args.checkpointing)})
     else:
         result = run(quick=args.quick, scales=tuple(args.scale), images=args.images)
         text = markdown(result)

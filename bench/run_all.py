@@ -142,7 +142,8 @@ def markdown(rows: list[list], info: dict, timings: dict, command: str, quick: b
     mode = ("`--quick`: fewer steps and repeats than the full runs (training: toy 1 + 5 and SD 1.5 1 + 3 steps; "
             "grid: 10 steps, 1 repeat; captioning: tiny BLIP only; scan: 100 pictures, one pass each; "
             "start-up: one start). " if quick else "")
-    gpu = (" No GPU was at hand, so the SD 1.5-shaped training benchmark has not been run on a GPU."
+    gpu = (" No GPU was at hand, so the SD 1.5-shaped training benchmark has not been run on a GPU "
+           "(`python bench/bench_gpu.py --quick` measures it, and the grid, where one is)."
            if info["gpu"] == "none" else "")
     return "\n".join([
         SECTION, "",

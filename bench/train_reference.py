@@ -63,8 +63,11 @@ def collate(examples: list[dict]) -> dict:
 
 
 def load_reference(model_dir: str, data_dir: str, resolution: int, batch_size: int, rank: int, seed: int,
-                   learning_rate: float) -> dict:
-    """Everything the reference loop needs, set up in the script's order (fp32, no mixed precision)."""
+                   learning_rate: float, mixed_precision: str = "no", gradient_checkpointing: bool = False) -> dict:
+    """Everything the reference loop needs, set up in the script's order.
+
+    ``mixed_precision`` "fp16"/"bf16" does what the script does with it: the frozen models in that dtype, the
+    LoRA parameters kept in float32, the UNet's forward under the accelerator's autocast."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
@@ -72,7 +75,8 @@ def load_reference(model_dir: str, data_dir: str, resolution: int, batch_size: i
     from peft import LoraConfig
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    accelerator = Accelerator(mixed_precision="no")
+    accelerator = Accelerator(mixed_precision=mixed_precision)
+    weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(mixed_precision, torch.float32)
     set_seed(seed)
     noise_scheduler = DDPMScheduler.from_pretrained(model_dir, subfolder="scheduler")
     tokenizer = CLIPTokenizer.from_pretrained(model_dir, subfolder="tokenizer")
@@ -81,10 +85,14 @@ def load_reference(model_dir: str, data_dir: str, resolution: int, batch_size: i
     unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet")
     for model in (unet, vae, text_encoder):
         model.requires_grad_(False)
-        model.to(accelerator.device, dtype=torch.float32)
+        model.to(accelerator.device, dtype=weight_dtype)
     torch.manual_seed(seed)  # the same LoRA initialisation as our engine's (it seeds right before add_adapter)
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TARGETS))
     lora_layers = [p for p in unet.parameters() if p.requires_grad]
+    for param in lora_layers:  # the script's cast_training_params: trainable parameters stay float32
+        param.data = param.data.float()
+    if gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
     optimizer = torch.optim.AdamW(lora_layers, lr=learning_rate, betas=(0.9, 0.999), weight_decay=1e-2, eps=1e-8)
     dataset = CaptionedImages(Path(data_dir), tokenizer, resolution)
     loader = torch.utils.data.DataLoader(dataset, shuffle=True, collate_fn=collate, batch_size=batch_size,
@@ -94,7 +102,7 @@ def load_reference(model_dir: str, data_dir: str, resolution: int, batch_size: i
     unet.train()
     return {"accelerator": accelerator, "noise_scheduler": noise_scheduler, "text_encoder": text_encoder,
             "vae": vae, "unet": unet, "optimizer": optimizer, "lr_scheduler": lr_scheduler, "loader": loader,
-            "params": lora_layers, "batch_size": batch_size}
+            "params": lora_layers, "batch_size": batch_size, "weight_dtype": weight_dtype}
 
 
 def batches(parts: dict):
@@ -107,7 +115,7 @@ def reference_step(parts: dict, batch: dict, max_grad_norm: float = 1.0) -> floa
     """One optimizer step the way the script takes it; returns the logged (gathered) loss."""
     accelerator, scheduler, unet, vae = parts["accelerator"], parts["noise_scheduler"], parts["unet"], parts["vae"]
     with accelerator.accumulate(unet):
-        latents = vae.encode(batch["pixel_values"].to(dtype=torch.float32)).latent_dist.sample()
+        latents = vae.encode(batch["pixel_values"].to(dtype=parts["weight_dtype"])).latent_dist.sample()
         latents = latents * vae.config.scaling_factor
         noise = torch.randn_like(latents)
         bsz = latents.shape[0]

@@ -20,7 +20,7 @@ PREFIX = "@@bench "
 RANK, LR, SEED = 4, 1e-4, 42
 
 
-def open_ours(model: str, data: str, resolution: int, batch: int, work: Path):
+def open_ours(model: str, data: str, resolution: int, batch: int, work: Path, variant: dict):
     """Our engine: ``build_setup`` (its two caches timed apart); returns (setup info, step function)."""
     from studio.config import load_config
     from studio.train import batches as batches_module
@@ -45,7 +45,8 @@ def open_ours(model: str, data: str, resolution: int, batch: int, work: Path):
     timed(batches_module.TextConditioner, "fill_cache", "text_cache")
     config = load_config({"train_data_dir": data, "base_model": model, "resolution": resolution, "batch_size": batch,
                           "lora_rank": RANK, "learning_rate": LR, "seed": SEED, "max_steps": 10_000,
-                          "output_dir": str(work / "out")})
+                          "output_dir": str(work / "out"), "mixed_precision": variant.get("precision", "no"),
+                          "gradient_checkpointing": bool(variant.get("checkpointing"))})
     started = time.perf_counter()
     setup = build_setup(config)
     info = {"setup_s": time.perf_counter() - started, "cache_s": cache["latent_cache_s"] + cache["text_cache_s"],
@@ -53,12 +54,13 @@ def open_ours(model: str, data: str, resolution: int, batch: int, work: Path):
     return info, lambda step: optimizer_step(setup, step)[0]
 
 
-def open_reference(model: str, data: str, resolution: int, batch: int, work: Path):
+def open_reference(model: str, data: str, resolution: int, batch: int, work: Path, variant: dict):
     """The diffusers-script way (``train_reference.py``): VAE + text encoder + UNet at every step."""
     from train_reference import batches, load_reference, reference_step
 
     started = time.perf_counter()
-    parts = load_reference(model, data, resolution, batch, RANK, SEED, LR)
+    parts = load_reference(model, data, resolution, batch, RANK, SEED, LR, variant.get("precision", "no"),
+                           bool(variant.get("checkpointing")))
     info = {"setup_s": time.perf_counter() - started, "cache_s": 0.0, "cache_cpu_s": 0.0}
     stream = batches(parts)
     return info, lambda step: reference_step(parts, next(stream))
@@ -69,26 +71,37 @@ def _say(message: dict) -> None:
     sys.stdout.flush()
 
 
-def serve(side: str, model: str, data: str, resolution: int, batch: int, work: Path, threads: int) -> None:
-    """The side process: set up, then answer ``step`` / ``done`` lines from the parent."""
+def serve(side: str, model: str, data: str, resolution: int, batch: int, work: Path, threads: int,
+          variant: dict | None = None) -> None:
+    """The side process: set up, then answer ``step`` / ``done`` lines from the parent.
+
+    ``variant``: {"precision": "no"/"fp16"/"bf16", "checkpointing": bool}. On a GPU each step is timed up to a
+    ``torch.cuda.synchronize()`` and ``done`` also reports the peak memory the GPU allocator handed out.
+    """
     import torch
 
     from common import peak_rss_mb
 
     torch.set_num_threads(threads)
+    cuda = torch.cuda.is_available()
     opener = open_ours if side == "ours" else open_reference
-    info, step = opener(model, data, resolution, batch, work)
+    info, step = opener(model, data, resolution, batch, work, variant or {})
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     _say({"ready": True, **info})
     number = 0
     for line in sys.stdin:
         if line.strip() == "step":
             started, cpu = time.perf_counter(), time.process_time()
             loss = float(step(number))
+            if cuda:
+                torch.cuda.synchronize()
             _say({"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "loss": loss})
             number += 1
         elif line.strip() == "done":
             break
-    _say({"peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads()})
+    vram = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
+    _say({"peak_rss_mb": peak_rss_mb(), "threads": torch.get_num_threads(), "peak_vram_mb": vram})
 
 
 class SideProcess:

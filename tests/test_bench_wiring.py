@@ -48,3 +48,13 @@ def test_summary_section_goes_first_and_keeps_the_other_sections(tmp_path):
     text = path.read_text(encoding="utf-8")
     assert text.index("second") < text.index("## Captioning") and "first" not in text and "kept" in text
     assert text.count("## Summary") == 1
+
+
+def test_gpu_benchmark_without_a_gpu_says_so_and_writes_nothing():
+    """CI has no GPU: ``bench/bench_gpu.py`` must say there is nothing to measure, exit 0 and leave the file alone."""
+    before = (ROOT / "BENCHMARKS.md").read_bytes()
+    done = subprocess.run([sys.executable, "bench/bench_gpu.py", "--quick"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "no CUDA device here" in done.stdout
+    assert (ROOT / "BENCHMARKS.md").read_bytes() == before
