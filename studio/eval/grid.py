@@ -123,6 +123,8 @@ class _Painter:
             if _base_key(row) in self.base_pictures:
                 self.images[(row.index, 0.0)] = self.base_pictures[_base_key(row)]
         self._advance(len(members) - len(todo))
+        if not todo:
+            return True
         with adapters.fused(extras):
             return all(self.draw(chunk) for chunk in _even_chunks([(row, 0.0) for row in todo], self.spec.batch_size))
 
