@@ -73,7 +73,7 @@ def _render(pipe, spec: GridSpec, rows: list[GridRow], weights: list[float], pro
         for members in _batches(rows):
             extras = {str(path): (w, te) for path, w, te in members[0].extra}
             lora = str(members[0].lora)
-            if 0.0 in weights and not painter.draw_base(members, adapters, extras):
+            if not painter.draw_base(members, adapters, extras):  # render_grid always asks for weight 0
                 return painter.images, True
             others = [w for w in weights if w != 0.0]
             if len(members) < spec.batch_size and adapters.per_picture_possible(lora):

@@ -121,8 +121,10 @@ class Adapters:
             return
         self.activate(weights)
         names = [self.names[str(path)] for path in weights]
-        components = [part for part in ("unet", "text_encoder") if getattr(self.pipe, part, None) is not None]
-        self._save_base_weights(components)
+        from .weighting import PARTS
+
+        components = [part for part in PARTS if getattr(self.pipe, part, None) is not None]
+        self._save_base_weights()
         with torch.no_grad():
             self.pipe.fuse_lora(components=components, lora_scale=1.0, adapter_names=names)
         try:
@@ -153,18 +155,16 @@ class Adapters:
 
         return supports_per_picture_weights(self.pipe, self.load(path))
 
-    def _save_base_weights(self, components: list[str]) -> None:
+    def _save_base_weights(self) -> None:
         """Keep a copy of every LoRA-wrapped layer's weight (and bias) the first time it could be merged."""
-        from peft.tuners.tuners_utils import BaseTunerLayer
+        from .weighting import lora_layers
 
-        for part in components:
-            for module in getattr(self.pipe, part).modules():
-                if isinstance(module, BaseTunerLayer):
-                    layer = module.get_base_layer()
-                    if layer not in self._originals:
-                        bias = getattr(layer, "bias", None)
-                        self._originals[layer] = (layer.weight.detach().clone(),
-                                                  None if bias is None else bias.detach().clone())
+        for module in lora_layers(self.pipe):
+            layer = module.get_base_layer()
+            if layer not in self._originals:
+                bias = getattr(layer, "bias", None)
+                self._originals[layer] = (layer.weight.detach().clone(),
+                                          None if bias is None else bias.detach().clone())
 
     def close(self) -> None:
         present = loaded_adapters(self.pipe)

@@ -17,21 +17,22 @@ from .spec import EvalError
 PARTS = ("unet", "text_encoder")
 
 
-def _lora_layers(pipe, adapter: str) -> list:
-    """Every PEFT LoRA layer of the UNet and the text encoder that holds ``adapter``."""
+def lora_layers(pipe, adapter: str | None = None) -> list:
+    """Every PEFT LoRA layer of the UNet and the text encoder (only those holding ``adapter`` when given)."""
     from peft.tuners.lora import LoraLayer
 
     layers = []
     for part in PARTS:
         model = getattr(pipe, part, None)
         if model is not None:
-            layers += [m for m in model.modules() if isinstance(m, LoraLayer) and adapter in m.lora_B]
+            layers += [m for m in model.modules()
+                       if isinstance(m, LoraLayer) and (adapter is None or adapter in m.lora_B)]
     return layers
 
 
 def supports_per_picture_weights(pipe, adapter: str) -> bool:
     """True for a plain LoRA (no DoRA or other variant anywhere), whose output can be scaled picture by picture."""
-    layers = _lora_layers(pipe, adapter)
+    layers = lora_layers(pipe, adapter)
     return bool(layers) and not any(adapter in getattr(layer, "lora_variant", {}) for layer in layers)
 
 
@@ -54,7 +55,7 @@ def per_picture_weights(pipe, adapter: str, weights: list[float]):
             ready[key] = factors.repeat(count // len(factors)).to(output.device, output.dtype)
         return output * ready[key].view(-1, *([1] * (output.ndim - 1)))
 
-    handles = [layer.lora_B[adapter].register_forward_hook(scale_output) for layer in _lora_layers(pipe, adapter)]
+    handles = [layer.lora_B[adapter].register_forward_hook(scale_output) for layer in lora_layers(pipe, adapter)]
     try:
         yield
     finally:
