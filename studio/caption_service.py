@@ -193,6 +193,7 @@ class CaptionDesk:
         if not (folder / "metadata.csv").is_file():
             raise EditError(f"{folder / 'metadata.csv'} does not exist yet; click Save (or auto-caption) first, "
                             "then edit.")
+        self.studio.writable(folder / "metadata.csv", "the captions file")
         _require_saved(folder / "metadata.csv", rows, "bulk edits change")
         result = edit_metadata(folder / "metadata.csv", lambda records: EDITS[kind](records, *args))
         return result, self.open(text, required)
@@ -201,7 +202,7 @@ class CaptionDesk:
         """Swap metadata.csv with metadata.csv.bak: the last edit or save is undone (again: redone)."""
         from studio.caption.edits import undo_last_edit
 
-        csv_path = self.folder(text) / "metadata.csv"
+        csv_path = self.studio.writable(self.folder(text) / "metadata.csv", "the captions file")
         _require_saved(csv_path, rows, "Undo replaces")
         result = undo_last_edit(csv_path)
         return result, self.open(text, required)
@@ -209,8 +210,12 @@ class CaptionDesk:
     def start_auto_caption(self, text: str, rows: list[tuple[str, str]], model: str, batch_size: int,
                            replace_all: bool) -> None:
         """Start BLIP on the folder's images (see ``AutoCaptionJob.start``); refused while the table is unsaved."""
+        from studio.app.confine import confine_model_source
+
         folder = self.folder(text)
+        self.studio.writable(folder / "metadata.csv", "the captions file")
         _require_saved(folder / "metadata.csv", rows, "auto-captioning rewrites")
+        model = confine_model_source(model, self.studio.access, "the caption model")
         self.auto.start(folder, model, int(batch_size or 0), replace_all)
 
     def _view(self, folder: Path, records: list[CaptionRecord], findings: list[Finding]) -> CaptionView:

@@ -183,7 +183,8 @@ def cmd_studio(args) -> int:
     from studio.ui.launch import LaunchOptions, launch
 
     try:
-        options = LaunchOptions(args.host, args.port, Path(args.workspace), args.share, args.auth or "")
+        options = LaunchOptions(args.host, args.port, Path(args.workspace), args.share, args.auth or "",
+                                tuple(args.data_dir or ()), args.remote_rules, args.max_upload_mb)
         launch(options)
     except ValueError as error:
         _print_error(error)
@@ -201,7 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=7860, help="port (the next free one is used if it is busy)")
     parser.add_argument("--workspace", default="workspace", help="folder for runs, grids and exported configs")
     parser.add_argument("--share", action="store_true", help="also make a temporary public link (always behind a login)")
-    parser.add_argument("--auth", metavar="USER:PASSWORD", help="require this login (a password is generated for --share)")
+    parser.add_argument("--auth", metavar="USER:PASSWORD",
+                        help="require this login (generated for --share and non-loopback hosts; 12+ characters there)")
+    parser.add_argument("--data-dir", action="append", metavar="DIR[:rw]",
+                        help="a folder remote users may read besides the workspace (':rw': also write); repeatable")
+    parser.add_argument("--remote-rules", action="store_true",
+                        help="apply the remote-user rules on this machine too (try what a share-link user can do)")
+    parser.add_argument("--max-upload-mb", type=int, default=2048, metavar="MB",
+                        help="largest file the page accepts as an upload (default 2048)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = sub.add_parser("train", help="train a LoRA from a YAML config (flat or nested form)")
     train.add_argument("--config", help="YAML config; without it the defaults (embedded toy-world model) apply")

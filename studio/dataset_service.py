@@ -19,6 +19,7 @@ from typing import Callable
 
 from PIL import Image
 
+from studio.app.access import AccessError
 from studio.data.decode import UnreadableImage, decode_rgb
 from studio.data.metadata import DatasetError
 from studio.data.prepare import PrepareError, PrepareResult, prepare_dataset
@@ -180,6 +181,12 @@ def save_choices(studio, folder: str | Path, choices: dict[str, bool]) -> Choice
             refused.update({relpath: "demo datasets are read-only; copy the folder to choose what to keep"
                             for relpath in saved})
             saved = {}
+        if saved:
+            try:
+                studio.writable(review.folder / ".lora-studio" / "decisions.json", "the keep/drop choices")
+            except AccessError as error:
+                refused.update({relpath: f"cannot be saved: {error}" for relpath in saved})
+                saved = {}
         if not saved:
             return ChoiceResult({}, refused, None)
         try:
@@ -215,17 +222,19 @@ def output_folder(studio, folder: Path, text: str) -> Path:
     ``<workspace>/prepared/<dataset name>``."""
     text = (text or "").strip()
     if not text:
-        return studio.workspace / "prepared" / folder.name
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else studio.workspace / path
+        path = studio.workspace / "prepared" / folder.name
+    else:
+        path = Path(text) if studio.access.remote else Path(text).expanduser()
+        path = path if path.is_absolute() else studio.workspace / path
+    return studio.writable(path, "the folder for the clean copy")
 
 
 def prepare_copy(studio, folder: str | Path, out_text: str,
                  progress: Callable[[int, int], None] | None = None) -> PrepareResult:
     """Write the images the last scan keeps, with the saved keep/drop choices applied, to a new folder."""
     review = load_review(studio, folder)
-    out = output_folder(studio, review.folder, out_text)
     try:
+        out = output_folder(studio, review.folder, out_text)
         decisions = {} if review.read_only else load_decisions(review.folder)
         return prepare_dataset(review.report, out, decisions=decisions, progress=progress)
     except (PrepareError, DatasetError) as error:

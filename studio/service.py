@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from studio.app.access import Access, AccessError, parse_data_dir
+from studio.app.confine import confine_config, confine_file_inside, confine_model_source
 from studio.jobs import TrainingJob
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +21,9 @@ DEMO_ROOT = REPO_ROOT / "assets" / "demo-datasets"
 
 class StudioError(ValueError):
     """A user-facing problem; the message says what to do."""
+
+
+MAX_CONFIG_UPLOAD_BYTES = 1 << 20
 
 
 @dataclass
@@ -48,9 +53,14 @@ class RunSummary:
 
 
 class Studio:
-    def __init__(self, workspace: str | Path):
+    """The facade the tabs call. ``remote``: the remote-user rules of :mod:`studio.app.access` apply to every path
+    (a studio reachable from other machines); ``data_dirs``: the operator's ``--data-dir`` folders (``DIR[:rw]``)."""
+
+    def __init__(self, workspace: str | Path, *, remote: bool = False, data_dirs: tuple[str, ...] = ()):
         self.workspace = Path(workspace).expanduser().resolve()
         self.workspace.mkdir(parents=True, exist_ok=True)
+        roots = tuple(parse_data_dir(text) for text in data_dirs)
+        self.access = Access.for_remote(self.workspace, roots) if remote else Access.for_operator(self.workspace)
         self.output_dir = self.workspace / "output"
         self.training = TrainingJob()
         self.pipeline_cache: dict = {}
@@ -62,17 +72,27 @@ class Studio:
         return {p.name: p for p in sorted(DEMO_ROOT.iterdir()) if (p / "metadata.csv").is_file()}
 
     def dataset_folder(self, text: str) -> Path:
-        """A folder the user named (a demo name or a path); it must exist."""
+        """A folder the user named (a demo name or a path) that this user may read; it must exist."""
         text = (text or "").strip()
         if not text:
             raise StudioError("type the path of a folder with images and metadata.csv, or pick a demo dataset")
         demo = self.demo_datasets().get(text)
-        folder = demo or Path(text).expanduser()
-        if not folder.is_absolute():
-            folder = (Path.cwd() / folder).resolve()
+        folder = demo or self.access.resolve(text, what="the dataset folder")
+        if not self.access.remote and not Path(text).expanduser().is_absolute():
+            folder = folder.resolve()
         if not folder.is_dir():
             raise StudioError(f"{folder} is not a folder; check the path")
         return folder
+
+    def writable(self, path: Path, what: str) -> Path:
+        """``path`` if this user may write it (AccessError says why not): the one check before every write."""
+        return self.access.resolve(path, write=True, what=what)
+
+    def import_dataset_zip(self, zip_path: str | Path, name: str = ""):
+        """Unpack an uploaded dataset zip into ``<workspace>/datasets/<name>`` (see ``studio.app.uploads``)."""
+        from studio.app.uploads import unpack_dataset_zip
+
+        return unpack_dataset_zip(zip_path, self.workspace / "datasets", name)
 
     def load_dataset(self, text: str) -> DatasetView:
         from studio.data import IMAGE_EXTENSIONS, check_dataset, read_metadata
@@ -93,6 +113,7 @@ class Studio:
         from studio.data import CaptionRecord, write_metadata
 
         folder = self.dataset_folder(text)
+        self.writable(folder / "metadata.csv", "the captions file")
         records = [CaptionRecord(str(f).strip(), str(p or "").strip()) for f, p in rows if str(f or "").strip()]
         if not records:
             raise StudioError("the table is empty: nothing to save")
@@ -133,9 +154,13 @@ class Studio:
             config = _with(config, output_dir=str(self.output_dir / Path(config.output_dir).name))
         return self.config_yaml(config)
 
-    def import_config(self, path: str | Path) -> str:
+    def import_config(self, path: str | Path, uploaded: bool = False) -> str:
+        """A YAML file's config as YAML text. ``uploaded``: the file came through the page's upload button (gradio
+        keeps it in its own upload folder), so the access rules do not apply to where it lies."""
         from studio.config import load_config
 
+        if not uploaded:
+            path = self.access.resolve(path, what="the config file")
         return self.config_yaml(load_config(Path(path)))
 
     def export_config(self, yaml_text: str) -> Path:
@@ -148,7 +173,7 @@ class Studio:
     # ---- training -----------------------------------------------------------------------------------
     def start_training(self, yaml_text: str, resume: bool = False, num_processes: int = 1) -> None:
         """Train in this process, or (``num_processes`` > 1) data-parallel in that many subprocesses."""
-        config = self.parse_config(yaml_text)
+        config = confine_config(self.parse_config(yaml_text), self.access)
         if resume:
             config = _with(config, resume="latest")
         runner = None
@@ -197,14 +222,18 @@ class Studio:
         run = self.find_run(run_label)
         if all_checkpoints:
             lora, checkpoints = run.path, ["all"]
+        elif checkpoint in ("", "final", None):
+            lora, checkpoints = run.final_lora, []
         else:
-            lora, checkpoints = (run.final_lora if checkpoint in ("", "final", None) else Path(checkpoint)), []
+            lora, checkpoints = confine_file_inside(checkpoint, run.path, "the checkpoint"), []
         if lora is None:
             raise StudioError(f"run {run.name} has no final LoRA yet; pick one of its checkpoints")
         prompts = [p.strip() for p in prompts if p.strip()]
         if not prompts:
             raise StudioError("write at least one prompt (one per line)")
-        spec = GridSpec(lora=str(lora), base_model=run.base_model, prompts=prompts, seeds=seeds, weights=weights,
+        self._check_prompt_loras(prompts, run.path)
+        base_model = confine_model_source(run.base_model, self.access, "the run's base model")
+        spec = GridSpec(lora=str(lora), base_model=base_model, prompts=prompts, seeds=seeds, weights=weights,
                         steps=steps, guidance=guidance, sampler=sampler, trigger=trigger, checkpoints=checkpoints,
                         lora_dirs=[str(self.output_dir)])
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -212,6 +241,22 @@ class Studio:
                              pipeline_cache=self.pipeline_cache)
         report = write_evaluation(run.path, result, diagnose_run(run.path))
         return result, report.read_text(encoding="utf-8")
+
+    def _check_prompt_loras(self, prompts: list[str], run_dir: Path) -> None:
+        """Every ``<lora:name:w>`` of the prompts names a LoRA this user may read (names are looked up as the grid
+        looks them up: in the workspace's runs and beside this run)."""
+        from studio.eval import EvalError
+        from studio.eval.prompts import parse_prompt
+        from studio.eval.resolve import default_search_dirs, resolve_lora
+
+        search_dirs = default_search_dirs(run_dir, [str(self.output_dir)])
+        for prompt in prompts:
+            for tag in parse_prompt(prompt).loras:
+                try:
+                    found = resolve_lora(tag.name, search_dirs)
+                except EvalError:
+                    continue  # the grid reports the missing LoRA with its own message
+                self.access.resolve(Path(found).resolve(), what=f"<lora:{tag.name}>")
 
 
 def run_status(info: dict) -> str:

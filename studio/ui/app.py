@@ -14,7 +14,8 @@ footer { display: none !important; }
 
 def build_app(studio) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as app:
-        gr.Markdown(f"# {TITLE}\nFrom a folder of pictures to a tested LoRA · workspace `{studio.workspace}`")
+        gr.Markdown(f"# {TITLE}\nFrom a folder of pictures to a tested LoRA · workspace `{studio.workspace}`"
+                    + _access_note(studio), elem_id="studio-header")
         with gr.Tabs():
             with gr.Tab("Dataset", id="dataset", elem_id="tab-dataset"):
                 dataset = dataset_tab.render(studio)
@@ -37,6 +38,15 @@ def build_app(studio) -> gr.Blocks:
         app.load(training_processes.on_page_load, outputs=[training.processes_row, training.processes])
     app.css = CSS
     return app
+
+
+def _access_note(studio) -> str:
+    """For a studio reachable from other machines: which folders its pages may use."""
+    lines = studio.access.describe()
+    if not lines:
+        return ""
+    return ("\n\nThis studio is shared: its pages read and write only these folders (upload a dataset zip in the "
+            "Dataset tab to bring pictures in):\n" + "\n".join(f"- {line}" for line in lines))
 
 
 def _link_tabs(studio, dataset, captions, training) -> None:

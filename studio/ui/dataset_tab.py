@@ -22,13 +22,15 @@ def render(studio) -> SimpleNamespace:
                             elem_id="dataset-folder")
         demo = gr.Dropdown(choices=demos, value=None, label="…or a demo dataset", scale=2, elem_id="dataset-demo")
         load = gr.Button("Load", variant="primary", scale=1, elem_id="dataset-load")
+    upload = gr.File(label="…or upload a dataset: a .zip of the pictures with their metadata.csv (or .txt captions)",
+                     file_types=[".zip"], height=90, elem_id="dataset-upload")
     message = gr.Markdown(elem_id="dataset-message")
     gallery = gr.Gallery(label="Pictures and captions", columns=6, height=520, object_fit="contain",
                          elem_id="dataset-gallery")
     use = gr.Button("Use this dataset for training", elem_id="dataset-use")
     review = dataset_review.render(studio)
-    return SimpleNamespace(folder=folder, demo=demo, load=load, message=message, gallery=gallery, use=use,
-                           review=review)
+    return SimpleNamespace(folder=folder, demo=demo, load=load, upload=upload, message=message, gallery=gallery,
+                           use=use, review=review)
 
 
 def _thumbnail(path) -> Image.Image:
@@ -51,7 +53,21 @@ def show_dataset(studio, text: str):
     return items, ok_text(summary)
 
 
+def import_zip(studio, file):
+    """An uploaded zip unpacked into the workspace: (folder text, gallery, message)."""
+    if not file:
+        return gr.update(), gr.update(), gr.update()
+    try:
+        result = studio.import_dataset_zip(file)
+    except Exception as error:  # shown on the page, never a stack trace
+        return gr.update(), gr.update(), error_text(error)
+    items, summary = show_dataset(studio, str(result.folder))
+    return str(result.folder), items, f"{result.summary()}\n\n{summary}"
+
+
 def listen(ui: SimpleNamespace, studio) -> None:
+    ui.upload.upload(lambda file: import_zip(studio, file), inputs=ui.upload,
+                     outputs=[ui.folder, ui.gallery, ui.message])
     demos = studio.demo_datasets()
     ui.demo.input(lambda name: str(demos[name]) if name in demos else gr.update(), inputs=ui.demo,
                   outputs=ui.folder).then(

@@ -219,7 +219,7 @@ def listen(ui: SimpleNamespace, studio) -> None:
 
     def on_import(file):
         try:
-            new_yaml = studio.import_config(file)
+            new_yaml = studio.import_config(file, uploaded=True)
         except Exception as error:
             return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
         return [new_yaml, new_yaml, *form_values(studio, new_yaml), "imported"]
