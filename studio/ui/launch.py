@@ -84,11 +84,11 @@ def launch(options: LaunchOptions, block: bool = True):
 
     from .app import build_app
 
+    login = login_for(options)  # before anything is created: a refused login leaves no trace
     studio = Studio(options.workspace, remote=options.remote, data_dirs=options.data_dirs)
     port = free_port(options.host, options.port)
     if port != options.port:
         print(f"port {options.port} is busy; using {port}", flush=True)
-    login = login_for(options)
     demo = build_app(studio)
     demo.queue(default_concurrency_limit=4)
     _, local_url, share_url = demo.launch(

@@ -33,12 +33,12 @@ def wait_for_http(url: str, timeout: float = 60) -> float:
 
 
 @contextlib.contextmanager
-def running_studio(workspace: Path, **env: str):
-    """``python studio.py`` on a free port with ``workspace`` (and ``env`` added); yields its URL."""
+def running_studio(workspace: Path, *args: str, **env: str):
+    """``python studio.py`` on a free port with ``workspace`` (and ``args`` and ``env`` added); yields its URL."""
     port = free_port()
     log = open(workspace / "studio.log", "w")
     process = subprocess.Popen(
-        [sys.executable, "studio.py", "--port", str(port), "--workspace", str(workspace)],
+        [sys.executable, "studio.py", "--port", str(port), "--workspace", str(workspace), *args],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1", **env},
     )
     url = f"http://127.0.0.1:{port}/"
