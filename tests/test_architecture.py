@@ -52,3 +52,38 @@ def test_no_remote_code_and_no_unguarded_pickle_loading():
         for line in text.splitlines():
             if "torch.load(" in line:
                 assert "weights_only=True" in line, f"{path}: {line.strip()}"
+
+
+ENGINE_PACKAGES = ("caption", "config", "data", "eval", "lora", "models", "toyworld", "train", "util")
+APPLICATION_MODULES = ("studio.app", "studio.ui", "studio.service", "studio.dataset_service", "studio.caption_service",
+                       "studio.jobs", "studio.jobs_multi", "studio.caption_job")
+
+
+def _studio_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return {name for name in names if name.startswith("studio.")}
+
+
+def test_the_engine_never_imports_the_application_layer_or_the_ui():
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)} imports {name}"
+        for package in ENGINE_PACKAGES
+        for path in (PACKAGE / package).rglob("*.py")
+        for name in _studio_imports(path)
+        if name.startswith(APPLICATION_MODULES)
+    ]
+    assert offenders == []
+
+
+def test_paths_from_the_page_are_checked_in_one_place():
+    """Only studio/app/access.py turns a typed path into a resolved one for the tabs (the tabs call the service)."""
+    tabs = [path for path in (PACKAGE / "ui").glob("*.py")]
+    offenders = [str(path.relative_to(PACKAGE.parent)) for path in tabs
+                 if "os.path.realpath" in path.read_text(encoding="utf-8") or ".resolve()" in path.read_text(encoding="utf-8")]
+    assert offenders == []
