@@ -10,15 +10,22 @@ import csv
 import io
 import os
 import re
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+import regex as regex_engine
+
 from studio.caption.markup import join_tags, split_tags, strip_markup
 from studio.data import CaptionRecord, read_metadata, write_metadata
+from studio.data.metadata import MAX_METADATA_BYTES
 from studio.util.fs import atomic_write_bytes
+from studio.util.reading import FileRefused, read_bytes_capped
 
 CAPTION_FIELD = "{caption}"
+MAX_PATTERN_CHARS = 500
+REGEX_SECONDS = 2.0  # for one find/replace over all captions together
 _SPACES = re.compile(r"[ \t]+")
 
 
@@ -85,27 +92,37 @@ def add_suffix(records, suffix: str) -> list[CaptionRecord]:
 def find_replace(records, pattern: str, repl: str, regex: bool = False, ignore_case: bool = False) -> list[CaptionRecord]:
     """Replace ``pattern`` by ``repl`` in every caption (plain text, or a Python regular expression with ``\\1``).
 
-    Captions that change are tidied: doubled spaces and empty tags (``a, , b``) left by a deletion go away.
+    Captions that change are tidied: doubled spaces and empty tags (``a, , b``) left by a deletion go away. A
+    regular expression may be at most ``MAX_PATTERN_CHARS`` long, and the whole edit may run ``REGEX_SECONDS``:
+    the ``regex`` package stops a pattern that backtracks without end (``(a|a)+$``), which ``re`` cannot.
     """
     if not pattern:
         raise EditError("Find/replace needs something to find; type the text (or regular expression) to replace.")
-    flags = re.IGNORECASE if ignore_case else 0
+    if regex and len(pattern) > MAX_PATTERN_CHARS:
+        raise EditError(f"The regular expression is {len(pattern)} characters long, over the limit of "
+                        f"{MAX_PATTERN_CHARS}; simplify it, or make several shorter replacements.")
+    flags = regex_engine.IGNORECASE if ignore_case else 0
     try:
-        compiled = re.compile(pattern if regex else re.escape(pattern), flags)
-    except re.error as error:
+        compiled = regex_engine.compile(pattern if regex else regex_engine.escape(pattern), flags)
+    except regex_engine.error as error:
         raise EditError(f"{pattern!r} is not a valid regular expression ({error}); fix it, or switch regex off to "
                         "replace the text literally.") from None
     replacement = repl if regex else repl.replace("\\", "\\\\")
-    try:
-        compiled.sub(replacement, "")  # the replacement is parsed here: a bad group reference fails before any change
-    except (re.error, IndexError) as error:
-        raise EditError(f"The replacement {repl!r} is not valid for {pattern!r} ({error}); refer only to groups "
-                        "the pattern has, like \\1.") from None
+    deadline = time.monotonic() + REGEX_SECONDS
 
     def edit(prompt: str) -> str:
-        changed = compiled.sub(replacement, prompt)
+        try:
+            changed = compiled.sub(replacement, prompt, timeout=max(deadline - time.monotonic(), 0.001))
+        except TimeoutError:
+            raise EditError(f"The regular expression {pattern!r} took more than {REGEX_SECONDS:g} s over the "
+                            "captions and was stopped; nothing was changed. Simplify it: nested repeats such as "
+                            "(a+)+ or (a|a)+ try exponentially many ways to match.") from None
+        except (regex_engine.error, IndexError) as error:  # a bad group reference shows when a caption matches
+            raise EditError(f"The replacement {repl!r} is not valid for {pattern!r} ({error}); refer only to groups "
+                            "the pattern has, like \\1.") from None
         return prompt if changed == prompt else tidy_caption(changed)
 
+    edit("")  # a pattern that matches empty text (``^``, ``x*``) has its replacement checked here, before any caption
     return _map(records, edit)
 
 
@@ -159,7 +176,7 @@ def undo_last_edit(csv_path: str | os.PathLike) -> EditResult:
                         "you want it.")
     before = _records_or_empty(path)
     aside = path.with_name(f".{path.name}.undo")
-    atomic_write_bytes(aside, path.read_bytes())
+    atomic_write_bytes(aside, _read_csv(path))
     os.replace(backup, path)
     os.replace(aside, backup)
     after = _records_or_empty(path)
@@ -192,7 +209,7 @@ def _records_or_empty(path: Path) -> list[CaptionRecord]:
 
 def check_rewritable(path: Path, table) -> None:
     """Refuse to rewrite a file that holds more than ``filename,prompt`` rows (it would be lost)."""
-    text = path.read_bytes().decode("utf-8-sig")
+    text = _read_csv(path).decode("utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))
     rows, start = [], 1
     for cells in reader:
@@ -209,3 +226,10 @@ def check_rewritable(path: Path, table) -> None:
         raise EditError(f"{path}: line(s) {lines} have more than two columns or no file name, and an edit would "
                         "drop that. Put captions that contain commas in double quotes, move extra columns to another "
                         "file, give every row a file name, then edit again.")
+
+
+def _read_csv(path: Path) -> bytes:
+    try:
+        return read_bytes_capped(path, MAX_METADATA_BYTES, "caption file")
+    except FileRefused as error:
+        raise EditError(str(error)) from None

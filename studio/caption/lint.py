@@ -18,6 +18,7 @@ from studio.data import CaptionRecord, read_metadata
 
 RULES = {
     "empty": "the caption is empty",
+    "control_character": "an invisible control character such as NUL (U+0000)",
     "non_english": "text in another script than Latin (CLIP has few tokens for it)",
     "missing_keyword": "a required keyword (trigger word, style tag) is missing",
     "bad_weighting": "malformed (word:1.3) weighting or unclosed **/* markup",
@@ -79,6 +80,7 @@ def lint_captions(records, tokenizer=None, *, required_keywords=(), synonym_grou
     keywords = [word.strip() for word in required_keywords if word.strip()]
     findings: list[Finding] = []
     for record in records:
+        findings += _control_characters(record)
         plain = strip_markup(record.prompt)
         if not plain:
             findings.append(_finding(record, "empty", "error", "the caption is empty; describe the image "
@@ -137,6 +139,18 @@ def _phrase_pattern(phrase: str) -> re.Pattern:
 def _bad_weighting(record: CaptionRecord) -> list[Finding]:
     return [_finding(record, "bad_weighting", issue.severity, issue.message, [issue.text])
             for issue in markup_issues(record.prompt)]
+
+
+def _control_characters(record: CaptionRecord) -> list[Finding]:
+    """Control characters other than tab and line breaks: invisible in editors, and NUL cuts text short in tools."""
+    positions = [index for index, char in enumerate(record.prompt)
+                 if unicodedata.category(char) == "Cc" and char not in "\t\n\r"]
+    if not positions:
+        return []
+    codes = list(dict.fromkeys(f"U+{ord(record.prompt[index]):04X}" for index in positions))
+    return [_finding(record, "control_character", "error", f"the caption contains the control character"
+                     f"{'s' if len(codes) > 1 else ''} {', '.join(codes)} (first at character {positions[0] + 1}), "
+                     "which editors do not show; retype the caption or delete the character", codes)]
 
 
 def _subjective(record: CaptionRecord, plain: str) -> list[Finding]:

@@ -15,10 +15,12 @@ from typing import Any, Mapping
 
 from yaml.nodes import MappingNode as MappingNodeType, SequenceNode as SequenceNodeType
 
+from studio.util.reading import FileRefused, read_bytes_capped
+
 from .errors import ConfigError
 from .schema import SECTIONS, field_names, field_specs
 from .validate import coerce, show
-from .yamlsafe import NodeReader, compose
+from .yamlsafe import MAX_BYTES, NodeReader, compose
 
 SECTION_KEYS = tuple(f"{section}_config" for section in SECTIONS)
 # Names other trainers (kohya sd-scripts, diffusers examples) use, for "did you mean" hints only.
@@ -61,20 +63,24 @@ def unknown_key_message(key: str, where: str, section: str | None = None, extra:
 
 
 def read_text(path: str | os.PathLike) -> tuple[str, str]:
-    """``(text, name for messages)`` of a config file, with clear errors for missing or unreadable files."""
+    """``(text, name for messages)`` of a config file, with clear errors for missing or unreadable files.
+
+    Only a regular file of at most ``MAX_BYTES`` is read (not a folder, a device, a pipe or a link loop).
+    """
     source = str(path)
-    file = Path(path)
-    if not file.exists():
-        raise ConfigError([f"{source}: config file not found — check the path (relative paths start from "
-                           f"{Path.cwd()})"])
-    if file.is_dir():
-        raise ConfigError([f"{source} is a folder; give the path of a .yaml config file"])
     try:
-        return file.read_text(encoding="utf-8-sig"), source
-    except UnicodeDecodeError as error:
-        raise ConfigError([f"{source}: not UTF-8 text (byte {error.start}); save the file as UTF-8"]) from None
+        data = read_bytes_capped(path, MAX_BYTES, "config file")
+    except FileRefused as error:
+        raise ConfigError([str(error)]) from None
+    except FileNotFoundError:
+        raise ConfigError([f"{source}: config file not found — check the path (relative paths start from "
+                           f"{Path.cwd()})"]) from None
     except OSError as error:
         raise ConfigError([f"{source}: cannot be read ({error.strerror})"]) from None
+    try:
+        return data.decode("utf-8-sig"), source
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{source}: not UTF-8 text (byte {error.start}); save the file as UTF-8"]) from None
 
 
 def entries_from_text(text: str, source: str, extra: tuple[str, ...] = ()) -> tuple[list[Entry], dict, list[str]]:

@@ -4,6 +4,8 @@ The text is composed into a node graph with ``yaml.compose`` (safe loader), whic
 expand aliases: an alias is just a second reference to the same node, so composing a "billion laughs" document is
 cheap. Values are then built by walking that graph with a budget on the number of nodes visited, aliases
 counted every time they are used, so an alias bomb is refused in milliseconds instead of filling memory.
+PyYAML composes nested collections by recursion; :class:`_Loader` stops at ``MAX_DEPTH`` levels, long before
+Python's recursion limit (about 330 levels of ``[[[…]]]``), so deep nesting is a ConfigError, not a traceback.
 """
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from studio.util.reading import size_text
+
 from .errors import ConfigError
 from .validate import show
 
-MAX_BYTES = 1_000_000
+MAX_BYTES = 1 << 20
 MAX_NODES = 10_000
 MAX_DEPTH = 50
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -42,14 +46,35 @@ def check_tabs(text: str, source: str) -> None:
                            f"replace the tabs with spaces"])
 
 
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing collections nested more than ``MAX_DEPTH`` deep while it composes them."""
+
+    source = "the YAML"
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH and self.check_event(yaml.SequenceStartEvent, yaml.MappingStartEvent):
+                line = self.peek_event().start_mark.line + 1
+                raise ConfigError([f"{self.source} line {line}: the YAML is nested deeper than {MAX_DEPTH} levels; "
+                                   "a config needs at most 4 (a section, a setting, a list and its items) — "
+                                   "check that this is the right file"])
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def compose(text: str, source: str) -> Node | None:
     """The document's root node (``None`` for an empty document), or ``ConfigError`` naming file and line."""
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
-        raise ConfigError([f"{source} is larger than {MAX_BYTES // 1000} kB; a config file is a few kB — "
+        raise ConfigError([f"{source} is larger than {size_text(MAX_BYTES)}; a config file is a few kB — "
                            f"check that this is the right file"])
     check_tabs(text, source)
+    loader = _Loader(text)
+    loader.source = source
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return loader.get_single_node()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f"{source} line {mark.line + 1}, column {mark.column + 1}" if mark else source
@@ -65,6 +90,8 @@ def compose(text: str, source: str) -> Node | None:
                            f"and that each setting is written 'key: value'"]) from None
     except yaml.YAMLError as error:
         raise ConfigError([f"{source}: YAML error: {error}"]) from None
+    finally:
+        loader.dispose()
 
 
 class NodeReader:

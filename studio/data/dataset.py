@@ -1,6 +1,7 @@
 """Training images as tensors, and a deterministic sampler whose batches each hold one bucket's images."""
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import random
@@ -14,7 +15,6 @@ from PIL import Image
 from studio.data.buckets import Bucket, assign_bucket, fit_to_bucket, make_buckets
 from studio.data.images import load_rgb, probe_size
 from studio.data.metadata import CaptionRecord, DatasetError, DatasetProblem, resolve_inside
-
 
 
 class TrainingImages(torch.utils.data.Dataset):
@@ -42,6 +42,15 @@ class TrainingImages(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def subset(self, indices: Sequence[int]) -> TrainingImages:
+        """The images at ``indices`` (a training or validation split), without checking the files again."""
+        part = copy.copy(self)
+        part.records = [self.records[i] for i in indices]
+        part.paths = [self.paths[i] for i in indices]
+        part.sizes = [self.sizes[i] for i in indices]
+        part.bucket_of_index = [self.bucket_of_index[i] for i in indices]
+        return part
 
     def __getitem__(self, index: int) -> dict:
         record, path, bucket = self.records[index], self.paths[index], self.bucket_of_index[index]

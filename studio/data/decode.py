@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image, ImageOps
 
-from studio.data.images import to_rgb
+from studio.data.images import pillow_error_text, to_rgb
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning limit (about 89 megapixels, 9459x9459)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -73,7 +73,7 @@ def decode_rgb(data: bytes, *, background: tuple[int, int, int] = (255, 255, 255
         hard_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else max_pixels
         raise _bomb(int(found.group(1)) if found else 0, min(max_pixels, hard_limit)) from None
     except Exception as error:  # noqa: BLE001 - see the docstring
-        text = str(error) or type(error).__name__
+        text = pillow_error_text(error)
         raise UnreadableImage("corrupt", f"cannot be decoded ({text}); the file is damaged or cut short — "
                               "export it again from the original, or remove it.",
                               {"error": text, "width": width, "height": height}) from None

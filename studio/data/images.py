@@ -1,32 +1,64 @@
-"""Reading pictures for training without torch: header-only sizes, upright 8-bit RGB decoding."""
+"""Reading pictures for training without torch: a check that each decodes, sizes, upright 8-bit RGB decoding."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from studio.data.metadata import DatasetError, DatasetProblem
+from studio.util.reading import FileRefused, read_bytes_capped
 
+MAX_IMAGE_BYTES = 256 << 20  # a 100-megapixel 16-bit TIFF is about 600 MB, a 24 MP photo 10-30 MB
 _EXIF_ORIENTATION = 0x0112
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
 def probe_size(path: Path) -> tuple[int, int]:
-    """Upright ``(width, height)`` from the file header (no full decode); the file's structure is verified."""
+    """Upright ``(width, height)``, after checking that the whole file decodes.
+
+    A PNG's chunks are checked to the end (``verify``: a file cut short fails) without inflating the pixels; any
+    other format is decoded, a JPEG at 1/8 scale in draft mode (a truncated JPEG passes ``verify`` but fails
+    here), so a broken picture is found before any model is loaded rather than when its batch comes up.
+    """
+    data = read_picture(path)
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             orientation = _header_orientation(image)
-            image.verify()
+            if image.format == "PNG":
+                image.verify()
+            else:
+                if image.format in ("JPEG", "MPO"):
+                    image.draft(image.mode, (1, 1))  # the smallest DCT scale: every byte is still decoded
+                image.load()
+    except Exception as error:  # noqa: BLE001 - decoders raise many types on damaged input (see decode.decode_rgb)
+        message = (f"cannot be read as an image ({pillow_error_text(error)}); re-export it as PNG or JPEG, or move it "
+                   "out of the folder and delete its row.")
+        raise DatasetError([DatasetProblem(str(path), None, message)]) from None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def pillow_error_text(error: Exception) -> str:
+    """Pillow's complaint, without the in-memory file object it names when no format recognises the data."""
+    if isinstance(error, UnidentifiedImageError):
+        return "the data is not in any image format Pillow knows"
+    return str(error) or type(error).__name__
+
+
+def read_picture(path: Path) -> bytes:
+    """The bytes of a picture file, or :class:`DatasetError` (missing, unreadable, not a regular file, too large)."""
+    try:
+        return read_bytes_capped(path, MAX_IMAGE_BYTES, "picture")
+    except FileRefused as error:
+        raise DatasetError([DatasetProblem(str(path), None, error.reason)]) from None
     except FileNotFoundError:
         raise DatasetError([DatasetProblem(str(path), None, "the image file is missing; put it back or delete its "
                                            "row from metadata.csv.")]) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        message = (f"cannot be read as an image ({error}); re-export it as PNG or JPEG, or move it out of the "
-                   "folder and delete its row.")
-        raise DatasetError([DatasetProblem(str(path), None, message)]) from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    except OSError as error:
+        raise DatasetError([DatasetProblem(str(path), None, f"cannot be read ({error.strerror or error}); check "
+                                           "that you may read it.")]) from None
 
 
 def _header_orientation(image: Image.Image) -> int:
@@ -46,15 +78,17 @@ def _header_orientation(image: Image.Image) -> int:
 
 def load_rgb(path: Path) -> Image.Image:
     """The image upright (EXIF) in 8-bit RGB: transparency composited on white, 16-bit/float scaled, CMYK converted."""
+    data = read_picture(path)
     try:
-        with Image.open(path) as opened:
+        with Image.open(io.BytesIO(data)) as opened:
             opened.seek(0)  # first frame of an animation
             image = ImageOps.exif_transpose(opened)
             image.load()
             return to_rgb(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        raise DatasetError([DatasetProblem(str(path), None, f"cannot be decoded ({error}); re-export it as PNG or "
-                                           "JPEG, or move it out of the folder and delete its row.")]) from None
+        raise DatasetError([DatasetProblem(str(path), None, f"cannot be decoded ({pillow_error_text(error)}); "
+                                           "re-export it as PNG or JPEG, or move it out of the folder and delete its "
+                                           "row.")]) from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -14,13 +14,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.util.fs import atomic_write_text
+# IMAGE_EXTENSIONS, resolve_inside, spreadsheet_csv and write_metadata are imported from here by other modules.
+from studio.data.folder import IMAGE_EXTENSIONS, escapes, image_files, is_link_loop, loop_problem, resolve_inside
+from studio.data.metadata_write import spreadsheet_csv, write_metadata
+from studio.util.reading import LINK_LOOP, FileRefused, read_bytes_capped
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+MAX_METADATA_BYTES = 32 << 20  # a caption file of 100 000 images is about 10 MiB
 _FILENAME_HEADERS = frozenset({"filename", "file_name", "file", "image", "image_path", "path"})
 _PROMPT_HEADERS = frozenset({"prompt", "text", "caption", "description"})
 _ROW_LIKE = re.compile(r"\n\s*[^\n,]+\.(png|jpe?g|webp|bmp|tiff?|gif)\s*,", re.IGNORECASE)
-_DRIVE = re.compile(r"^[A-Za-z]:")
+NAMED_ON_LINE = "the file named on this line"  # stands for the name in messages about a file that is not a .csv
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class CaptionTable:
     warnings: list[str] = field(default_factory=list)
     problems: list[DatasetProblem] = field(default_factory=list)
     has_header: bool = False
+    # Messages quote the file's text (names, captions) only when the user gave it as a .csv: any other file
+    # (``/etc/shadow`` given as the metadata path) is named by file and line alone.
+    quoted: bool = True
 
     def prompts(self) -> dict[str, str]:
         """``filename -> prompt`` (the first row wins for a duplicated name)."""
@@ -88,14 +94,16 @@ def read_metadata(csv_path: str | os.PathLike, images_dir: str | os.PathLike | N
     that lead outside. Raises :class:`DatasetError` only when the file itself cannot be read as UTF-8 CSV.
     """
     path = Path(csv_path)
-    rows = _parse_rows(path, _read_text(path))
-    table = CaptionTable(path=path)
+    quoted = path.suffix.lower() == ".csv"
+    rows = _parse_rows(path, _read_text(path, quoted))
+    table = CaptionTable(path=path, quoted=quoted)
     columns, width = (0, 1), 2
     if rows and (header := _header_columns(rows[0][1])) is not None:
         table.has_header, columns, width = True, header, max(len(rows[0][1]), 2)
         named = [name for i, name in enumerate(rows[0][1]) if i not in columns and name.strip()]
         if named:
-            table.warnings.append(f"{path}: the extra column(s) {', '.join(named)} are ignored.")
+            shown = ", ".join(named) if quoted else f"{len(named)} named in the first row"
+            table.warnings.append(f"{path}: the extra column(s) {shown} are ignored.")
         rows = rows[1:]
     if not rows:
         table.problems.append(DatasetProblem(str(path), None, "there are no rows; add one row per image in the "
@@ -134,36 +142,11 @@ def load_training_set(images_dir: str | os.PathLike, csv_path: str | os.PathLike
     return table
 
 
-def write_metadata(csv_path: str | os.PathLike, records: list[CaptionRecord] | tuple[CaptionRecord, ...]) -> Path:
-    """Write ``filename,prompt`` rows atomically (UTF-8, no BOM, ``\\n``), keeping the old file as ``<name>.bak``.
-
-    Raises ``ValueError`` before touching the file when a record cannot be written as a valid row.
-    """
-    bad = [repr(record.filename) for record in records
-           if not record.filename.strip() or any(ch in record.filename for ch in "\r\n")]
-    if bad:
-        raise ValueError(f"Not writing {csv_path}: file name(s) {', '.join(bad)} are empty or contain a line break; "
-                         "give every image a one-line file name.")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(["filename", "prompt"])
-    for record in records:
-        writer.writerow([record.filename, record.prompt])
-    return atomic_write_text(csv_path, buffer.getvalue(), backup=True)
-
-
-def resolve_inside(images_dir: Path, filename: str) -> Path | None:
-    """``images_dir / filename`` when it (after following links) stays inside ``images_dir``, else None."""
-    if _escapes(filename):
-        return None
-    candidate = images_dir / filename
-    root = images_dir.resolve()
-    return candidate if candidate.resolve().is_relative_to(root) else None
-
-
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, quoted: bool) -> str:
     try:
-        data = path.read_bytes()
+        data = read_bytes_capped(path, MAX_METADATA_BYTES, "caption file")
+    except FileRefused as error:
+        raise DatasetError([DatasetProblem(str(path), None, error.reason)]) from None
     except FileNotFoundError:
         raise DatasetError([DatasetProblem(str(path), None, "the caption file does not exist; create it with one "
                                            'row per image:  filename,"prompt".')]) from None
@@ -174,9 +157,9 @@ def _read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
-        raise DatasetError([DatasetProblem(str(path), line, f"byte 0x{data[error.start]:02x} is not UTF-8 text; save "
-                                           "the file as 'CSV UTF-8' (in a spreadsheet) or UTF-8 (in a text "
-                                           "editor).")]) from None
+        what = f"byte 0x{data[error.start]:02x}" if quoted else "this line"
+        raise DatasetError([DatasetProblem(str(path), line, f"{what} is not UTF-8 text; save the file as 'CSV UTF-8' "
+                                           "(in a spreadsheet) or UTF-8 (in a text editor).")]) from None
 
 
 def _parse_rows(path: Path, text: str) -> list[tuple[int, list[str]]]:
@@ -205,11 +188,6 @@ def _header_columns(cells: list[str]) -> tuple[int, int] | None:
     return file_col, prompt_col
 
 
-def _escapes(filename: str) -> bool:
-    """True for names that cannot be inside the folder whatever it contains: absolute paths and ``..``."""
-    return filename.startswith("/") or bool(_DRIVE.match(filename)) or ".." in filename.split("/")
-
-
 def _normalise(raw: str) -> str:
     """Trim, use ``/`` separators, drop ``./`` parts; ``..`` and absolute roots are kept so they can be reported."""
     name = raw.strip().replace("\\", "/")
@@ -226,26 +204,28 @@ def _add_row(table: CaptionTable, line: int, cells: list[str], columns: tuple[in
         table.problems.append(DatasetProblem(where, line, "this row has no file name; write the image's file name "
                                              "in the first column or delete the row."))
         return
+    who, example = (name, name) if table.quoted else (NAMED_ON_LINE, "filename")
     if prompt_col >= len(cells):
-        table.problems.append(DatasetProblem(where, line, f"the row for {name} has no prompt column; write it as  "
-                                             f'{name},"your caption".'))
+        table.problems.append(DatasetProblem(where, line, f"the row for {who} has no prompt column; write it as  "
+                                             f'{example},"your caption".'))
     prompt = cells[prompt_col].strip() if prompt_col < len(cells) else ""
     table.records.append(CaptionRecord(name, prompt, line))
     if prompt_col < len(cells) and not prompt:
-        table.problems.append(DatasetProblem(where, line, f"the caption for {name} is empty; describe the image, or "
+        table.problems.append(DatasetProblem(where, line, f"the caption for {who} is empty; describe the image, or "
                                              "delete the row and move the image out of the folder."))
     if (match := _ROW_LIKE.search(prompt)) is not None:
-        table.problems.append(DatasetProblem(where, line, f"the caption for {name} runs over several lines and "
-                                             f"contains what looks like another row ({match.group(0).strip()!r}); "
-                                             "a closing double quote is probably missing."))
-    if _escapes(name):
-        table.problems.append(DatasetProblem(where, line, f"{name} points outside the image folder; move the image "
+        shown = f" ({match.group(0).strip()!r})" if table.quoted else ""
+        table.problems.append(DatasetProblem(where, line, f"the caption for {who} runs over several lines and "
+                                             f"contains what looks like another row{shown}; a closing double quote "
+                                             "is probably missing."))
+    if escapes(name):
+        table.problems.append(DatasetProblem(where, line, f"{who} points outside the image folder; move the image "
                                              "into the folder and write its path relative to it (like sub/a.png)."))
     elif Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
-        table.problems.append(DatasetProblem(where, line, f"{name} is not an image type LoRA Studio reads "
+        table.problems.append(DatasetProblem(where, line, f"{who} is not an image type LoRA Studio reads "
                                              f"({' '.join(sorted(IMAGE_EXTENSIONS))}); convert it or delete the row."))
     if name in first_line:
-        table.problems.append(DatasetProblem(where, line, f"{name} is listed again (first on line {first_line[name]}); "
+        table.problems.append(DatasetProblem(where, line, f"{who} is listed again (first on line {first_line[name]}); "
                                              "keep one row per image and merge the captions."))
     else:
         first_line[name] = line
@@ -254,15 +234,17 @@ def _add_row(table: CaptionTable, line: int, cells: list[str], columns: tuple[in
 def _folder_problems(images_dir: Path, table: CaptionTable) -> list[DatasetProblem]:
     """Captions without a file, files without a caption, links leading outside ``images_dir``."""
     if not images_dir.is_dir():
-        return [DatasetProblem(str(images_dir), None, "the image folder does not exist; choose the folder that "
-                               "holds your images.")]
-    on_disk = _image_files(images_dir)
+        reason = (f"{LINK_LOOP}; remove the link and choose the folder that holds your images."
+                  if is_link_loop(images_dir) else "the image folder does not exist; choose the folder that holds "
+                  "your images.")
+        return [DatasetProblem(str(images_dir), None, reason)]
+    on_disk = image_files(images_dir)
     lower = {name.lower(): name for name in on_disk}
     problems: list[DatasetProblem] = []
     for record in table.records:
-        if _escapes(record.filename) or Path(record.filename).suffix.lower() not in IMAGE_EXTENSIONS:
+        if escapes(record.filename) or Path(record.filename).suffix.lower() not in IMAGE_EXTENSIONS:
             continue  # already reported while reading the row
-        problem = _file_problem(images_dir, record, lower)
+        problem = _file_problem(images_dir, record, lower, table.quoted)
         if problem:
             problems.append(DatasetProblem(str(table.path), record.line, problem))
     captioned = {record.filename for record in table.records}
@@ -272,27 +254,20 @@ def _folder_problems(images_dir: Path, table: CaptionTable) -> list[DatasetProbl
     return problems
 
 
-def _file_problem(images_dir: Path, record: CaptionRecord, lower: dict[str, str]) -> str | None:
+def _file_problem(images_dir: Path, record: CaptionRecord, lower: dict[str, str], quoted: bool) -> str | None:
     path = images_dir / record.filename
+    who = record.filename if quoted else NAMED_ON_LINE
+    if is_link_loop(path):
+        return loop_problem(who)
     if resolve_inside(images_dir, record.filename) is None:
-        return (f"{record.filename} is a link to {path.resolve()}, outside the image folder; copy the image into "
-                "the folder instead.")
+        target = f" to {path.resolve()}" if quoted else ""
+        return f"{who} is a link{target}, outside the image folder; copy the image into the folder instead."
     if not path.exists():
-        guess = lower.get(record.filename.lower())
+        guess = lower.get(record.filename.lower()) if quoted else None
         hint = f" (did you mean {guess}?)" if guess else ""
-        return f"{record.filename} does not exist in {images_dir}{hint}; fix the file name or delete the row."
+        return f"{who} does not exist in {images_dir}{hint}; fix the file name or delete the row."
+    if path.is_dir():
+        return f"{who} is a folder, not an image; write the path of an image file."
     if not path.is_file():
-        return f"{record.filename} is a folder, not an image; write the path of an image file."
+        return f"{who} is not a regular file (a device, pipe or socket); put the picture itself there."
     return None
-
-
-def _image_files(images_dir: Path) -> set[str]:
-    """Image files under ``images_dir`` as ``/``-separated relative paths, skipping hidden files and folders."""
-    found: set[str] = set()
-    for folder, subfolders, files in os.walk(images_dir):
-        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
-        relative = Path(folder).relative_to(images_dir)
-        for name in files:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.add((relative / name).as_posix())
-    return found

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from studio.data.decode import DEFAULT_MAX_PIXELS, UnreadableImage, decode_rgb
+from studio.data.folder import follow, loop_problem
+from studio.data.images import MAX_IMAGE_BYTES
 from studio.data.metadata import IMAGE_EXTENSIONS, DatasetError, DatasetProblem
 from studio.data.parallel import Progress, map_files
 from studio.data.quality import (BLUR_THRESHOLD, GREYSCALE_CHROMA, NEAR_DUPLICATE_DISTANCE, WORKING_SIDE, chroma,
@@ -23,6 +25,7 @@ from studio.data.quality import (BLUR_THRESHOLD, GREYSCALE_CHROMA, NEAR_DUPLICAT
 from studio.data.scan_checks import Captions, flag_image, mark_duplicates, mark_greyscale, read_captions
 from studio.data.scan_report import (DROP_FLAGS, FLAG_CODES, DuplicateGroup, Flag, ImageReport, ScanProblem,
                                      ScanReport, count_flags, load_decisions, make_verdict, save_decisions)
+from studio.util.reading import FileRefused, read_bytes_capped
 
 MAX_ASPECT = 3.0
 
@@ -53,7 +56,10 @@ def measure_file(task: tuple[str, str, tuple[int, int, int], int]) -> Measuremen
     path, relpath, background, max_pixels = task
     result = Measurement(relpath)
     try:
-        data = Path(path).read_bytes()
+        data = read_bytes_capped(path, MAX_IMAGE_BYTES, "picture")
+    except FileRefused as error:
+        result.problem, result.message = "corrupt", error.reason
+        return result
     except OSError as error:
         result.problem = "corrupt"
         result.message = (f"cannot be read ({error.strerror or error}); check that you may read it and that it is not "
@@ -78,11 +84,13 @@ def measure_file(task: tuple[str, str, tuple[int, int, int], int]) -> Measuremen
 def list_images(folder: Path, recursive: bool = False) -> tuple[list[str], list[str]]:
     """Image files under ``folder`` (``/``-separated relpaths, sorted) and notes about files that were left out.
 
-    Hidden files and folders (such as ``.lora-studio``) are skipped, and so are links that lead outside the folder.
+    Hidden files and folders (such as ``.lora-studio``) are skipped, and so are links that lead outside the folder
+    or loop back on themselves.
     """
-    root = folder.resolve()
+    root = follow(folder) or folder
     found: list[str] = []
     outside: list[str] = []
+    loops: list[str] = []
     nested = 0
     for current, subfolders, files in os.walk(folder):
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
@@ -93,12 +101,14 @@ def list_images(folder: Path, recursive: bool = False) -> tuple[list[str], list[
             if not recursive and relative.parts:
                 nested += 1
                 continue
-            path = Path(current) / name
-            (found if path.resolve().is_relative_to(root) else outside).append((relative / name).as_posix())
+            target = follow(Path(current) / name)
+            kept = loops if target is None else found if target.is_relative_to(root) else outside
+            kept.append((relative / name).as_posix())
         if not recursive and relative.parts:
             subfolders[:] = []  # one level deep is enough to tell the user about sub-folders
     notes = [f"{name} is a link to a file outside {folder}; copy the image into the folder to scan it."
              for name in sorted(outside)]
+    notes += [f"{loop_problem(name)} It was not scanned." for name in sorted(loops)]
     if nested:
         notes.append(f"{nested} image(s) in sub-folders were not scanned; use the recursive option to include them.")
     return sorted(found), notes

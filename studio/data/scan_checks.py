@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.data.metadata import IMAGE_EXTENSIONS, DatasetError, DatasetProblem, read_metadata, resolve_inside
+from studio.data.folder import is_link_loop, loop_problem
+from studio.data.metadata import (IMAGE_EXTENSIONS, NAMED_ON_LINE, DatasetError, DatasetProblem, read_metadata,
+                                   resolve_inside)
 from studio.data.quality import group_pairs, hamming, near_duplicate_pairs
 from studio.data.scan_report import DROP_FLAGS, DuplicateGroup, Flag, ImageReport, ScanProblem
 
@@ -26,7 +28,7 @@ def read_captions(root: Path, metadata_path: Path | None) -> Captions:
     means the captions are not checked yet.
     """
     path = root / "metadata.csv" if metadata_path is None else metadata_path
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():  # anything else (a folder, a device, a loop) is read and refused
         if metadata_path is not None:
             raise DatasetError([DatasetProblem(str(path), None, "the caption file does not exist; give the path of "
                                                "your metadata.csv or leave the option out.")])
@@ -41,10 +43,12 @@ def read_captions(root: Path, metadata_path: Path | None) -> Captions:
         if Path(record.filename).suffix.lower() not in IMAGE_EXTENSIONS:
             continue
         target = resolve_inside(root, record.filename)
-        if target is None or not target.is_file():
-            captions.errors.append(ScanProblem(
-                str(path), "caption_without_image", f"line {record.line}: {record.filename} has a caption but "
-                f"there is no such image in {root}; add the image or delete the row."))
+        if target is not None and target.exists() and not target.is_dir():
+            continue  # the scan reads it, and flags a pipe or a device there as unreadable
+        named = record.filename if table.quoted else NAMED_ON_LINE
+        problem = (loop_problem(named) if is_link_loop(root / record.filename) else
+                   f"{named} has a caption but there is no such image in {root}; add the image or delete the row.")
+        captions.errors.append(ScanProblem(str(path), "caption_without_image", f"line {record.line}: {problem}"))
     return captions
 
 

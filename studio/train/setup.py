@@ -107,15 +107,15 @@ def load_data(config, num_processes: int = 1) -> TrainingData:
     images_dir = Path(config.train_data_dir)
     records = load_training_set(images_dir, Path(config.resolved_metadata_path())).records
     train, held = split_for_validation(len(records), config.validation_split, config.seed)
-    make = lambda chosen: TrainingImages(  # noqa: E731
-        images_dir, [records[i] for i in chosen], config.resolution, config.bucketing, random_flip=False)
-    images = make(train)
+    # Every picture is decoded once here, before any model is loaded: all broken files in one DatasetError.
+    every = TrainingImages(images_dir, records, config.resolution, config.bucketing, random_flip=False)
+    images = every.subset(train)
     captions = [strip_markup(records[i].prompt) for i in train]
     buckets = list(images.bucket_of_index)
     # Batches are global: batch_size images per process, each process trains on its own slice.
     sampler = BucketBatchSampler(buckets, config.batch_size * num_processes, config.seed, repeats=config.repeats)
     if config.validation_split > 0:
-        return TrainingData(images, captions, buckets, sampler, make(held),
+        return TrainingData(images, captions, buckets, sampler, every.subset(held),
                             [strip_markup(records[i].prompt) for i in held], list(range(len(held))))
     return TrainingData(images, captions, buckets, sampler, images, captions, held)
 
