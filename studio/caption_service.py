@@ -207,6 +207,18 @@ class CaptionDesk:
         result = undo_last_edit(csv_path)
         return result, self.open(text, required)
 
+    def export_spreadsheet(self, text: str, rows: list[tuple[str, str]]) -> Path:
+        """The table as a CSV for spreadsheet programs, in the workspace: a cell that starts with ``=``, ``+``,
+        ``-``, ``@``, a tab or a carriage return gets a leading ``'`` so it is never run as a formula."""
+        from studio.data.metadata import spreadsheet_csv
+        from studio.util.fs import atomic_write_text
+
+        folder = self.folder(text)
+        records = records_of(rows)
+        if not records:
+            raise EditError("The table is empty: load a dataset's captions first.")
+        return atomic_write_text(self._workspace_file(folder, "spreadsheet", ".csv"), spreadsheet_csv(records))
+
     def start_auto_caption(self, text: str, rows: list[tuple[str, str]], model: str, batch_size: int,
                            replace_all: bool) -> None:
         """Start BLIP on the folder's images (see ``AutoCaptionJob.start``); refused while the table is unsaved."""
@@ -234,8 +246,12 @@ class CaptionDesk:
     def _chart(self, folder: Path, records: list[CaptionRecord]) -> Path:
         from studio.caption.chart import keyword_chart
 
+        return keyword_chart(records, self._workspace_file(folder, "keywords", ".png"))
+
+    def _workspace_file(self, folder: Path, kind: str, suffix: str) -> Path:
+        """``<workspace>/captions/<kind>-<folder name>-<digest of its path><suffix>``: one file per dataset."""
         key = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:10]
-        return keyword_chart(records, self.studio.workspace / "captions" / f"keywords-{folder.name}-{key}.png")
+        return self.studio.workspace / "captions" / f"{kind}-{folder.name}-{key}{suffix}"
 
 
 def _require_saved(csv_path: Path, rows: list[tuple[str, str]], action: str) -> None:

@@ -78,10 +78,10 @@ class Studio:
             raise StudioError("type the path of a folder with images and metadata.csv, or pick a demo dataset")
         demo = self.demo_datasets().get(text)
         folder = demo or self.access.resolve(text, what="the dataset folder")
+        if not folder.is_dir():  # a link that loops back on itself is no folder either
+            raise StudioError(f"{folder} is not a folder; check the path")
         if not self.access.remote and not Path(text).expanduser().is_absolute():
             folder = folder.resolve()
-        if not folder.is_dir():
-            raise StudioError(f"{folder} is not a folder; check the path")
         return folder
 
     def writable(self, path: Path, what: str) -> Path:

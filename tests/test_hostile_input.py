@@ -409,3 +409,19 @@ def test_the_spreadsheet_export_disarms_formulas_and_metadata_csv_keeps_them(tmp
     assert list(csv.reader(io.StringIO(spreadsheet_csv(records), newline=""))) == [["filename", "prompt"], row]
     write_metadata(tmp_path / "metadata.csv", records)
     assert read_metadata(tmp_path / "metadata.csv").records[0].prompt == caption.strip()
+
+
+@pytest.mark.parametrize("kind", ["pipe", "loop", "huge"])
+def test_a_keep_drop_file_that_is_no_ordinary_file_or_too_big_is_refused_unread(tmp_path, kind):
+    from studio.data.scan_report import DECISIONS_FILE, MAX_DECISIONS_BYTES, load_decisions
+
+    path = tmp_path / DECISIONS_FILE
+    path.parent.mkdir()
+    if kind == "pipe":
+        os.mkfifo(path)
+    elif kind == "loop":
+        path.symlink_to(path.name)
+    else:
+        path.write_bytes(b" " * (MAX_DECISIONS_BYTES + 1))
+    error = _refused_in_time(lambda: load_decisions(tmp_path), DatasetError)
+    assert str(path) in str(error) and "afresh" in str(error)

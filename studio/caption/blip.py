@@ -18,6 +18,7 @@ from studio.caption.edits import add_prefix, add_suffix, apply_template
 from studio.data import IMAGE_EXTENSIONS, CaptionRecord, DatasetError, DatasetProblem, load_rgb
 from studio.util.hub import hub_offline as _offline  # module names: the tests replace them
 from studio.util.hub import hub_reachable as _hub_reachable
+from studio.util.reading import read_bytes_capped
 
 DEFAULT_BLIP = "Salesforce/blip-image-captioning-base"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -171,7 +172,7 @@ def _check_folder(folder: Path) -> None:
         raise CaptionModelError(f"{folder} has no config.json; pass the folder that holds the BLIP model's files "
                                 "(config.json, model.safetensors, the processor and tokenizer files).")
     try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        model_type = json.loads(read_bytes_capped(config, 1 << 20, "model config").decode("utf-8")).get("model_type")
     except (OSError, ValueError, AttributeError) as error:
         raise CaptionModelError(f"{config} cannot be read ({error}); download the model again.") from None
     if model_type != "blip":

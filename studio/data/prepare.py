@@ -24,6 +24,7 @@ from studio.data.parallel import Progress, map_files
 from studio.data.scan import scan_folder
 from studio.data.scan_report import DROP_FLAGS, Flag, ImageReport, ScanReport
 from studio.util.fs import atomic_write_bytes, atomic_write_text
+from studio.util.reading import read_bytes_capped
 
 PREPARED_MARKER = Path(".lora-studio") / "prepared.json"
 FORMATS = {"png": ("PNG", ".png", {"compress_level": 6}),
@@ -169,8 +170,8 @@ def _check_out_dir(source: Path, out: Path) -> list[str]:
         return []
     marker = out / PREPARED_MARKER
     try:
-        files = json.loads(marker.read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        files = json.loads(read_bytes_capped(marker, 64 << 20, "marker file").decode("utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):  # FileRefused is a ValueError
         raise PrepareError(f"{out} already holds files that LoRA Studio did not prepare; choose a new or empty folder "
                            "so that nothing of yours is overwritten.") from None
     return [str(name) for name in files]

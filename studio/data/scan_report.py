@@ -12,6 +12,7 @@ from pathlib import Path
 
 from studio.data.metadata import DatasetError, DatasetProblem
 from studio.util.fs import atomic_write_text
+from studio.util.reading import FileRefused, read_bytes_capped
 
 FLAG_CODES = ("small", "blurry", "near_duplicate", "exact_duplicate", "corrupt", "bomb", "extreme_aspect",
               "grayscale", "no_caption", "caption_without_image", "upscaled")
@@ -19,6 +20,7 @@ FLAG_CODES = ("small", "blurry", "near_duplicate", "exact_duplicate", "corrupt",
 DROP_FLAGS = frozenset({"small", "blurry", "near_duplicate", "exact_duplicate", "corrupt", "bomb", "extreme_aspect",
                         "grayscale"})
 UNREADABLE_FLAGS = frozenset({"corrupt", "bomb"})
+MAX_DECISIONS_BYTES = 16 << 20  # a choice is about 40 bytes: room for 400,000 pictures
 _LABELS = {"small": ("too small", "too small"), "blurry": ("blurry", "blurry"),
            "near_duplicate": ("near-duplicate", "near-duplicates"),
            "exact_duplicate": ("exact duplicate", "exact duplicates"), "corrupt": ("corrupt", "corrupt"),
@@ -192,9 +194,12 @@ def load_decisions(folder: str | os.PathLike) -> dict[str, bool]:
     """The saved keep/drop decisions of ``folder`` ({} when none were saved); :class:`DatasetError` if unreadable."""
     path = Path(folder) / DECISIONS_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bytes_capped(path, MAX_DECISIONS_BYTES, "keep/drop file").decode("utf-8"))
     except FileNotFoundError:
         return {}
+    except FileRefused as error:
+        raise DatasetError([DatasetProblem(str(path), None, f"{error.reason} Delete it to start the keep/drop "
+                                           "choices afresh.")]) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise DatasetError([DatasetProblem(str(path), None, f"cannot be read ({error}); delete it to start the "
                                            "keep/drop choices afresh.")]) from None

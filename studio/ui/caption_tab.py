@@ -40,12 +40,16 @@ def render(studio) -> SimpleNamespace:
         save = gr.Button("Save metadata.csv", variant="primary", elem_id="caption-save")
         check = gr.Button("Check the table (without saving)", elem_id="caption-check")
         undo = gr.Button("Undo last edit (swap with metadata.csv.bak)", elem_id="caption-undo")
+        export = gr.Button("Export for a spreadsheet", elem_id="caption-export")
+    export_file = gr.File(label="Captions for a spreadsheet (cells that start with = + - @ get a leading ')",
+                          interactive=False, height=80, visible=True, elem_id="caption-export-file")
     with gr.Row():
         chart = gr.Image(label="Keyword chart (core tags in orange)", type="filepath", interactive=False,
                          buttons=["download"], elem_id="caption-chart")
         preview = gr.HTML(label="Structured prompts", elem_id="caption-preview", max_height=520)
     ui = SimpleNamespace(folder=folder, load=load, required=required, message=message, lint=lint, table=table,
-                         save=save, check=check, undo=undo, chart=chart, preview=preview, desk=CaptionDesk(studio))
+                         save=save, check=check, undo=undo, export=export, export_file=export_file, chart=chart,
+                         preview=preview, desk=CaptionDesk(studio))
     _render_edits(ui)
     _render_helper(ui)
     _render_auto(ui)
@@ -158,6 +162,14 @@ def undo_edit(desk, text: str, value, required: str):
             "click Undo again to redo", *shown(view))
 
 
+def export_table(desk, text: str, value):
+    try:
+        path = desk.export_spreadsheet(text, table_rows(value))
+    except Exception as error:
+        return error_text(error), gr.update()
+    return f"exported the table for a spreadsheet to {path} (formulas disarmed; metadata.csv is unchanged)", str(path)
+
+
 def place(desk, append: bool, text: str, value, required: str, index, *parts):
     try:
         rows = place_caption(table_rows(value), index, build_caption(*parts), append)
@@ -213,6 +225,7 @@ def listen(ui: SimpleNamespace, studio) -> None:
     ui.save.click(partial(save_table, desk), inputs=with_table, outputs=views)
     ui.check.click(partial(check_table, desk), inputs=with_table, outputs=views)
     ui.undo.click(partial(undo_edit, desk), inputs=with_table, outputs=views)
+    ui.export.click(partial(export_table, desk), inputs=[ui.folder, ui.table], outputs=[ui.message, ui.export_file])
     edits = {"template": (ui.template_apply, [ui.template]), "prefix": (ui.prefix_apply, [ui.prefix]),
              "suffix": (ui.suffix_apply, [ui.suffix]),
              "replace": (ui.replace_apply, [ui.find, ui.replace, ui.regex, ui.ignore_case])}

@@ -238,3 +238,17 @@ def test_auto_caption_refuses_a_bad_batch_size_and_a_folder_without_images(desk,
     desk.start_auto_caption(str(tmp_path / "empty"), [], "any", 8, replace_all=False)
     state = desk.auto.wait(30)
     assert state.status == "failed" and "has no images" in state.message
+
+
+def test_the_spreadsheet_export_disarms_formulas_and_leaves_metadata_csv_verbatim(desk, dataset):
+    import csv
+    import io
+
+    rows = [("a.png", "=cmd|' /C calc'!A0"), ("b.jpg", "+SUM(1,2)"), ("c.png", "a blue star on white")]
+    desk.save(str(dataset), rows)
+    saved = (dataset / "metadata.csv").read_text(encoding="utf-8")
+    path = desk.export_spreadsheet(str(dataset), rows)
+    assert path.is_relative_to(desk.studio.workspace) and path.suffix == ".csv"
+    cells = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    assert cells[1:] == [["a.png", "'=cmd|' /C calc'!A0"], ["b.jpg", "'+SUM(1,2)"], ["c.png", "a blue star on white"]]
+    assert (dataset / "metadata.csv").read_text(encoding="utf-8") == saved and "=cmd|" in saved

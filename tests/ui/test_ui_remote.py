@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import time
 import zipfile
 from pathlib import Path
 
@@ -95,6 +96,16 @@ def test_a_share_link_user_reaches_only_the_workspace_and_brings_data_in_by_uplo
     fill(page, "caption-folder", str(sentinel / "photos"))
     page.click("#caption-load")
     assert "outside" in _wait_text(page, "caption-message", "outside")
+    fill(page, "caption-folder", str(uploaded))
+    page.click("#caption-load")
+    _wait_text(page, "caption-message", "3 captions")
+    fill(page, "caption-find", "(a|a)+$")  # backtracks without end on 24 a's and a '!'
+    page.locator("#caption-regex input").check()
+    saved = (uploaded / "metadata.csv").read_bytes()
+    started = time.time()
+    page.click("#caption-replace-apply")
+    assert "Simplify it" in _wait_text(page, "caption-message", "took more than", timeout=30_000)
+    assert time.time() - started < 15 and (uploaded / "metadata.csv").read_bytes() == saved
 
     open_tab(page, "Training")
     fill(page, "form-train_data_dir", str(uploaded))
@@ -109,7 +120,6 @@ def test_a_share_link_user_reaches_only_the_workspace_and_brings_data_in_by_uplo
 
 
 def test_failed_logins_are_slowed_down_and_logged(tmp_path):
-    import time
     import urllib.error
     import urllib.parse
     import urllib.request
