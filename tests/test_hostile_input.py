@@ -425,3 +425,18 @@ def test_a_keep_drop_file_that_is_no_ordinary_file_or_too_big_is_refused_unread(
         path.write_bytes(b" " * (MAX_DECISIONS_BYTES + 1))
     error = _refused_in_time(lambda: load_decisions(tmp_path), DatasetError)
     assert str(path) in str(error) and "afresh" in str(error)
+
+
+def test_a_config_file_not_named_yaml_is_told_by_line_number_without_its_text(tmp_path, capsys):
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$SECRETHASH:19000:0:99999:7:::\ndaemon: SECRET2\nlora_rank: SECRET3\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(secret)
+    assert "line(s) 1, 2, 3" in str(error.value) and ".yaml" in str(error.value)
+    assert main(["check-config", str(secret)]) == EXIT_USER_ERROR
+    shown = str(error.value) + capsys.readouterr().err
+    assert not any(word in shown.replace(str(tmp_path), "") for word in ("SECRET", "root", "daemon"))
+    named = tmp_path / "mine.yaml"
+    named.write_text("lora_rank: SECRET3\n")
+    with pytest.raises(ConfigError, match="SECRET3"):  # a YAML file the user gave as such is quoted as before
+        load_config(named)

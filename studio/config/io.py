@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -72,9 +73,20 @@ def load_config(
         entries, extras, problems = entries_from_mapping(path_or_mapping, extra=("description",))
     elif isinstance(path_or_mapping, (str, os.PathLike)):
         text, source = read_text(path_or_mapping)
+        if not _is_yaml_file(source):  # its settings alone first: their problems are told without its text
+            try:
+                _load_entries(entries_from_text(text, source, extra=("description",)), [], base)
+            except ConfigError as error:
+                raise _unquoted(error, source) from None
         entries, extras, problems = entries_from_text(text, source, extra=("description",))
     else:
         raise TypeError(f"load_config needs a path or a mapping, not {type(path_or_mapping).__name__}")
+    return _load_entries((entries, extras, problems), overrides, base)
+
+
+def _load_entries(found: tuple[list[Entry], dict, list[str]], overrides: Iterable[str],
+                  base: TrainConfig | None) -> TrainConfig:
+    entries, extras, problems = found
     if extras.get("description") is not None and not isinstance(extras["description"], str):
         problems.append("description must be text")
     overriding: list[Entry] = []
@@ -92,6 +104,20 @@ def config_from_text(text: str, source: str = "the YAML box", base: TrainConfig 
     """A config from YAML text (e.g. the studio's editor): same checks and line numbers as a file."""
     entries, extras, problems = entries_from_text(text or "", source, extra=("description",))
     return build_config(entries, problems, base)
+
+
+def _is_yaml_file(source: str) -> bool:
+    return Path(source).suffix.lower() in (".yaml", ".yml")
+
+
+def _unquoted(error: ConfigError, source: str) -> ConfigError:
+    """``error`` with no text of the file in it: a file not named .yaml/.yml may be any file (a password file, a
+    key), so its problems are told by line number alone."""
+    lines = sorted({int(found.group(1)) for problem in error.problems
+                    if (found := re.match(rf"{re.escape(source)} line (\d+)", problem))})
+    where = f"line(s) {', '.join(map(str, lines))}" if lines else "its content"
+    return ConfigError([f"{source} is not a LoRA Studio config ({where} cannot be read as settings); configs are "
+                        "YAML files named .yaml or .yml — the file's text is not shown because it is neither"])
 
 
 def _last_per_key(entries: list[Entry]) -> list[Entry]:
