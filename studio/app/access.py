@@ -31,6 +31,7 @@ class Root:
     path: Path
     writable: bool
     label: str
+    kind: str = "--data-dir"  # "workspace", "--data-dir" or "shipped examples": how the page lists it
 
     def holds(self, resolved: Path) -> bool:
         return resolved == self.path or resolved.is_relative_to(self.path)
@@ -58,8 +59,7 @@ def parse_data_dir(text: str) -> Root:
     folder = Path(text).expanduser()
     if not folder.is_dir():
         raise AccessError(f"--data-dir {text}: no such folder; create it or fix the path")
-    mode = "read-write" if writable else "read-only"
-    return Root(Path(os.path.realpath(folder)), writable, f"--data-dir {folder} ({mode})")
+    return Root(Path(os.path.realpath(folder)), writable, f"--data-dir {folder}")
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Access:
 
     def describe(self) -> list[str]:
         """One line per root: what a remote user can reach ("" for the operator, who can reach everything)."""
-        return [f"{root.label}: {root.path} ({'read-write' if root.writable else 'read-only'})"
+        return [f"{root.path} ({root.kind}, {'read-write' if root.writable else 'read-only'})"
                 for root in self.roots] if self.remote else []
 
     def _confined(self, raw: str, resolved: Path, write: bool, what: str) -> Path:
@@ -139,5 +139,5 @@ def _shipped_path() -> Path:
 
 def _standard_roots(workspace: str | os.PathLike, data_dirs: tuple[Root, ...]) -> tuple[Root, ...]:
     workspace = Path(os.path.realpath(Path(workspace).expanduser()))
-    return (Root(workspace, True, "the workspace"), *data_dirs,
-            Root(_shipped_path(), False, "the studio's shipped examples"))
+    return (Root(workspace, True, "the workspace", "workspace"), *data_dirs,
+            Root(_shipped_path(), False, "the studio's shipped examples", "shipped examples"))

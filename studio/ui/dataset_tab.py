@@ -23,7 +23,7 @@ def render(studio) -> SimpleNamespace:
         demo = gr.Dropdown(choices=demos, value=None, label="…or a demo dataset", scale=2, elem_id="dataset-demo")
         load = gr.Button("Load", variant="primary", scale=1, elem_id="dataset-load")
     upload = gr.File(label="…or upload a dataset: a .zip of the pictures with their metadata.csv (or .txt captions)",
-                     file_types=[".zip"], height=90, elem_id="dataset-upload")
+                     file_types=[".zip"], height=120, elem_id="dataset-upload")
     message = gr.Markdown(elem_id="dataset-message")
     gallery = gr.Gallery(label="Pictures and captions", columns=6, height=520, object_fit="contain",
                          elem_id="dataset-gallery")
