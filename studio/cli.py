@@ -26,8 +26,11 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from studio.models import ModelLoadError
     from studio.train.adapters import AdapterError
     from studio.train.checkpoint import ResumeError
+    from studio.train.lock import RunLocked
+    from studio.train.memory import NotEnoughMemory
 
-    return (ConfigError, DatasetError, ModelLoadError, ResumeError, AdapterError, FileNotFoundError)
+    return (ConfigError, DatasetError, ModelLoadError, ResumeError, AdapterError, RunLocked, NotEnoughMemory,
+            FileNotFoundError)
 
 
 def _print_error(error: BaseException) -> None:
@@ -88,6 +91,14 @@ def _stop_check(stop: threading.Event, stop_file: str | None):
 def _launch_processes(args) -> int:
     """``--num-processes N``: the same command under ``accelerate launch`` (data-parallel, one process per device)."""
     import socket
+
+    from studio.train.run import check_resume_folder_free
+
+    try:  # a run folder in use or nothing to resume: said here once, not by each process through the launcher
+        check_resume_folder_free(load_cli_config(args.config, args.set or [], args.resume))
+    except _user_errors() as error:
+        _print_error(error)
+        return EXIT_USER_ERROR
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -157,12 +157,15 @@ class TrainingJob:
         try:
             result = runner(config, emit=self._on_event, should_stop=self._stop.is_set)
         except Exception as error:  # reaches the page as a readable message, never a silent stop
+            from studio.cli import _user_errors
+
             message = str(error) or type(error).__name__
             with self._lock:
                 run_dir = str(getattr(error, "run_dir", "") or self._state.run_dir)
                 self._state = replace(self._state, status="failed", error=message, run_dir=run_dir, eta_s=None)
                 self._logs.append(f"error: {message}")
-                self._logs.extend(traceback.format_exc().splitlines()[-3:])
+                if not isinstance(error, _user_errors()):  # the user's own mistake needs its sentence only
+                    self._logs.extend(traceback.format_exc().splitlines()[-3:])
             return
         with self._lock:
             self._state = replace(self._state, status=result.status, step=result.step, eta_s=None,

@@ -58,6 +58,15 @@ class BatchSource:
         self.weight_dtype = weight_dtype
         self.scaling = float(vae.config.scaling_factor)
         self._latent_cache: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.check_memory()
+
+    def check_memory(self) -> None:
+        """Refuse (``memory.NotEnoughMemory``) before any encoding when the encode or the cache would not fit:
+        the cache encodes ``cache_chunk_size`` pictures per call, a run without it its batch at each step."""
+        from .memory import check_latent_memory
+
+        per_call = cache_chunk_size if self.config.cache_latents else (lambda bucket: self.config.batch_size)
+        check_latent_memory(self.vae, self.config, self.buckets, per_call, self.device, self.num_processes)
 
     # -- order -------------------------------------------------------------------------------------------
     @property

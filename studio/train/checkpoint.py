@@ -137,6 +137,16 @@ def prune_checkpoints(run_dir: Path, keep_last: int) -> list[Path]:
     return removed
 
 
+def remove_leftover_temps(run_dir: Path) -> list[Path]:
+    """Delete the temporary files of atomic writes (``.<name>.<random>.tmp``) a killed run left in the run folder
+    and its checkpoint folders; returns them. Only for a run that holds the folder's lock."""
+    from studio.util.fs import remove_atomic_temps
+
+    root = Path(run_dir) / CHECKPOINTS
+    folders = [Path(run_dir), root] + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+    return [path for folder in folders for path in remove_atomic_temps(folder)]
+
+
 def load_checkpoint_state(setup, checkpoint: Path) -> dict:
     """Restore optimizer, LR scheduler and grad scaler; returns the trainer state (step, epoch …)."""
     state = json.loads((checkpoint / STATE_FILE).read_text())

@@ -20,13 +20,15 @@ LOGS = "logs"
 def new_run_dir(output_dir: Path, name: str) -> Path:
     """``output_dir/<name>-<YYYYmmdd-HHMMSS>`` (with a suffix if two runs start in the same second)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    candidate = Path(output_dir) / f"{name}-{stamp}"
-    suffix = 2
-    while candidate.exists():
-        candidate = Path(output_dir) / f"{name}-{stamp}-{suffix}"
-        suffix += 1
-    candidate.mkdir(parents=True)
-    return candidate
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    for suffix in range(1, 1000):
+        candidate = Path(output_dir) / (f"{name}-{stamp}" if suffix == 1 else f"{name}-{stamp}-{suffix}")
+        try:
+            candidate.mkdir()  # fails if another run made it first, even in the same instant
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{output_dir}: 999 run folders named {name}-{stamp}; set another output_name")
 
 
 def read_loss_log(run_dir: Path) -> list[dict]:
