@@ -26,10 +26,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from studio.models import ModelLoadError
     from studio.train.adapters import AdapterError
     from studio.train.checkpoint import ResumeError
-    from studio.train.lock import RunLocked
+    from studio.train.lock import RunFolderError
     from studio.train.memory import NotEnoughMemory
 
-    return (ConfigError, DatasetError, ModelLoadError, ResumeError, AdapterError, RunLocked, NotEnoughMemory,
+    return (ConfigError, DatasetError, ModelLoadError, ResumeError, AdapterError, RunFolderError, NotEnoughMemory,
             FileNotFoundError)
 
 

@@ -20,7 +20,11 @@ LOCK_FILE = "run.lock"
 EMPTY_LOCK_STALE_S = 5.0  # a lock file still empty after this long was left by a process killed while writing it
 
 
-class RunLocked(RuntimeError):
+class RunFolderError(RuntimeError):
+    """The run folder cannot be used for this run; the message says why and what to do."""
+
+
+class RunLocked(RunFolderError):
     """Another process trains this run folder; the message names it and what to do."""
 
 
@@ -103,6 +107,9 @@ class RunLock:
             except FileExistsError:
                 self._handle_existing()
                 continue
+            except OSError as error:
+                raise RunFolderError(f"cannot create {self.path} ({error.strerror}); a run needs a run folder it "
+                                     "can write: check its permissions, or set output_dir to another folder") from error
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(json.dumps(self.record) + "\n")
             return self

@@ -7,12 +7,12 @@ SD 1.x (128, 256, 512, 512) and the toy-world VAE (32, 64) that is the first sta
 
 ``ENCODE_TENSORS``, how many such tensors are alive at the peak, is measured, not derived: the peak of one
 ``vae.encode`` in fp32 on the CPU (``ru_maxrss`` after it minus the resident size before it, a fresh process per
-case; ``bench/vae_encode_memory.py`` repeats it) was 544 bytes per input pixel for the toy-world VAE (32
-channels: 4.25 tensors) and 2,560 bytes for the SD 1.5 VAE (128 channels: 5.0 tensors), the same from 256 to 2048
-px and from 1 to 4 pictures per call. The larger of the two is used. The mid block's attention added nothing
-measurable: the SD 1.5 VAE at 768 px used exactly (768/512)**2 times its 512 px peak (torch's scaled-dot-product
-attention does not hold the token x token matrix). No GPU was at hand to measure CUDA: the same factor is assumed
-there.
+case; ``bench/vae_encode_memory.py`` repeats it) was 544 bytes per input pixel for the toy-world VAE (32 channels:
+4.25 tensors; the same within 1 % from 512 to 2048 px) and 2,560 bytes for the SD 1.5 VAE (128 channels: 5.0
+tensors; the same from 256 to 768 px), for 1 and for 4 pictures per call. The larger is used. The mid block's
+attention added nothing measurable: the SD 1.5 VAE at 768 px used exactly (768/512)**2 times its 512 px peak
+(torch's scaled-dot-product attention does not hold the token x token matrix). No GPU was at hand to measure CUDA:
+the same factor is assumed there.
 
 Also counted: the pictures of one call (float32, and a copy on the GPU), and the latent cache, which lives in
 the computer's memory: per picture (and per mirrored copy with ``random_flip``) the posterior's mean and std,
