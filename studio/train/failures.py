@@ -12,7 +12,9 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
     oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
                                   getattr(torch.cuda, "OutOfMemoryError", None)) if t)
-    return isinstance(error, oom_types) or "out of memory" in str(error).lower()
+    text = str(error).lower()
+    # The CPU allocator says "DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes".
+    return isinstance(error, oom_types) or "out of memory" in text or "can't allocate memory" in text
 
 
 def _is_disk_full(error: BaseException) -> bool:

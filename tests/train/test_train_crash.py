@@ -115,11 +115,16 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_says_what_to_try(write_co
     assert not (run / "pytorch_lora_weights.safetensors").exists()
 
 
-def test_out_of_memory_is_caught_with_advice(write_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("raised", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: you tried "
+                 "to allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)"),
+])
+def test_out_of_memory_is_caught_with_advice(write_config, tmp_path, monkeypatch, raised):
     from studio.train import loop
 
     def out_of_memory(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise raised
 
     monkeypatch.setattr(loop, "diffusion_loss", out_of_memory)
     with pytest.raises(TrainingFailed) as failure:
