@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The test models are tiny: on a 2-core machine one thread trains them faster than two (the threads mostly wait on
+# each other), and the CLI/studio subprocesses the tests start inherit this.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402

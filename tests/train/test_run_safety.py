@@ -278,7 +278,9 @@ def test_the_estimate_covers_the_measured_peak_of_a_vae_encode(vae, size):
                           capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     row = json.loads(done.stdout.strip().splitlines()[-1])
-    assert 0.95 * row["measured_mb"] <= row["model_mb"] <= 1.5 * row["measured_mb"], row
+    # The RSS peak of one process moves by about a third from run to run (allocator, load: 285-370 MB for tiny-512
+    # on one machine), so the model must land within [0.75, 1.5] of it: a factor off by 2x still fails.
+    assert 0.75 * row["measured_mb"] <= row["model_mb"] <= 1.5 * row["measured_mb"], row
 
 
 def test_no_shipped_preset_and_no_test_config_is_refused_on_a_modest_machine(tmp_path):
