@@ -42,7 +42,13 @@ def dataset(studio_server):
 
 
 def _wait_message(page, text: str, timeout: int = 60_000) -> str:
-    page.wait_for_function(f"(text) => {MESSAGE}.includes(text)", arg=text, timeout=timeout)
+    try:
+        page.wait_for_function(f"(text) => {MESSAGE}.includes(text)", arg=text, timeout=timeout)
+    except Exception:  # say what the page showed instead
+        raise AssertionError(f"waited {timeout / 1000:g} s for {text!r}; the message is "
+                             f"{page.inner_text('#caption-message')!r}, the auto-caption line "
+                             f"{page.inner_text('#caption-auto-progress')!r}, the model field "
+                             f"{page.locator('#caption-model textarea, #caption-model input').first.input_value()!r}")
     return page.inner_text("#caption-message")
 
 
@@ -101,7 +107,7 @@ def test_prompt_helper_fills_the_selected_row(page, dataset):
     page.click("#caption-prefix-apply")
     assert "unsaved changes (star_01.png)" in _wait_message(page, "unsaved")
     page.click("#caption-save")
-    _wait_message(page, "saved")
+    _wait_message(page, "✅ saved")  # not "saved" alone: the message before it says "unsaved"
     assert f"star_01.png,\"{built}\"" in (dataset / "metadata.csv").read_text(encoding="utf-8")
 
 

@@ -66,8 +66,13 @@ def pick(page, elem_id: str, option: str) -> None:
 
 def fill(page, elem_id: str, value: str) -> None:
     field = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    field.fill("")
-    field.type(value)  # key by key: gradio's input event follows typing
+    for _ in range(3):  # on a busy machine a field that has just appeared can get its first value after the clear
+        field.fill("")
+        field.type(value)  # key by key: gradio's input event follows typing
+        if field.input_value() == value:
+            break
+        page.wait_for_timeout(500)
+    assert field.input_value() == value, f"#{elem_id} shows {field.input_value()!r} after typing {value!r}"
     field.press("Tab")
     page.wait_for_timeout(700)
 
