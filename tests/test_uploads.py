@@ -62,7 +62,7 @@ BOMB = b"\0" * (40 << 20)  # 40 MiB of zeros packs to about 40 KiB
     ("link", {"a.png": _png()}, {"b.png": "/etc/passwd"}, None, "is a link"),
     ("zip bomb", _entries_with("captions.txt", BOMB), None, None, "zip bomb"),
     ("too many files", {f"{i}.png": _png() for i in range(12)}, None, UploadLimits(max_files=10), "12 files"),
-    ("too big", _entries_with("c.txt", b"y" * 5000), None, UploadLimits(max_total_bytes=4000), "more than 3.9 KiB"),
+    ("too big", _entries_with("c.txt", b"y" * 5000), None, UploadLimits(max_total_bytes=4000), "more than 4 kB"),
     ("too deep", _entries_with("/".join("d" * 12) + "/x.png", _png()), None, UploadLimits(max_depth=8), "deep"),
     ("no pictures", {"metadata.csv": b"filename,prompt\n"}, None, None, "no pictures"),
 ])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from studio.data.metadata import IMAGE_EXTENSIONS
+from studio.util.reading import size_text
 
 from .access import AccessError
 
@@ -97,8 +98,8 @@ def _plan(archive: zipfile.ZipFile, limits: UploadLimits) -> tuple[list[tuple[zi
         declared += info.file_size
         plan.append((info, relative))
     if declared > limits.max_total_bytes:
-        raise UploadError(f"the zip unpacks to {_size(declared)}, more than {_size(limits.max_total_bytes)}; upload "
-                          "fewer or smaller pictures")
+        raise UploadError(f"the zip unpacks to {size_text(declared)}, more than "
+                          f"{size_text(limits.max_total_bytes)}; upload fewer or smaller pictures")
     if not any(PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS for _, name in plan):
         raise UploadError("the zip holds no pictures (.png, .jpg, .webp …); zip the folder of training pictures "
                           "with its metadata.csv")
@@ -152,18 +153,11 @@ def _extract(archive: zipfile.ZipFile, plan, staging: Path, limits: UploadLimits
 
 def _check_growth(name: str, size: int, packed: int, total: int, limits: UploadLimits) -> None:
     if total > limits.max_total_bytes:
-        raise UploadError(f"the zip unpacks to more than {_size(limits.max_total_bytes)} (stopped at {name}); "
+        raise UploadError(f"the zip unpacks to more than {size_text(limits.max_total_bytes)} (stopped at {name}); "
                           "upload fewer or smaller pictures")
     if size > CHUNK and size > limits.max_ratio * max(packed, 1):
         raise UploadError(f"{name} in the zip unpacks to over {limits.max_ratio:.0f} times its packed size, as a "
                           "zip bomb does; it was not unpacked")
-
-
-def _size(count: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return f"{count} bytes"
 
 
 def _safe_stem(text: str) -> str:
