@@ -49,7 +49,8 @@ class UploadResult:
         pictures = sum(Path(name).suffix.lower() in IMAGE_EXTENSIONS for name in self.written)
         text = f"unpacked {pictures} picture(s) and {len(self.written) - pictures} caption file(s) into {self.folder}"
         if self.skipped:
-            shown = ", ".join(self.skipped[:5]) + (f" and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else "")
+            more = len(self.skipped) - 5
+            shown = ", ".join(self.skipped[:5]) + (f" and {more} more" if more > 0 else "")
             text += f"; skipped {len(self.skipped)} other file(s) ({shown})"
         return text
 
