@@ -172,16 +172,13 @@ def save_choices(studio, folder: str | Path, choices: dict[str, bool]) -> Choice
     """Record keep (True) / drop (False) for the images whose choice differs from the stored report.
 
     The choices are merged into the dataset's saved decisions and into the stored report. Unreadable images
-    cannot be kept, images the last scan did not see are refused, and so is every change to a demo dataset.
+    cannot be kept, images the last scan did not see are refused, and so is every change to a folder this user
+    may not write (a shipped demo dataset, a read-only --data-dir folder).
     """
     with _CHOICES_LOCK:
         review = load_review(studio, folder)
         saved, refused = _sort_choices(review, choices)
-        if saved and review.read_only:
-            refused.update({relpath: "demo datasets are read-only; copy the folder to choose what to keep"
-                            for relpath in saved})
-            saved = {}
-        if saved:
+        if saved:  # the shipped demos and read-only --data-dir folders are refused here
             try:
                 studio.writable(review.folder / ".lora-studio" / "decisions.json", "the keep/drop choices")
             except AccessError as error:

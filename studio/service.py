@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from studio.app.access import Access, AccessError, parse_data_dir
+from studio.app.access import Access, parse_data_dir
 from studio.app.confine import confine_config, confine_file_inside, confine_model_source
 from studio.jobs import TrainingJob
 
@@ -21,9 +21,6 @@ DEMO_ROOT = REPO_ROOT / "assets" / "demo-datasets"
 
 class StudioError(ValueError):
     """A user-facing problem; the message says what to do."""
-
-
-MAX_CONFIG_UPLOAD_BYTES = 1 << 20
 
 
 @dataclass

@@ -206,25 +206,7 @@ def listen(ui: SimpleNamespace, studio) -> None:
 
     ui.yaml.blur(on_yaml, inputs=ui.yaml, outputs=[*fields, ui.synced, ui.message])
 
-    def on_presets(yaml_text, synced, task, rank, epochs, demo, *values):
-        try:
-            new_yaml = studio.apply_presets(current_yaml(studio, yaml_text, synced, values), task=task, rank=rank,
-                                            epochs=epochs, demo=demo)
-        except Exception as error:
-            return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
-        return [new_yaml, new_yaml, *form_values(studio, new_yaml), _preset_descriptions(task, rank, epochs, demo)]
-
-    ui.apply.click(on_presets, inputs=[ui.yaml, ui.synced, ui.task, ui.rank, ui.epochs, ui.demo, *fields],
-                   outputs=[ui.yaml, ui.synced, *fields, ui.preset_notes])
-
-    def on_import(file):
-        try:
-            new_yaml = studio.import_config(file, uploaded=True)
-        except Exception as error:
-            return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
-        return [new_yaml, new_yaml, *form_values(studio, new_yaml), "imported"]
-
-    ui.import_file.upload(on_import, inputs=ui.import_file, outputs=[ui.yaml, ui.synced, *fields, ui.message])
+    _listen_presets_and_import(ui, studio, fields)
 
     state = [ui.yaml, ui.synced, *fields]
 
@@ -250,6 +232,30 @@ def listen(ui: SimpleNamespace, studio) -> None:
     ui.stop.click(lambda: _stop(studio), outputs=ui.message)
     ui.timer.tick(lambda shown: poll(studio, shown), inputs=ui.shown_error,
                   outputs=[ui.progress, ui.loss_plot, ui.samples, ui.logs, ui.message, ui.shown_error])
+
+
+def _listen_presets_and_import(ui: SimpleNamespace, studio, fields: list) -> None:
+    """Apply presets and Import YAML: both replace the YAML box and refill the form from it."""
+
+    def on_presets(yaml_text, synced, task, rank, epochs, demo, *values):
+        try:
+            new_yaml = studio.apply_presets(current_yaml(studio, yaml_text, synced, values), task=task, rank=rank,
+                                            epochs=epochs, demo=demo)
+        except Exception as error:
+            return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
+        return [new_yaml, new_yaml, *form_values(studio, new_yaml), _preset_descriptions(task, rank, epochs, demo)]
+
+    ui.apply.click(on_presets, inputs=[ui.yaml, ui.synced, ui.task, ui.rank, ui.epochs, ui.demo, *fields],
+                   outputs=[ui.yaml, ui.synced, *fields, ui.preset_notes])
+
+    def on_import(file):
+        try:
+            new_yaml = studio.import_config(file, uploaded=True)
+        except Exception as error:
+            return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
+        return [new_yaml, new_yaml, *form_values(studio, new_yaml), "imported"]
+
+    ui.import_file.upload(on_import, inputs=ui.import_file, outputs=[ui.yaml, ui.synced, *fields, ui.message])
 
 
 def _export(studio, yaml_text):
