@@ -77,6 +77,10 @@ class TrainConfig:
     base_model_config: str = _f(
         "", "model", "Optional diffusers folder describing the architecture of a single-file checkpoint.", path=True
     )
+    prediction_type: str = _f(
+        "auto", "model", "What the model predicts: auto reads it from the model (a single file marked v_pred, such "
+        "as NoobAI-XL v-pred, is v-prediction); set v_prediction for a v-pred checkpoint saved without that mark.",
+        choices=("auto", "epsilon", "v_prediction"))
     allow_pickle: bool = _f(
         False, "model", "Allow a .ckpt (pickle) base model. Pickle files can run code: only for files you trust."
     )

@@ -68,13 +68,26 @@ def fit_to_bucket(image: Image.Image, bucket: Bucket) -> Image.Image:
     """
     width, height = image.size
     bucket_w, bucket_h = bucket
-    scale = max(bucket_w / width, bucket_h / height)
-    new_w = max(bucket_w, round(width * scale))
-    new_h = max(bucket_h, round(height * scale))
+    new_w, new_h = _covering_size(image.size, bucket)
     if (new_w, new_h) != (width, height):
-        gap = 3.0 if scale < 1 else None
+        gap = 3.0 if max(bucket_w / width, bucket_h / height) < 1 else None
         image = image.resize((new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=gap)
-    left, top = (new_w - bucket_w) // 2, (new_h - bucket_h) // 2
+    top, left = crop_top_left(image.size, bucket)
     if (new_w, new_h) == (bucket_w, bucket_h):
         return image
     return image.crop((left, top, left + bucket_w, top + bucket_h))
+
+
+def _covering_size(size: tuple[int, int], bucket: Bucket) -> tuple[int, int]:
+    """(width, height) that ``fit_to_bucket`` resizes an image of ``size`` to before cropping."""
+    (width, height), (bucket_w, bucket_h) = size, bucket
+    scale = max(bucket_w / width, bucket_h / height)
+    return max(bucket_w, round(width * scale)), max(bucket_h, round(height * scale))
+
+
+def crop_top_left(size: tuple[int, int], bucket: Bucket, flipped: bool = False) -> tuple[int, int]:
+    """(top, left) of the part of an image of ``size`` (width, height) that ``fit_to_bucket`` keeps, in the
+    resized image's pixels; ``flipped`` gives the corner after mirroring. SDXL is told these numbers."""
+    new_w, new_h = _covering_size(size, bucket)
+    left, top = (new_w - bucket[0]) // 2, (new_h - bucket[1]) // 2
+    return top, (new_w - bucket[0] - left) if flipped else left

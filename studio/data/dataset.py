@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from studio.data.buckets import Bucket, assign_bucket, fit_to_bucket, make_buckets
+from studio.data.buckets import Bucket, assign_bucket, crop_top_left, fit_to_bucket, make_buckets
 from studio.data.images import load_rgb, probe_size
 from studio.data.metadata import CaptionRecord, DatasetError, DatasetProblem, resolve_inside
 
@@ -60,6 +60,12 @@ class TrainingImages(torch.utils.data.Dataset):
         array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
         pixels = torch.from_numpy(array).permute(2, 0, 1).contiguous()
         return {"pixel_values": pixels, "caption": record.prompt, "index": index, "bucket": bucket}
+
+    def geometry(self, index: int, flipped: bool = False) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """(original (height, width), crop (top, left), bucket (height, width)) of image ``index``."""
+        width, height = self.sizes[index]
+        bucket = self.bucket_of_index[index]
+        return (height, width), crop_top_left((width, height), bucket, flipped), (bucket[1], bucket[0])
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose flips :meth:`__getitem__` applies."""

@@ -25,7 +25,7 @@ from . import kohya
 DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
-DIFFUSERS_PREFIXES = ("unet.", "text_encoder.")
+DIFFUSERS_PREFIXES = ("unet.", "text_encoder.", "text_encoder_2.")
 # Leaf names shown to users, dotted; a kohya name matches the same name with "." -> "_".
 KNOWN_TARGETS = (
     "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
@@ -48,10 +48,25 @@ def _adapter_config(rank: int, alpha: float, targets, use_dora: bool) -> dict:
     return json.loads(json.dumps(config, default=lambda value: sorted(value) if isinstance(value, set) else str(value)))
 
 
+def text_states_by_encoder(text) -> dict[str, dict[str, torch.Tensor]]:
+    """``{"text_encoder": state[, "text_encoder_2": state]}`` from that mapping or from one encoder's state dict."""
+    if not text:
+        return {}
+    if set(text) <= {"text_encoder", "text_encoder_2"}:
+        return {name: state for name, state in text.items() if state}
+    return {"text_encoder": text}
+
+
+def _family_for(family, texts: dict):
+    from studio.models.families import SD1, SDXL
+
+    return family or (SDXL if "text_encoder_2" in texts else SD1)
+
+
 def save_diffusers_lora(
     out_dir: str | os.PathLike,
     unet_state: dict[str, torch.Tensor],
-    text_encoder_state: dict[str, torch.Tensor] | None = None,
+    text_encoder_state=None,
     *,
     rank: int,
     alpha: float,
@@ -59,40 +74,37 @@ def save_diffusers_lora(
     unet_targets,
     te_targets=None,
     metadata: dict[str, str] | None = None,
+    family=None,
 ) -> Path:
-    """Write ``out_dir/pytorch_lora_weights.safetensors``; ``pipe.load_lora_weights(out_dir)`` reads it back.
+    """Write ``out_dir/pytorch_lora_weights.safetensors``; the family's ``pipe.load_lora_weights(out_dir)`` reads
+    it back.
 
-    ``unet_targets`` / ``te_targets`` are the ``target_modules`` the adapters were created with; ``metadata``
-    (strings, e.g. from ``build_kohya_metadata``) is stored next to diffusers' own adapter metadata.
+    ``text_encoder_state``: one text encoder's PEFT state, or ``{"text_encoder": …, "text_encoder_2": …}`` for
+    two-encoder families (SDXL). ``unet_targets`` / ``te_targets`` are the ``target_modules`` the adapters were
+    created with; ``metadata`` (strings, e.g. from ``build_kohya_metadata``) is stored next to diffusers' own
+    adapter metadata. ``family`` (``studio.models.families``) defaults to SDXL when a second encoder is given.
     """
-    from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from safetensors.torch import load_file, save
 
-    if text_encoder_state and not te_targets:
+    texts = text_states_by_encoder(text_encoder_state)
+    if texts and not te_targets:
         raise ValueError("a text-encoder LoRA needs te_targets: pass the target_modules its adapter was created with.")
-    for state in (unet_state, text_encoder_state or {}):
+    for state in (unet_state, *texts.values()):
         _check_rank(state, rank)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    unet_layers = te_layers = unet_config = te_config = None
+    layers: dict = {}
     if unet_state:
         # PEFT names as they are: diffusers' old-style conversion maps only linear layers, and a file that mixes
         # both styles (conv LoRA = LoCon) is read back with its attention LoRA silently dropped.
-        unet_layers = _detached(unet_state)
-        unet_config = _adapter_config(rank, alpha, unet_targets, use_dora)
-    if text_encoder_state:
-        te_layers = convert_state_dict_to_diffusers(_te_magnitudes(_detached(text_encoder_state)))
-        te_config = _adapter_config(rank, alpha, te_targets, use_dora)
+        layers["unet_lora_layers"] = _detached(unet_state)
+        layers["unet_lora_adapter_metadata"] = _adapter_config(rank, alpha, unet_targets, use_dora)
+    for name, state in texts.items():
+        layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(_te_magnitudes(_detached(state)))
+        layers[f"{name}_lora_adapter_metadata"] = _adapter_config(rank, alpha, te_targets, use_dora)
     with tempfile.TemporaryDirectory(dir=out, prefix=".saving-") as scratch:
-        StableDiffusionPipeline.save_lora_weights(
-            scratch,
-            unet_lora_layers=unet_layers,
-            text_encoder_lora_layers=te_layers,
-            unet_lora_adapter_metadata=unet_config,
-            text_encoder_lora_adapter_metadata=te_config,
-            safe_serialization=True,
-        )
+        _family_for(family, texts).pipeline_class().save_lora_weights(scratch, safe_serialization=True, **layers)
         written = Path(scratch) / DIFFUSERS_WEIGHT_NAME
         tensors = load_file(str(written))
         file_metadata = _read_metadata(written)
@@ -103,23 +115,30 @@ def save_diffusers_lora(
 def save_kohya_lora(
     path: str | os.PathLike,
     unet_state: dict[str, torch.Tensor] | None,
-    text_encoder_state: dict[str, torch.Tensor] | None,
+    text_encoder_state,
     rank: int,
     alpha: float,
     metadata: dict[str, str] | None = None,
+    family=None,
+    unet_config: dict | None = None,
 ) -> Path:
     """Write a kohya/WebUI LoRA file (A1111, ComfyUI, Forge) with ``ss_*`` metadata and ``sshs_*`` hashes.
 
-    DoRA adapters are refused with a ``ValueError``: ComfyUI applies ``dora_scale`` with a different norm than
-    PEFT, so such a file would not reproduce the trained model.
+    ``text_encoder_state`` as for ``save_diffusers_lora``. SDXL files name UNet modules by their original
+    ("LDM") block names, which needs the UNet's ``unet_config``. DoRA adapters are refused with a
+    ``ValueError``: ComfyUI applies ``dora_scale`` with a different norm than PEFT, so such a file would not
+    reproduce the trained model.
     """
     from safetensors.torch import save
 
     target = Path(path)
     if target.suffix != ".safetensors":
         raise ValueError(f"{target} must end in .safetensors: pass a file name like my_lora.safetensors.")
-    tensors = kohya.to_kohya_state(unet_state, text_encoder_state, rank, alpha)
-    file_metadata = {**kohya.BASE_METADATA, "ss_network_dim": str(rank), "ss_network_alpha": str(alpha)}
+    texts = text_states_by_encoder(text_encoder_state)
+    family = _family_for(family, texts)
+    namer = kohya.KohyaNamer(family, unet_config)
+    tensors = kohya.to_kohya_state(unet_state, texts, rank, alpha, namer)
+    file_metadata = {**kohya.base_metadata(family), "ss_network_dim": str(rank), "ss_network_alpha": str(alpha)}
     file_metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
     model_hash, legacy_hash = kohya.addnet_hashes(tensors, file_metadata)
     file_metadata["sshs_model_hash"], file_metadata["sshs_legacy_hash"] = model_hash, legacy_hash
@@ -216,6 +235,7 @@ class LoraInfo:
     use_dora: bool
     output_name: str
     metadata: dict[str, str] = field(default_factory=dict)
+    family: str = "sd1"  # the model family the LoRA was trained on: "sd1" or "sdxl"
 
 
 def _target_label(module: str) -> str:
@@ -253,7 +273,7 @@ def read_lora_info(path: str | os.PathLike) -> LoraInfo:
     modules = _modules(state, fmt)
     ranks = {int(v.shape[0]) for v in modules.values()}
     rank = max(ranks) if ranks else None
-    text_prefixes = KOHYA_PREFIXES[1:] if fmt == "kohya" else ("text_encoder.",)
+    text_prefixes = KOHYA_PREFIXES[1:] if fmt == "kohya" else ("text_encoder.", "text_encoder_2.")
     text_modules = [m for m in modules if m.startswith(text_prefixes)]
     source = _lora_path(path)
     shown = {k: v for k, v in metadata.items() if k.startswith(("ss_", "sshs_", "modelspec."))}
@@ -269,5 +289,17 @@ def read_lora_info(path: str | os.PathLike) -> LoraInfo:
         has_text_encoder=bool(text_modules),
         use_dora=any("dora_scale" in k or "lora_magnitude_vector" in k for k in state),
         output_name=metadata.get("ss_output_name") or default_name,
+        family=_family_name(state, metadata),
         metadata=shown,
     )
+
+
+def _family_name(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """"sdxl" when the metadata says so or a second text encoder / SDXL-only block is present, else "sd1"."""
+    said = metadata.get("ss_base_model_version", "") + " " + metadata.get("modelspec.architecture", "")
+    if "sdxl" in said or "stable-diffusion-xl" in said:
+        return "sdxl"
+    # kohya's SD 1.x files name UNet modules by diffusers paths, its SDXL files by the original block names.
+    marks = ("lora_te2_", "text_encoder_2.", "lora_unet_label_emb", "lora_unet_input_blocks_", "lora_unet_middle_block_",
+             "lora_unet_output_blocks_")
+    return "sdxl" if any(k.startswith(marks) for k in state) else "sd1"

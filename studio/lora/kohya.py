@@ -37,11 +37,54 @@ _PEFT_SUFFIXES = {
 }
 
 
+def base_metadata(family=None) -> dict[str, str]:
+    """The fixed metadata of a kohya file for ``family`` (SD 1.x when None)."""
+    if family is None:
+        return dict(BASE_METADATA)
+    naming = family.lora_naming
+    meta = {key: value for key, value in BASE_METADATA.items() if key != "ss_v2"}
+    meta.update({"ss_base_model_version": naming.base_model_version, "modelspec.architecture": naming.architecture})
+    meta.update(naming.extra_metadata)
+    return meta
+
+
+class KohyaNamer:
+    """WebUI module names of one family: ``lora_unet_`` + the UNet module (SD 1.x: diffusers path; SDXL: the
+    original block name, as kohya's SDXL scripts write it) and a per-encoder text prefix (``lora_te_`` for
+    SD 1.x; ``lora_te1_`` / ``lora_te2_`` for SDXL's two encoders)."""
+
+    def __init__(self, family=None, unet_config: dict | None = None):
+        from studio.models.families import SD1
+
+        self.family = family or SD1
+        self.text_prefixes = self.family.lora_naming.text_prefixes
+        self.ldm_table = None
+        if self.family.name == "sdxl":
+            if unet_config is None:
+                raise ValueError("SDXL kohya names need the UNet's config: pass unet_config=unet.config.")
+            from studio.models.ldm_keys import unet_prefix_table
+
+            self.ldm_table = sorted(unet_prefix_table(dict(unet_config)), key=lambda row: -len(row[0]))
+
+    def unet(self, module_path: str) -> str:
+        if self.ldm_table is None:
+            return UNET_PREFIX + module_path.replace(".", "_")
+        dotted = module_path + "."
+        for diffusers_prefix, ldm_prefix, renames in self.ldm_table:
+            if dotted.startswith(diffusers_prefix):
+                rest = dotted[len(diffusers_prefix):].rstrip(".")
+                rest = renames.get(rest, rest)
+                return UNET_PREFIX + (ldm_prefix + rest).rstrip(".").replace(".", "_")
+        raise ValueError(f"{module_path} has no original (LDM) name: this layer cannot be saved in the WebUI format.")
+
+    def text(self, encoder: str, module_path: str) -> str:
+        return self.text_prefixes[encoder] + TEXT_MODEL_PART + module_path.removeprefix("text_model.").replace(".", "_")
+
+
 def kohya_name(module_path: str, text_encoder: bool) -> str:
-    """WebUI module name for a diffusers / transformers module path."""
-    if text_encoder:
-        return TEXT_ENCODER_PREFIX + TEXT_MODEL_PART + module_path.removeprefix("text_model.").replace(".", "_")
-    return UNET_PREFIX + module_path.replace(".", "_")
+    """SD 1.x WebUI module name for a diffusers / transformers module path."""
+    namer = KohyaNamer()
+    return namer.text("text_encoder", module_path) if text_encoder else namer.unet(module_path)
 
 
 def _adaptable_modules(model: nn.Module):
@@ -53,11 +96,20 @@ def _adaptable_modules(model: nn.Module):
             yield name
 
 
-def kohya_module_map(unet: nn.Module, text_encoder: nn.Module | None = None) -> dict[str, str]:
-    """Map each WebUI module name to its module path in ``unet`` (``lora_unet_*``) or ``text_encoder`` (``lora_te_*``)."""
-    mapping = {kohya_name(path, False): path for path in _adaptable_modules(unet)}
-    if text_encoder is not None:
-        mapping.update({kohya_name(path, True): path for path in _adaptable_modules(text_encoder)})
+def kohya_module_map(unet: nn.Module, text_encoder=None, family=None) -> dict[str, tuple[str, str]]:
+    """Map each WebUI module name to (component, module path): component "unet", "text_encoder" or
+    "text_encoder_2". ``text_encoder``: one encoder module, or ``{component: module}``."""
+    namer = KohyaNamer(family, getattr(unet, "config", None) if family is not None and family.name == "sdxl" else None)
+    mapping = {}
+    for path in _adaptable_modules(unet):
+        try:
+            mapping[namer.unet(path)] = ("unet", path)
+        except ValueError:
+            continue
+    encoders = text_encoder if isinstance(text_encoder, dict) else {"text_encoder": text_encoder}
+    for component, module in encoders.items():
+        if module is not None and component in namer.text_prefixes:
+            mapping.update({namer.text(component, path): (component, path) for path in _adaptable_modules(module)})
     return mapping
 
 
@@ -65,7 +117,7 @@ def split_peft_state(state: Mapping[str, torch.Tensor]) -> dict[str, dict[str, t
     """Group a ``get_peft_model_state_dict`` output by module: ``{path: {"down", "up"[, "magnitude"]}}``."""
     modules: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state.items():
-        key = key.removeprefix("unet.").removeprefix("text_encoder.")
+        key = key.removeprefix("unet.").removeprefix("text_encoder_2.").removeprefix("text_encoder.")
         for suffix, part in _PEFT_SUFFIXES.items():
             if key.endswith(suffix):
                 modules.setdefault(key[: -len(suffix)], {})[part] = tensor
@@ -78,10 +130,17 @@ def split_peft_state(state: Mapping[str, torch.Tensor]) -> dict[str, dict[str, t
     return modules
 
 
-def to_kohya_state(unet_state, text_encoder_state, rank: int, alpha: float) -> dict[str, torch.Tensor]:
-    """PEFT state dicts -> ``{name}.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` tensors."""
+def to_kohya_state(unet_state, text_states, rank: int, alpha: float, namer: KohyaNamer | None = None
+                   ) -> dict[str, torch.Tensor]:
+    """PEFT state dicts -> ``{name}.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` tensors.
+
+    ``text_states``: ``{"text_encoder": state[, "text_encoder_2": state]}`` (or one SD 1.x encoder's state)."""
+    namer = namer or KohyaNamer()
+    if text_states and not set(text_states) <= {"text_encoder", "text_encoder_2"}:
+        text_states = {"text_encoder": text_states}
+    parts_to_save = [(unet_state or {}, None)] + [(state, name) for name, state in (text_states or {}).items()]
     tensors: dict[str, torch.Tensor] = {}
-    for state, is_text in ((unet_state or {}, False), (text_encoder_state or {}, True)):
+    for state, encoder in parts_to_save:
         for path, parts in split_peft_state(state).items():
             if "magnitude" in parts:
                 raise ValueError(
@@ -91,7 +150,7 @@ def to_kohya_state(unet_state, text_encoder_state, rank: int, alpha: float) -> d
             down, up = parts["down"].detach().cpu().contiguous(), parts["up"].detach().cpu().contiguous()
             if down.shape[0] != rank:
                 raise ValueError(f"{path} has rank {down.shape[0]}, not {rank}: pass the rank the adapter was trained with.")
-            name = kohya_name(path, is_text)
+            name = namer.unet(path) if encoder is None else namer.text(encoder, path)
             tensors[f"{name}.lora_down.weight"] = down
             tensors[f"{name}.lora_up.weight"] = up
             tensors[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=down.dtype)
@@ -154,7 +213,7 @@ _SPECIAL = {
 }
 
 
-def build_kohya_metadata(values: Mapping[str, object]) -> dict[str, str]:
+def build_kohya_metadata(values: Mapping[str, object], family=None) -> dict[str, str]:
     """kohya-style ``ss_*`` and Stability ``modelspec.*`` metadata (all strings) from plain training values.
 
     Keys: output_name, session_id, started_at / finished_at (unix seconds, datetime or ISO text), seed,
@@ -169,7 +228,7 @@ def build_kohya_metadata(values: Mapping[str, object]) -> dict[str, str]:
     if unknown:
         allowed = ", ".join(sorted(set(_DIRECT) | _SPECIAL))
         raise ValueError(f"unknown training value(s) {', '.join(unknown)}: pass only {allowed}.")
-    meta = dict(BASE_METADATA)
+    meta = base_metadata(family)
     meta.update({target: str(values[key]) for key, target in _DIRECT.items() if key in values})
     meta.update(_special_metadata(values))
     return meta

@@ -1,4 +1,7 @@
-"""Load an SD 1.x base model from wherever the user points: embedded toy world, folder, single file or hub id.
+"""Load a base model from wherever the user points: embedded toy world, folder, single file or hub id.
+
+The model family (SD 1.x, SDXL) is read from the folder's ``model_index.json`` or the checkpoint's key layout;
+the family supplies the pipeline class and the shipped configs, so this module names none.
 
 Every failure a user can cause (missing path, wrong kind of file, no network) becomes a ``ModelLoadError`` whose
 message is one sentence saying what is wrong and what to pass instead.
@@ -9,15 +12,14 @@ import json
 import re
 import tempfile
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 import studio
 
 from . import single_file
+from .families import Components, Family, family_named, family_of_index, family_of_pipeline
 
 SINGLE_FILE_SUFFIXES = {".safetensors"}
 PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin"}
@@ -34,67 +36,51 @@ class ModelLoadError(ValueError):
     """The base model could not be loaded; the message says what to pass instead."""
 
 
-@dataclass
-class Components:
-    """The parts of an SD 1.x model that training needs.
-
-    ``noise_scheduler`` is a ``DDPMScheduler`` built from the model's own scheduler config, so prediction_type,
-    rescale_betas_zero_snr and timestep_spacing are the model's. ``kind`` is one of "embedded", "folder",
-    "single_file", "hub"; ``source`` is the resolved path or hub id.
-    """
-
-    tokenizer: Any
-    text_encoder: Any
-    vae: Any
-    unet: Any
-    noise_scheduler: Any
-    source: str
-    kind: str
-
-
 def default_model_path() -> Path:
     """Where the embedded toy-world model lives (a diffusers folder)."""
     return Path(studio.__file__).parent.parent / "assets" / "toy-world"
 
 
 def load_components(
-    base_model: str = "", base_model_config: str = "", dtype: torch.dtype = torch.float32, allow_pickle: bool = False
+    base_model: str = "", base_model_config: str = "", dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
+    prediction_type: str = "auto",
 ) -> Components:
-    """Load tokenizer, text encoder, VAE, UNet and a DDPM noise scheduler for training (see ``load_pipeline``)."""
-    from diffusers import DDPMScheduler
-
-    pipe, source, kind = _load(base_model, base_model_config, dtype, allow_pickle)
-    return Components(
-        tokenizer=pipe.tokenizer,
-        text_encoder=pipe.text_encoder,
-        vae=pipe.vae,
-        unet=pipe.unet,
-        noise_scheduler=DDPMScheduler.from_config(pipe.scheduler.config),
-        source=source,
-        kind=kind,
-    )
+    """Load tokenizers, text encoders, VAE, UNet and a DDPM noise scheduler for training (see ``load_pipeline``)."""
+    pipe, source, kind = _load(base_model, base_model_config, dtype, allow_pickle, prediction_type)
+    return family_of_pipeline(pipe).components(pipe, source, kind)
 
 
 def load_pipeline(
-    base_model: str = "", base_model_config: str = "", dtype: torch.dtype = torch.float32, allow_pickle: bool = False
+    base_model: str = "", base_model_config: str = "", dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
+    prediction_type: str = "auto",
 ):
-    """A ``StableDiffusionPipeline`` (safety checker off) for ``base_model``.
+    """The family's text-to-image pipeline (SD 1.x: safety checker off) for ``base_model``.
 
-    ``base_model``: "" for the embedded toy world, a diffusers folder, an SD 1.x ``.safetensors`` checkpoint, a
-    ``.ckpt`` (only with ``allow_pickle=True``), or a hub id ``org/name``. ``base_model_config``: a diffusers
-    folder whose configs describe a single-file checkpoint; by default the configs embedded in the file are
-    used, else the shipped SD 1.5 ones.
+    ``base_model``: "" for the embedded toy world, a diffusers folder, an SD 1.x or SDXL ``.safetensors``
+    checkpoint, a ``.ckpt`` (only with ``allow_pickle=True``), or a hub id ``org/name``. ``base_model_config``: a
+    diffusers folder whose configs describe a single-file checkpoint; by default the configs embedded in the file
+    are used, else the family's shipped ones. ``prediction_type`` "epsilon"/"v_prediction" overrides what the
+    model says ("auto"; a single file marked ``v_pred`` is v-prediction).
     """
-    return _load(base_model, base_model_config, dtype, allow_pickle)[0]
+    return _load(base_model, base_model_config, dtype, allow_pickle, prediction_type)[0]
 
 
-def _load(base_model: str, base_model_config: str, dtype: torch.dtype, allow_pickle: bool):
+def _load(base_model: str, base_model_config: str, dtype: torch.dtype, allow_pickle: bool, prediction_type: str):
     kind, source = _resolve(str(base_model or "").strip())
     if kind in ("embedded", "folder"):
-        return _load_folder(Path(source), dtype), source, kind
-    if kind == "hub":
-        return _load_hub(source, dtype), source, kind
-    return _load_single_file(Path(source), base_model_config, dtype, allow_pickle), source, kind
+        pipe = _load_folder(Path(source), dtype)
+    elif kind == "hub":
+        pipe = _load_hub(source, dtype)
+    else:
+        pipe = _load_single_file(Path(source), base_model_config, dtype, allow_pickle)
+    _set_prediction_type(pipe, prediction_type)
+    return pipe, source, kind
+
+
+def _set_prediction_type(pipe, prediction_type: str) -> None:
+    """Apply a prediction type the user set (a v-prediction model saved with an epsilon scheduler config)."""
+    if prediction_type in ("epsilon", "v_prediction") and pipe.scheduler.config.prediction_type != prediction_type:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
 
 
 def _resolve(base_model: str) -> tuple[str, str]:
@@ -115,17 +101,17 @@ def _resolve(base_model: str) -> tuple[str, str]:
         suffix = path.suffix.lower()
         if suffix not in SINGLE_FILE_SUFFIXES | PICKLE_SUFFIXES:
             raise ModelLoadError(
-                f"{path} is not a model file: pass an SD 1.x .safetensors checkpoint or a diffusers folder."
+                f"{path} is not a model file: pass an SD 1.x or SDXL .safetensors checkpoint or a diffusers folder."
             )
         return "single_file", str(path)
     if _HUB_ID.match(base_model) and path.suffix.lower() not in SINGLE_FILE_SUFFIXES | PICKLE_SUFFIXES:
         return "hub", base_model
     raise ModelLoadError(
-        f"{base_model} does not exist: pass a diffusers folder, an SD 1.x .safetensors file or a hub id like org/name."
+        f"{base_model} does not exist: pass a diffusers folder, an SD 1.x or SDXL .safetensors file or a hub id like org/name."
     )
 
 
-def _check_model_index(folder: Path) -> None:
+def _check_model_index(folder: Path) -> Family:
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         raise ModelLoadError(
@@ -136,25 +122,24 @@ def _check_model_index(folder: Path) -> None:
         index = json.loads(index_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ModelLoadError(f"{index_path} cannot be read ({error}): pass an intact diffusers folder.") from error
-    _check_index_kind(index, str(folder))
+    return _check_index_kind(index, str(folder))
 
 
-def _check_index_kind(index: dict, name: str) -> None:
-    if "text_encoder_2" in index or "XL" in str(index.get("_class_name", "")):
-        raise ModelLoadError(f"{name} is an SDXL model, which is not supported yet: pass an SD 1.x model.")
-    missing = [c for c in ("unet", "vae", "text_encoder", "tokenizer") if c not in index]
+def _check_index_kind(index: dict, name: str) -> Family:
+    """The family of a ``model_index.json``, or a ``ModelLoadError`` when a text-to-image part is missing."""
+    family = family_of_index(index)
+    needed = ("unet", "vae", *family.text_encoder_names, *(t.replace("text_encoder", "tokenizer")
+                                                          for t in family.text_encoder_names))
+    missing = [c for c in needed if not index.get(c) or index.get(c) == [None, None]]
     if missing:
         kind = index.get("_class_name", "non-SD")
-        raise ModelLoadError(f"{name} is a {kind} folder without {', '.join(missing)}: pass an SD 1.x model.")
+        raise ModelLoadError(f"{name} is a {kind} folder without {', '.join(missing)}: pass an SD 1.x or SDXL model.")
+    return family
 
 
-def _pipeline_class():
-    from diffusers import StableDiffusionPipeline
-
-    return StableDiffusionPipeline
-
-
-_NO_SAFETY = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+def _no_safety(family: Family) -> dict:
+    return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False} \
+        if family.name == "sd1" else {}
 
 
 def _quiet_dtype(dtype: torch.dtype) -> dict:
@@ -175,12 +160,15 @@ def _check_no_adapter_weights(folder: Path) -> None:
 
 
 def _load_folder(folder: Path, dtype: torch.dtype):
+    family = _check_model_index(folder)
     _check_no_adapter_weights(folder)
     try:
-        return _pipeline_class().from_pretrained(str(folder), local_files_only=True, **_quiet_dtype(dtype), **_NO_SAFETY)
+        return family.pipeline_class().from_pretrained(
+            str(folder), local_files_only=True, **_quiet_dtype(dtype), **_no_safety(family))
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise ModelLoadError(
-            f"could not load the diffusers folder {folder} ({_first_line(error)}): pass a complete SD 1.x diffusers folder."
+            f"could not load the diffusers folder {folder} ({_first_line(error)}): "
+            f"pass a complete {family.label} diffusers folder."
         ) from error
 
 
@@ -188,15 +176,17 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
     """A hub model: from the local cache when the hub cannot be reached (no minutes of retries), else downloaded."""
     from studio.util.hub import cache_only
 
-    pipeline_class = _pipeline_class()
+    from diffusers import DiffusionPipeline
+
     local = cache_only()
     try:
-        index = pipeline_class.load_config(repo_id, local_files_only=local)
+        index = DiffusionPipeline.load_config(repo_id, local_files_only=local)
     except Exception as error:  # offline / 404 / auth surface as different classes across huggingface_hub versions
         raise ModelLoadError(_hub_message(repo_id, local)) from error
-    _check_index_kind(dict(index), repo_id)
+    family = _check_index_kind(dict(index), repo_id)
     try:
-        return pipeline_class.from_pretrained(repo_id, local_files_only=local, **_quiet_dtype(dtype), **_NO_SAFETY)
+        return family.pipeline_class().from_pretrained(
+            repo_id, local_files_only=local, **_quiet_dtype(dtype), **_no_safety(family))
     except Exception as error:
         raise ModelLoadError(_hub_message(repo_id, local)) from error
 
@@ -209,20 +199,26 @@ def _hub_message(repo_id: str, local: bool = False) -> str:
 def _load_single_file(path: Path, base_model_config: str, dtype: torch.dtype, allow_pickle: bool):
     keys, metadata = _checkpoint_header(path, allow_pickle)
     try:
-        single_file.check_sd1_keys(keys, path.name)
+        family = family_named(single_file.checkpoint_family(keys, path.name))
     except single_file.CheckpointKindError as error:
         raise ModelLoadError(str(error)) from error
     with tempfile.TemporaryDirectory(prefix="studio-config-") as scratch:
-        config_dir, described = _config_folder(path, base_model_config, metadata, Path(scratch))
+        config_dir, described = _config_folder(path, family, base_model_config, metadata, Path(scratch))
         try:
-            return _pipeline_class().from_single_file(
-                str(path), config=str(config_dir), local_files_only=True, **_quiet_dtype(dtype), **_NO_SAFETY
+            pipe = family.pipeline_class().from_single_file(
+                str(path), config=str(config_dir), local_files_only=True, **_quiet_dtype(dtype), **_no_safety(family)
             )
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ModelLoadError(
                 f"{path.name} does not match {described} ({_first_line(error)}): "
                 "pass base_model_config=<a diffusers folder with this checkpoint's configs>."
             ) from error
+    if single_file.is_v_prediction(keys, metadata):
+        zero_snr = single_file.has_zero_terminal_snr(keys, metadata)
+        pipe.scheduler = type(pipe.scheduler).from_config(
+            pipe.scheduler.config, prediction_type="v_prediction",
+            **({"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"} if zero_snr else {}))
+    return pipe
 
 
 def _checkpoint_header(path: Path, allow_pickle: bool) -> tuple[list[str], dict[str, str]]:
@@ -243,12 +239,13 @@ def _checkpoint_header(path: Path, allow_pickle: bool) -> tuple[list[str], dict[
         return single_file.read_header(path)
     except Exception as error:  # safetensors raises its own error type for a corrupt header
         raise ModelLoadError(
-            f"{path.name} is not a readable .safetensors file ({_first_line(error)}): pass an intact SD 1.x checkpoint."
+            f"{path.name} is not a readable .safetensors file ({_first_line(error)}): pass an intact SD 1.x or SDXL checkpoint."
         ) from error
 
 
-def _config_folder(path: Path, base_model_config: str, metadata: dict[str, str], scratch: Path) -> tuple[Path, str]:
-    """(folder, description) of the configs for a single file: the user's, else the file's own, else SD 1.5's."""
+def _config_folder(path: Path, family: Family, base_model_config: str, metadata: dict[str, str],
+                   scratch: Path) -> tuple[Path, str]:
+    """(folder, description) of the configs for a single file: the user's, else the file's own, else the family's."""
     if base_model_config:
         folder = Path(base_model_config).expanduser()
         if not folder.is_dir():
@@ -267,9 +264,9 @@ def _config_folder(path: Path, base_model_config: str, metadata: dict[str, str],
                 f"the configs embedded in {path.name} are damaged ({_first_line(error)}): "
                 "pass base_model_config=<a diffusers folder>."
             ) from error
-    if path.suffix.lower() == ".safetensors":
+    if family.name == "sd1" and path.suffix.lower() == ".safetensors":
         _check_sd15_shapes(path)
-    return single_file.SD15_CONFIG_DIR, "the SD 1.5 configs"
+    return family.config_dir, f"the {family.label} configs"
 
 
 def _check_sd15_shapes(path: Path) -> None:

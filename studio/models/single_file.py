@@ -169,3 +169,19 @@ def check_sd1_keys(keys: list[str], name: str) -> None:
             f"{name} is not a complete SD 1.x checkpoint (no {', '.join(missing)} weights found): "
             "pass a full SD 1.x .safetensors checkpoint or a diffusers folder."
         )
+
+
+def checkpoint_family(keys: list[str], name: str) -> str:
+    """"sdxl" or "sd1" for a complete base checkpoint, else ``CheckpointKindError`` (interim: SDXL by its embedders)."""
+    if any(k.startswith("conditioner.embedders.") for k in keys):
+        return "sdxl"
+    check_sd1_keys(keys, name)
+    return "sd1"
+
+
+def is_v_prediction(keys: list[str], metadata: dict[str, str]) -> bool:
+    return "v_pred" in keys
+
+
+def has_zero_terminal_snr(keys: list[str], metadata: dict[str, str]) -> bool:
+    return "ztsnr" in keys

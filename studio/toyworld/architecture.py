@@ -25,15 +25,15 @@ def vae_config() -> dict:
     )
 
 
-def text_encoder_config(vocab_size: int, bos: int, eos: int, pad: int) -> dict:
+def text_encoder_config(vocab_size: int, bos: int, eos: int, pad: int, width: int = 64, layers: int = 2) -> dict:
     return dict(
         vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         max_position_embeddings=77,
-        projection_dim=64,
+        projection_dim=width,
         bos_token_id=bos,
         eos_token_id=eos,
         pad_token_id=pad,
@@ -69,3 +69,29 @@ def scheduler_config() -> dict:
         set_alpha_to_one=False,
         steps_offset=1,
     )
+
+
+# -- the SDXL toy: the same world in SDXL's architecture ------------------------------------------------------
+# Two CLIP text encoders whose penultimate hidden states are concatenated (32 + 32 = the UNet's cross-attention
+# width 64), the second with a projection whose pooled output joins SDXL's six micro-conditioning numbers
+# (original size, crop corner, target size) in the UNet's "text_time" added embedding. The VAE is the SD 1.x
+# toy's (the same AutoencoderKL class SDXL uses). Three layers per encoder: SDXL reads the penultimate layer.
+SDXL_TEXT_WIDTH = 32
+SDXL_TIME_EMBED_DIM = 8
+
+
+def sdxl_text_encoder_config(vocab_size: int, bos: int, eos: int, pad: int) -> dict:
+    return text_encoder_config(vocab_size, bos, eos, pad, width=SDXL_TEXT_WIDTH, layers=3)
+
+
+def sdxl_unet_config() -> dict:
+    config = unet_config()
+    config.update(
+        cross_attention_dim=2 * SDXL_TEXT_WIDTH,
+        use_linear_projection=True,
+        transformer_layers_per_block=(1, 1, 1),
+        addition_embed_type="text_time",
+        addition_time_embed_dim=SDXL_TIME_EMBED_DIM,
+        projection_class_embeddings_input_dim=6 * SDXL_TIME_EMBED_DIM + SDXL_TEXT_WIDTH,
+    )
+    return config

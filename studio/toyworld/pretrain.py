@@ -99,16 +99,19 @@ class Ema:
             live.copy_(shadow)
 
 
-def train_denoiser(unet, text_encoder, scheduler, pool, args, log) -> None:
-    """v-prediction training of UNet + text encoder on cached latents."""
+def train_denoiser(modules, predict, scheduler, pool, args, log) -> None:
+    """v-prediction training of ``modules`` (UNet and text encoders) on cached latents.
+
+    ``predict(noisy, timesteps, tokens)`` runs the text encoders and the UNet as the model's family does.
+    """
     means, stds, ids, empty_ids = pool
-    params = list(unet.parameters()) + list(text_encoder.parameters())
+    params = [p for module in modules for p in module.parameters()]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    ema = Ema([unet, text_encoder], args.ema)
+    ema = Ema(modules, args.ema)
     generator = torch.Generator().manual_seed(args.seed)
     alphas = scheduler.alphas_cumprod
-    unet.train()
-    text_encoder.train()
+    for module in modules:
+        module.train()
     started = time.time()
     for step in range(args.steps):
         for group in optimizer.param_groups:
@@ -124,9 +127,7 @@ def train_denoiser(unet, text_encoder, scheduler, pool, args, log) -> None:
         a = alphas[t].sqrt().view(-1, 1, 1, 1)
         s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
         target = a * noise - s * latents
-        hidden = text_encoder(tokens)[0]
-        pred = unet(noisy, t, hidden).sample
-        loss = F.mse_loss(pred, target)
+        loss = F.mse_loss(predict(noisy, t, tokens), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -136,8 +137,8 @@ def train_denoiser(unet, text_encoder, scheduler, pool, args, log) -> None:
             rate = (time.time() - started) / (step + 1)
             log(f"unet step {step}/{args.steps} loss {loss.item():.4f} {rate:.3f} s/step")
     ema.copy_to_live()
-    unet.eval()
-    text_encoder.eval()
+    for module in modules:
+        module.eval()
 
 
 def build_components(tokenizer_dir: Path):
@@ -157,10 +158,9 @@ def build_components(tokenizer_dir: Path):
     )
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def denoiser_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options both toy models' pretraining share (output folder and the denoiser's recipe)."""
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--vae-steps", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=9000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--pool", type=int, default=40000)
@@ -168,14 +168,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def start_run(args):
+    """Seed and thread settings of a pretraining run; returns (scene rng, a timestamped logger)."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)
     started = time.time()
 
     def log(message: str) -> None:
         print(f"[{time.time() - started:7.1f}s] {message}", flush=True)
+
+    return random.Random(args.seed), log, started
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    denoiser_arguments(parser).add_argument("--vae-steps", type=int, default=2000)
+    args = parser.parse_args(argv)
+    rng, log, started = start_run(args)
 
     with tempfile.TemporaryDirectory() as work:
         tokenizer, text_encoder, vae, unet, scheduler = build_components(Path(work))
@@ -187,7 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     log(f"vae held-out recon MSE {recon_mse:.5f}; latent scaling factor {args.scale:.4f}")
     ids = tokenizer([caption(s) for s in scenes], padding="max_length", max_length=77, return_tensors="pt").input_ids
     empty_ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids[0]
-    train_denoiser(unet, text_encoder, scheduler, (means, stds, ids, empty_ids), args, log)
+    def predict(noisy, timesteps, tokens):
+        return unet(noisy, timesteps, text_encoder(tokens)[0]).sample
+
+    train_denoiser([unet, text_encoder], predict, scheduler, (means, stds, ids, empty_ids), args, log)
     save_pipeline(args.out, tokenizer, text_encoder, vae, unet, scheduler)
     stats = {
         "vae_steps": args.vae_steps, "unet_steps": args.steps, "batch": args.batch, "pool": args.pool,

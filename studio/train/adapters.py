@@ -35,22 +35,25 @@ def _check_targets(model: torch.nn.Module, targets: list[str], where: str) -> No
         )
 
 
-def add_lora_adapters(unet, text_encoder, config) -> list[torch.nn.Parameter]:
-    """Freeze the base, add seeded LoRA adapters, and return the trainable parameters (kept in fp32)."""
+def add_lora_adapters(unet, text_encoders: dict, config) -> list[torch.nn.Parameter]:
+    """Freeze the base, add seeded LoRA adapters, and return the trainable parameters (kept in fp32).
+
+    ``text_encoders``: ``{component: module}`` (one for SD 1.x, two for SDXL); with ``train_text_encoder`` every
+    one of them gets a LoRA on ``text_encoder_target_modules``."""
     unet.requires_grad_(False)
-    text_encoder.requires_grad_(False)
+    for encoder in text_encoders.values():
+        encoder.requires_grad_(False)
     alpha = config.effective_alpha()
     _check_targets(unet, config.target_modules, "UNet")
     torch.manual_seed(config.seed)
     unet.add_adapter(lora_config(config.lora_rank, alpha, config.target_modules, config.lora_dropout, config.use_dora))
-    if config.train_text_encoder:
-        _check_targets(text_encoder, config.text_encoder_target_modules, "text encoder")
-        text_encoder.add_adapter(
-            lora_config(config.lora_rank, alpha, config.text_encoder_target_modules, config.lora_dropout, config.use_dora)
-        )
     params = [p for p in unet.parameters() if p.requires_grad]
     if config.train_text_encoder:
-        params += [p for p in text_encoder.parameters() if p.requires_grad]
+        for name, encoder in text_encoders.items():
+            _check_targets(encoder, config.text_encoder_target_modules, name.replace("_", " "))
+            encoder.add_adapter(lora_config(config.lora_rank, alpha, config.text_encoder_target_modules,
+                                            config.lora_dropout, config.use_dora))
+            params += [p for p in encoder.parameters() if p.requires_grad]
     for param in params:
         param.data = param.data.float()
     return params
@@ -92,35 +95,38 @@ def _rank_of(state: dict[str, torch.Tensor]) -> int | None:
 
 
 def split_diffusers_lora(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """Split a diffusers-format LoRA (``unet.…`` / ``text_encoder.…`` keys) into per-model state dicts."""
-    unet, text = {}, {}
+    """Split a diffusers-format LoRA (``unet.…`` / ``text_encoder.…`` / ``text_encoder_2.…`` keys) into the UNet's
+    state and ``{text component: state}``."""
+    unet, texts = {}, {}
     for key, value in state.items():
-        if key.startswith("unet."):
-            unet[key[len("unet.") :]] = value
-        elif key.startswith("text_encoder."):
-            text[key[len("text_encoder.") :]] = value
-    return unet, text
+        component, _, rest = key.partition(".")
+        if component == "unet":
+            unet[rest] = value
+        elif component in ("text_encoder", "text_encoder_2"):
+            texts.setdefault(component, {})[rest] = value
+    return unet, texts
 
 
-def _kohya_to_peft(tensors: dict, unet, text_encoder, source: Path) -> tuple[dict, dict]:
+def _kohya_to_peft(tensors: dict, unet, text_encoders: dict, family, source: Path) -> tuple[dict, dict]:
     from studio.lora import kohya_module_map
 
-    modules = kohya_module_map(unet, text_encoder)
+    modules = kohya_module_map(unet, text_encoders, family)
     suffixes = {"lora_down.weight": "lora_A.weight", "lora_up.weight": "lora_B.weight"}
-    unet_state, text_state = {}, {}
+    unet_state, texts = {}, {}
     for key, value in tensors.items():
         module, _, suffix = key.partition(".")
         if suffix == "alpha":
             continue
         if module not in modules or suffix not in suffixes:
             raise AdapterError(f"init_lora {source}: tensor {key} fits no layer of this model (or is not plain LoRA)")
-        target = unet_state if module.startswith("lora_unet_") else text_state
-        target[f"{modules[module]}.{suffixes[suffix]}"] = value
-    return unet_state, text_state
+        component, path = modules[module]
+        target = unet_state if component == "unet" else texts.setdefault(component, {})
+        target[f"{path}.{suffixes[suffix]}"] = value
+    return unet_state, texts
 
 
-def read_lora_file(path: str | Path, unet, text_encoder) -> tuple[dict, dict, float | None]:
-    """A diffusers or kohya/WebUI LoRA file as peft state dicts: (UNet, text encoder, the file's alpha)."""
+def read_lora_file(path: str | Path, unet, text_encoders: dict, family=None) -> tuple[dict, dict, float | None]:
+    """A diffusers or kohya/WebUI LoRA file as peft state dicts: (UNet, {text component: state}, the file's alpha)."""
     from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft
 
     from studio.lora import LoraFormatError, load_lora_file, read_lora_info
@@ -132,15 +138,13 @@ def read_lora_file(path: str | Path, unet, text_encoder) -> tuple[dict, dict, fl
     except (LoraFormatError, OSError) as error:
         raise AdapterError(f"init_lora {file}: {error}") from error
     if fmt == "kohya":
-        unet_state, text_state = _kohya_to_peft(tensors, unet, text_encoder, file)
-    else:
-        unet_part, text_part = split_diffusers_lora(tensors)
-        unet_state = convert_unet_state_dict_to_peft(unet_part)
-        text_state = convert_state_dict_to_peft(text_part) if text_part else {}
-    return unet_state, text_state, alpha
+        return (*_kohya_to_peft(tensors, unet, text_encoders, family, file), alpha)
+    unet_part, text_parts = split_diffusers_lora(tensors)
+    texts = {name: convert_state_dict_to_peft(part) for name, part in text_parts.items() if part}
+    return convert_unet_state_dict_to_peft(unet_part), texts, alpha
 
 
-def load_initial_lora(unet, text_encoder, path: str | Path, config) -> None:
+def load_initial_lora(unet, text_encoders: dict, path: str | Path, config, family=None) -> None:
     """Start from an existing LoRA file (diffusers or kohya format): incremental training.
 
     When the file's alpha differs from this run's, ``lora_B`` is rescaled so the LoRA's effect is unchanged.
@@ -148,14 +152,15 @@ def load_initial_lora(unet, text_encoder, path: str | Path, config) -> None:
     file = Path(path)
     if not file.is_file():
         raise AdapterError(f"init_lora: {file} does not exist; pass a .safetensors LoRA file")
-    unet_state, text_state, alpha = read_lora_file(file, unet, text_encoder)
+    unet_state, texts, alpha = read_lora_file(file, unet, text_encoders, family)
     if not unet_state:
         raise AdapterError(f"init_lora: {file} holds no UNet LoRA tensors")
     factor = (alpha / config.effective_alpha()) if alpha else 1.0
-    for state in (unet_state, text_state):
+    for state in (unet_state, *texts.values()):
         for key in state:
             if key.endswith("lora_B.weight"):
                 state[key] = state[key] * factor
     load_adapter_state(unet, unet_state, f"init_lora {file}")
-    if config.train_text_encoder and text_state:
-        load_adapter_state(text_encoder, text_state, f"init_lora {file}")
+    if config.train_text_encoder:
+        for name, state in texts.items():
+            load_adapter_state(text_encoders[name], state, f"init_lora {file}")

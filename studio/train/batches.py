@@ -143,6 +143,14 @@ class BatchSource:
         drops = torch.rand(len(indices), generator=generator).tolist()
         return ["" if d < self.config.caption_dropout else self.captions[i] for i, d in zip(indices, drops)]
 
+    def micro_for(self, indices: list[int], epoch: int, part: slice, family) -> torch.Tensor | None:
+        """The family's per-picture numbers (SDXL: original size, crop corner, target size) of ``indices[part]``,
+        or None for families without them."""
+        rows = [family.micro_conditioning(*self.images.geometry(i, self.flipped(epoch, i))) for i in indices[part]]
+        if rows[0] is None:
+            return None
+        return torch.tensor(rows, dtype=torch.float32, device=self.device)
+
     def weights_for(self, indices: list[int]) -> torch.Tensor | None:
         """Each picture's loss weight, or None when every picture counts the same."""
         if self.loss_weights is None:
@@ -151,29 +159,26 @@ class BatchSource:
 
 
 class TextConditioner:
-    """Caption → text-encoder hidden states, cached per caption when the text encoder is frozen."""
+    """Caption -> the UNet's text conditioning (``families.Conditioning``), cached per caption when the text
+    encoders are frozen. The model's family encodes (one encoder for SD 1.x, two for SDXL)."""
 
-    def __init__(self, tokenizer, text_encoder, device, trainable: bool):
-        self.tokenizer = tokenizer
-        self.text_encoder = text_encoder
+    def __init__(self, components, device, trainable: bool):
+        self.components = components
+        self.family = components.family
         self.device = device
         self.trainable = trainable
-        self._cache: dict[str, torch.Tensor] = {}
-
-    def tokens(self, captions: list[str]) -> torch.Tensor:
-        return self.tokenizer(
-            captions, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True, return_tensors="pt"
-        ).input_ids.to(self.device)
+        self._cache: dict = {}
 
     def fill_cache(self, captions: list[str]) -> None:
         unique = list(dict.fromkeys(list(captions) + [""]))
         with torch.no_grad():
             for start in range(0, len(unique), 64):
                 chunk = unique[start : start + 64]
-                hidden = self.text_encoder(self.tokens(chunk))[0].float().cpu()
-                self._cache.update(zip(chunk, hidden))
+                self._cache.update(zip(chunk, self.family.encode(self.components, chunk, self.device).rows()))
 
-    def __call__(self, captions: list[str]) -> torch.Tensor:
+    def __call__(self, captions: list[str]):
+        from studio.models.families import Conditioning
+
         if not self.trainable and all(c in self._cache for c in captions):
-            return torch.stack([self._cache[c] for c in captions]).to(self.device)
-        return self.text_encoder(self.tokens(captions))[0]
+            return Conditioning.stack([self._cache[c] for c in captions], self.device)
+        return self.family.encode(self.components, captions, self.device)

@@ -12,14 +12,16 @@ from .adapters import adapter_state
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def lora_states(setup, dtype: torch.dtype = torch.float32) -> tuple[dict, dict | None]:
-    """(UNet adapter tensors, text-encoder adapter tensors or None), unwrapped from accelerate, in ``dtype``."""
+def lora_states(setup, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
+    """(UNet adapter tensors, {text component: adapter tensors} — empty unless the text encoders are trained),
+    unwrapped from accelerate, in ``dtype``."""
     unwrap = setup.accelerator.unwrap_model
     unet = {k: v.to(dtype) for k, v in adapter_state(unwrap(setup.components.unet)).items()}
-    text = None
+    texts = {}
     if setup.config.train_text_encoder:
-        text = {k: v.to(dtype) for k, v in adapter_state(unwrap(setup.components.text_encoder)).items()}
-    return unet, text
+        for name, encoder in setup.components.text_encoders.items():
+            texts[name] = {k: v.to(dtype) for k, v in adapter_state(unwrap(encoder)).items()}
+    return unet, texts
 
 
 def write_diffusers_lora(folder: Path, setup, dtype: torch.dtype = torch.float32) -> Path:
@@ -30,7 +32,7 @@ def write_diffusers_lora(folder: Path, setup, dtype: torch.dtype = torch.float32
     return save_diffusers_lora(
         folder, unet, text, rank=config.lora_rank, alpha=config.effective_alpha(), use_dora=config.use_dora,
         unet_targets=config.target_modules, te_targets=config.text_encoder_target_modules,
-        metadata={"studio.output_name": config.resolved_output_name()},
+        metadata={"studio.output_name": config.resolved_output_name()}, family=setup.components.family,
     )
 
 
@@ -60,6 +62,8 @@ def kohya_values(setup, run_info: dict, step: int, epoch: int) -> dict:
         "base_model_name": Path(config.base_model).name if config.base_model else "toy-world",
         "noise_offset": config.noise_offset,
         "min_snr_gamma": config.min_snr_gamma,
+        "prediction_type": setup.components.noise_scheduler.config.prediction_type,
+        "zero_terminal_snr": bool(setup.components.noise_scheduler.config.get("rescale_betas_zero_snr", False)),
         "tag_frequency": {Path(config.train_data_dir).name or "data": setup.tag_frequency},
         "dataset_dirs": {Path(config.train_data_dir).name or "data": {"n_repeats": config.repeats, "img_count": setup.num_images}},
     }
@@ -77,9 +81,11 @@ def write_final_files(run_dir: Path, setup, run_info: dict, step: int, epoch: in
              "so a kohya-format file would not reproduce the trained LoRA")
         return Path(diffusers_file), None
     unet, text = lora_states(setup, dtype)
-    metadata = build_kohya_metadata(kohya_values(setup, run_info, step, epoch))
+    family = setup.components.family
+    metadata = build_kohya_metadata(kohya_values(setup, run_info, step, epoch), family)
     webui_file = save_kohya_lora(
         run_dir / f"{config.resolved_output_name()}.safetensors", unet, text,
-        rank=config.lora_rank, alpha=config.effective_alpha(), metadata=metadata,
+        rank=config.lora_rank, alpha=config.effective_alpha(), metadata=metadata, family=family,
+        unet_config=dict(setup.accelerator.unwrap_model(setup.components.unet).config),
     )
     return Path(diffusers_file), Path(webui_file)

@@ -39,9 +39,13 @@ def snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch
     return clipped / snr.clamp(min=1e-8)
 
 
-def diffusion_loss(setup, latents: torch.Tensor, hidden: torch.Tensor, generator: torch.Generator,
-                   batch: int, part: slice, weights: torch.Tensor | None = None) -> torch.Tensor:
+def diffusion_loss(setup, latents: torch.Tensor, conditioning, generator: torch.Generator,
+                   batch: int, part: slice, weights: torch.Tensor | None = None,
+                   micro: torch.Tensor | None = None) -> torch.Tensor:
     """Noise the latents at random timesteps and score the UNet's prediction (epsilon or v).
+
+    ``conditioning`` is the captions' ``families.Conditioning``; ``micro`` the family's per-picture numbers
+    (SDXL's time ids) or None.
 
     ``weights`` (one per picture of ``part``) scale each picture's loss: prior pictures count
     ``prior_loss_weight``.
@@ -63,8 +67,10 @@ def diffusion_loss(setup, latents: torch.Tensor, hidden: torch.Tensor, generator
         target = scheduler.get_velocity(latents, noise, timesteps)
     else:
         target = noise
+    family, hidden = setup.components.family, conditioning.hidden
     with setup.accelerator.autocast():
-        prediction = setup.components.unet(noisy.to(hidden.dtype), timesteps, hidden).sample
+        prediction = setup.components.unet(noisy.to(hidden.dtype), timesteps,
+                                           **family.unet_kwargs(conditioning, micro)).sample
     if not config.min_snr_gamma and weights is None:
         return F.mse_loss(prediction.float(), target.float())
     per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
@@ -89,10 +95,11 @@ def optimizer_step(setup, step: int) -> tuple[float, int]:
         last = number == len(micro_batches) - 1
         with _no_sync_unless(setup, last):
             with setup.accelerator.autocast():
-                hidden = setup.text(captions)
+                conditioning = setup.text(captions)
             weights = setup.batches.weights_for(indices)
-            loss = diffusion_loss(setup, latents, hidden, generator, len(indices), part,
-                                  None if weights is None else weights[part])
+            micro = setup.batches.micro_for(indices, epoch, part, setup.components.family)
+            loss = diffusion_loss(setup, latents, conditioning, generator, len(indices), part,
+                                  None if weights is None else weights[part], micro)
             setup.accelerator.backward(loss / len(micro_batches))
         total += loss.detach() / len(micro_batches)
     if setup.accelerator.num_processes > 1:

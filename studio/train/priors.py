@@ -59,8 +59,7 @@ def cache_folder(config, source: str, prompts: list[str]) -> Path:
 def _pipeline(components, device):
     from .samples import assemble_pipeline
 
-    pipe = assemble_pipeline(components.vae, components.text_encoder, components.tokenizer, components.unet,
-                             components.noise_scheduler.config)
+    pipe = assemble_pipeline(components)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -130,6 +129,11 @@ class JoinedImages:
         if index < self.concept_count:
             return self.parts[0][index]
         return self.parts[1][index - self.concept_count]
+
+    def geometry(self, index: int, flipped: bool = False):
+        if index < self.concept_count:
+            return self.parts[0].geometry(index, flipped)
+        return self.parts[1].geometry(index - self.concept_count, flipped)
 
 
 class PriorMixSampler(BucketBatchSampler):

@@ -111,11 +111,12 @@ def _restore(setup, checkpoint: Path) -> int:
 
     from .adapters import load_adapter_state, split_diffusers_lora
 
-    unet_state, text_state = split_diffusers_lora(load_file(str(checkpoint / ADAPTER_FILE)))
+    unet_state, text_states = split_diffusers_lora(load_file(str(checkpoint / ADAPTER_FILE)))
     unwrap = setup.accelerator.unwrap_model
     load_adapter_state(unwrap(setup.components.unet), unet_state, str(checkpoint))
     if setup.config.train_text_encoder:
-        load_adapter_state(unwrap(setup.components.text_encoder), text_state, str(checkpoint))
+        for name, encoder in setup.components.text_encoders.items():
+            load_adapter_state(unwrap(encoder), text_states.get(name, {}), str(checkpoint))
     return int(load_checkpoint_state(setup, checkpoint)["step"])
 
 
@@ -216,9 +217,10 @@ class _Session:
         if not self.main:
             return
         setup = self.setup
-        unet_state, text_state = lora_states(setup)
+        unet_state, text_states = lora_states(setup)
         adapters = {f"unet.{k}": v for k, v in unet_state.items()}
-        adapters.update({f"text_encoder.{k}": v for k, v in (text_state or {}).items()})
+        for name, state in text_states.items():
+            adapters.update({f"{name}.{k}": v for k, v in state.items()})
         folder = save_checkpoint(self.run_dir, setup, step, epoch, lambda f: write_diffusers_lora(f, setup), adapters)
         prune_checkpoints(self.run_dir, self.config.keep_last_n_checkpoints)
         self.last["checkpoint"] = folder

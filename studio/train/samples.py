@@ -5,6 +5,7 @@ draws, and uses its own generators, so sampling never changes what the run learn
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -37,15 +38,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "prompt"
 
 
-def assemble_pipeline(vae, text_encoder, tokenizer, unet, scheduler_config):
-    """A DDIM ``StableDiffusionPipeline`` around these very modules (nothing copied, safety checker off)."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+def assemble_pipeline(components, unwrap=lambda module: module):
+    """A DDIM pipeline of the model's family around these very modules (nothing copied, safety checker off);
+    ``unwrap`` takes accelerate's wrappers off the trained modules."""
+    from diffusers import DDIMScheduler
 
-    return StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DDIMScheduler.from_config(scheduler_config), safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    parts = dataclasses.replace(components, unet=unwrap(components.unet), **{
+        name: unwrap(encoder) for name, encoder in components.text_encoders.items()})
+    return components.family.assemble_pipeline(parts, DDIMScheduler.from_config(components.noise_scheduler.config))
 
 
 class SampleRenderer:
@@ -55,9 +55,7 @@ class SampleRenderer:
         self.pairs = sample_prompts(list(setup.config.validation_prompts), setup.config.trigger_word)
 
     def _pipeline(self):
-        components, unwrap = self.setup.components, self.setup.accelerator.unwrap_model
-        return assemble_pipeline(components.vae, unwrap(components.text_encoder), components.tokenizer,
-                                 unwrap(components.unet), components.noise_scheduler.config)
+        return assemble_pipeline(self.setup.components, self.setup.accelerator.unwrap_model)
 
     def render(self, step: int) -> list[Path]:
         """Draw every sample prompt at ``step``; returns the PNG paths (``samples/step-N/NN-label-prompt.png``)."""
@@ -65,7 +63,7 @@ class SampleRenderer:
             return []
         pipe = self._pipeline()
         pipe.set_progress_bar_config(disable=True)
-        models = [pipe.unet, pipe.text_encoder]
+        models = [pipe.unet] + [getattr(pipe, name) for name in self.setup.components.text_encoders]
         modes = [m.training for m in models]
         folder = self.run_dir / "samples" / f"step-{step:06d}"
         folder.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,7 @@ class TrainingSetup:
         """The (accelerate-prepared) models whose LoRA is trained."""
         models = [self.components.unet]
         if self.config.train_text_encoder:
-            models.append(self.components.text_encoder)
+            models += list(self.components.text_encoders.values())
         return models
 
     @property
@@ -127,20 +127,25 @@ def _prepare_models(components, config, accelerator):
         weight_dtype = torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16
     components.vae.requires_grad_(False)
     vae_dtype = torch.float32 if weight_dtype == torch.float16 else weight_dtype  # fp16 VAEs overflow to NaN
-    for module, dtype in ((components.vae, vae_dtype), (components.unet, weight_dtype), (components.text_encoder, weight_dtype)):
+    modules = [(components.vae, vae_dtype), (components.unet, weight_dtype)]
+    modules += [(encoder, weight_dtype) for encoder in components.text_encoders.values()]
+    for module, dtype in modules:
         if module.dtype == dtype:  # no cast: diffusers warns about any .to(dtype=...) call
             module.to(device)
         else:
             module.to(device, dtype=dtype)
-    params = add_lora_adapters(components.unet, components.text_encoder, config)
+    encoders = components.text_encoders
+    params = add_lora_adapters(components.unet, encoders, config)
     if config.init_lora:
-        load_initial_lora(components.unet, components.text_encoder, config.init_lora, config)
+        load_initial_lora(components.unet, encoders, config.init_lora, config, components.family)
     if config.gradient_checkpointing:
         components.unet.enable_gradient_checkpointing()
         if config.train_text_encoder:
-            components.text_encoder.gradient_checkpointing_enable()
+            for encoder in encoders.values():
+                encoder.gradient_checkpointing_enable()
     components.unet.train()
-    components.text_encoder.train(config.train_text_encoder)
+    for encoder in encoders.values():
+        encoder.train(config.train_text_encoder)
     components.vae.eval()
     return params, weight_dtype
 
@@ -149,7 +154,7 @@ def _optimizer(components, config):
     unet_params = [p for p in components.unet.parameters() if p.requires_grad]
     groups = [{"params": unet_params, "lr": config.learning_rate}]
     if config.train_text_encoder:
-        te_params = [p for p in components.text_encoder.parameters() if p.requires_grad]
+        te_params = [p for encoder in components.text_encoders.values() for p in encoder.parameters() if p.requires_grad]
         groups.append({"params": te_params, "lr": config.text_encoder_lr or config.learning_rate})
     return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.adam_weight_decay)
 
@@ -163,13 +168,14 @@ def build_setup(config, warn=log.warning, progress=None, note=log.info) -> Train
 
     accelerator = make_accelerator(config.mixed_precision, warn)
     data = load_data(config, accelerator.num_processes)
-    components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle)
+    components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle,
+                                 prediction_type=config.prediction_type)
     data = _with_priors(data, config, components, accelerator, note)
     images, captions, buckets, sampler = data.images, data.captions, data.buckets, data.sampler
     params, weight_dtype = _prepare_models(components, config, accelerator)
     source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, weight_dtype,
                          accelerator.process_index, accelerator.num_processes, data.loss_weights)
-    text = TextConditioner(components.tokenizer, components.text_encoder, accelerator.device, config.train_text_encoder)
+    text = TextConditioner(components, accelerator.device, config.train_text_encoder)
     if config.cache_latents:
         source.fill_latent_cache(progress)
     if not config.train_text_encoder:
@@ -179,7 +185,7 @@ def build_setup(config, warn=log.warning, progress=None, note=log.info) -> Train
         from .validation import Validator
 
         validator = Validator(data.validation_images, data.validation_captions, data.validation_indices,
-                              components.vae, components.noise_scheduler, accelerator.device)
+                              components, accelerator.device)
     steps_per_epoch = source.steps_per_epoch(config.gradient_accumulation_steps)
     total = config.max_steps or config.epochs * steps_per_epoch
     optimizer = _optimizer(components, config)
@@ -189,7 +195,8 @@ def build_setup(config, warn=log.warning, progress=None, note=log.info) -> Train
     prepared = accelerator.prepare(components.unet, optimizer)
     components.unet, optimizer = prepared
     if config.train_text_encoder:
-        components.text_encoder = accelerator.prepare(components.text_encoder)
+        for name, encoder in components.text_encoders.items():
+            setattr(components, name, accelerator.prepare(encoder))
     concept_captions = captions[:len(captions) - data.prior_count]
     return TrainingSetup(
         config, accelerator, components, params, optimizer, lr_scheduler, source, text, total,

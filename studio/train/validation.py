@@ -30,16 +30,20 @@ def split_for_validation(count: int, share: float, seed: int) -> tuple[list[int]
 class Validator:
     """Scores the current LoRA on fixed (latent, caption, timestep, noise) tuples."""
 
-    def __init__(self, images, captions: list[str], indices: list[int], vae, scheduler, device):
-        self.scheduler = scheduler
+    def __init__(self, images, captions: list[str], indices: list[int], components, device):
+        vae, self.family = components.vae, components.family
+        self.scheduler = components.noise_scheduler
+        scheduler = self.scheduler
         self.device = device
-        self.items: list[tuple[torch.Tensor, str]] = []
+        self.items: list[tuple[torch.Tensor, str, torch.Tensor | None]] = []
         scaling = float(vae.config.scaling_factor)
         with torch.no_grad():
             for index in indices:
                 pixels = images[index]["pixel_values"].unsqueeze(0).to(device, dtype=vae.dtype)
                 latent = vae.encode(pixels).latent_dist.mean.float() * scaling
-                self.items.append((latent.cpu(), captions[index]))
+                micro = self.family.micro_conditioning(*images.geometry(index))
+                micro = None if micro is None else torch.tensor([micro], device=device)
+                self.items.append((latent.cpu(), captions[index], micro))
         total = scheduler.config.num_train_timesteps
         self.timesteps = [min(total - 1, int(f * total)) for f in TIMESTEP_FRACTIONS]
 
@@ -51,16 +55,16 @@ class Validator:
         losses = []
         try:
             with torch.no_grad():
-                for latent, caption in self.items:
-                    hidden = text([caption])
+                for latent, caption, micro in self.items:
+                    conditioning = text([caption])
                     for timestep in self.timesteps:
                         noise = torch.randn(latent.shape, generator=generator)
-                        losses.append(self._loss(unet, latent, noise, timestep, hidden))
+                        losses.append(self._loss(unet, latent, noise, timestep, conditioning, micro))
         finally:
             unet.train(was_training)
         return float(sum(losses) / max(1, len(losses)))
 
-    def _loss(self, unet, latent, noise, timestep: int, hidden) -> float:
+    def _loss(self, unet, latent, noise, timestep: int, conditioning, micro) -> float:
         latent, noise = latent.to(self.device), noise.to(self.device)
         t = torch.tensor([timestep], device=self.device)
         noisy = self.scheduler.add_noise(latent, noise, t)
@@ -68,5 +72,6 @@ class Validator:
             target = self.scheduler.get_velocity(latent, noise, t)
         else:
             target = noise
-        prediction = unet(noisy.to(hidden.dtype), t, hidden).sample
+        kwargs = self.family.unet_kwargs(conditioning, micro)
+        prediction = unet(noisy.to(conditioning.hidden.dtype), t, **kwargs).sample
         return F.mse_loss(prediction.float(), target.float()).item()

@@ -118,7 +118,7 @@ def test_every_kohya_key_maps_to_a_real_module(saved, tiny_sd_dir):
     assert len(names) == len(targeted) == 64  # 7 transformer blocks x 2 attentions x 4 + 2 CLIP layers x 4
     for name in names:
         prefix = "lora_unet_" if name.startswith("lora_unet_") else "lora_te_"
-        assert name in mapping and mapping[name] in modules[prefix], name
+        assert name in mapping and mapping[name][1] in modules[prefix], name
         assert {f"{name}.lora_down.weight", f"{name}.lora_up.weight", f"{name}.alpha"} <= set(tensors)
         assert tensors[f"{name}.alpha"].item() == ALPHA
         if prefix == "lora_te_":  # the only SD 1.x text-encoder form ComfyUI maps

@@ -140,7 +140,7 @@ def test_hub_id_offline_is_one_clear_sentence(monkeypatch):
 
 def test_hub_id_without_network_reads_only_the_cache_instead_of_retrying(monkeypatch):
     """huggingface_hub alone retries every file for minutes when the hub does not answer."""
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
     from studio.util import hub
 
@@ -153,7 +153,7 @@ def test_hub_id_without_network_reads_only_the_cache_instead_of_retrying(monkeyp
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(hub, "hub_offline", lambda: False)
     monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(StableDiffusionPipeline, "load_config", load_config)
+    monkeypatch.setattr(DiffusionPipeline, "load_config", load_config)
     with pytest.raises(ModelLoadError, match="not in the local cache"):
         load_components("someone/another-model")
     assert asked == [True]

@@ -73,7 +73,7 @@ def _assert_kohya_keys_map_to_modules(kohya: dict, pipe) -> None:
     for name in names:
         assert name.startswith(("lora_unet_", "lora_te_")), name
         layers = unet_layers if name.startswith("lora_unet_") else text_layers
-        assert modules[name] in layers, name
+        assert modules[name][1] in layers, name
         assert {f"{name}.lora_down.weight", f"{name}.lora_up.weight", f"{name}.alpha"} <= kohya.keys(), name
 
 

@@ -1,0 +1,33 @@
+"""Model families: each module describes one architecture (see ``base.Family``); this registry picks one."""
+from __future__ import annotations
+
+from .base import Components, Conditioning, Family, LoraNaming
+from .sd1 import FAMILY as SD1
+from .sdxl import FAMILY as SDXL
+
+FAMILIES: dict[str, Family] = {family.name: family for family in (SD1, SDXL)}
+
+
+def family_named(name: str) -> Family:
+    """The family called ``name`` ("sd1", "sdxl"); ``KeyError`` names the known ones."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"unknown model family {name!r}: choose one of {', '.join(FAMILIES)}") from None
+
+
+def family_of_index(index: dict) -> Family:
+    """The family a diffusers ``model_index.json`` describes (SDXL before SD 1.x: SD 1.x accepts any other)."""
+    for family in (SDXL, SD1):
+        if family.matches_index(index):
+            return family
+    return SD1
+
+
+def family_of_pipeline(pipe) -> Family:
+    """The family of a loaded pipeline object."""
+    return SDXL if getattr(pipe, "text_encoder_2", None) is not None else SD1
+
+
+__all__ = ["Components", "Conditioning", "Family", "LoraNaming", "FAMILIES", "family_named", "family_of_index",
+           "family_of_pipeline", "SD1", "SDXL"]
