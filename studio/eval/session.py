@@ -24,7 +24,7 @@ def pick_device(device: str = "auto") -> str:
 
 
 def get_pipeline(base_model: str, base_model_config: str = "", device: str = "auto", cache: dict | None = None):
-    """The base ``StableDiffusionPipeline`` on ``device`` (float16 on CUDA), from ``cache`` when it is there."""
+    """The base model's pipeline (its family's) on ``device`` (float16 on CUDA), from ``cache`` when it is there."""
     from studio.models import load_pipeline
 
     device = pick_device(device)
@@ -91,13 +91,14 @@ class Adapters:
     def activate(self, weights: dict[str, tuple[float, float]]) -> None:
         """``{path: (unet weight, text-encoder weight)}``; adapters not named are switched off."""
         names = [self.load(path) for path in weights]
-        parts = self.pipe.get_list_adapters()  # {"unet": [names], "text_encoder": [names]}
+        parts = self.pipe.get_list_adapters()  # {"unet": [names], "text_encoder": [names], ...}
         values = []
         for name, (unet_weight, te_weight) in zip(names, weights.values()):
             if unet_weight == te_weight:
                 values.append(float(unet_weight))
             else:  # only the parts this adapter has: diffusers warns about the others on every call
-                split = {"unet": float(unet_weight), "text_encoder": float(te_weight)}
+                split = {"unet": float(unet_weight), "text_encoder": float(te_weight),
+                         "text_encoder_2": float(te_weight)}
                 values.append({part: w for part, w in split.items() if name in parts.get(part, [])})
         self.pipe.set_adapters(names, values)
 

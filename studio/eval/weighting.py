@@ -14,11 +14,11 @@ import torch
 
 from .spec import EvalError
 
-PARTS = ("unet", "text_encoder")
+PARTS = ("unet", "text_encoder", "text_encoder_2")  # the parts a LoRA may change; SD 1.x has no second encoder
 
 
 def lora_layers(pipe, adapter: str | None = None) -> list:
-    """Every PEFT LoRA layer of the UNet and the text encoder (only those holding ``adapter`` when given)."""
+    """Every PEFT LoRA layer of the UNet and the text encoders (only those holding ``adapter`` when given)."""
     from peft.tuners.lora import LoraLayer
 
     layers = []
