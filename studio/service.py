@@ -141,15 +141,25 @@ class Studio:
         values.update(changes)
         return self.config_yaml(config_from_dict(values))
 
-    def apply_presets(self, yaml_text: str, task=None, rank=None, epochs=None, demo=None) -> str:
+    def apply_presets(self, yaml_text: str, task=None, rank=None, epochs=None, demo=None, model=None) -> str:
         from studio.config import apply_presets
 
         config = apply_presets(self.parse_config(yaml_text), rank=rank or None, epochs=epochs or None,
-                               task=task or None, demo=demo or None)
+                               task=task or None, demo=demo or None, model=model or None)
         if demo:  # demo presets name folders of this repository and write under the workspace
             config = config.resolve_paths(REPO_ROOT)
             config = _with(config, output_dir=str(self.output_dir / Path(config.output_dir).name))
         return self.config_yaml(config)
+
+    def model_family_line(self, yaml_text: str) -> str:
+        """One line saying which family the config's base model is (read from its files, nothing loaded)."""
+        from studio.models import describe_model
+
+        config = self.parse_config(yaml_text)
+        source = confine_model_source(config.base_model, self.access, "the base model")
+        config_folder = config.base_model_config and str(self.access.resolve(config.base_model_config,
+                                                                             what="base_model_config"))
+        return describe_model(source, config_folder or "").line()
 
     def import_config(self, path: str | Path, uploaded: bool = False) -> str:
         """A YAML file's config as YAML text. ``uploaded``: the file came through the page's upload button (gradio

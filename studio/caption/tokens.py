@@ -26,10 +26,15 @@ class TokenizerError(ValueError):
 
 @dataclass(frozen=True)
 class TokenCounter:
-    """Splits text into tokens with character spans; ``tokenizer`` None means a rough word/punctuation count."""
+    """Splits text into tokens with character spans; ``tokenizer`` None means a rough word/punctuation count.
+
+    ``second``: a two-encoder model's (SDXL's) second tokenizer. Each encoder cuts a caption at its own 75th
+    token, so spans come from whichever tokenizer splits the caption into more tokens.
+    """
 
     tokenizer: object | None
     source: str
+    second: object | None = None
 
     @property
     def exact(self) -> bool:
@@ -39,8 +44,11 @@ class TokenCounter:
         """(start, end) character span in ``text`` of every token, without the start/end tokens."""
         if self.tokenizer is None:
             return [match.span() for match in _ROUGH_TOKEN.finditer(text)]
-        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
-        return [tuple(span) for span in encoded["offset_mapping"]]
+        found = []
+        for tokenizer in filter(None, (self.tokenizer, self.second)):
+            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+            found.append([tuple(span) for span in encoded["offset_mapping"]])
+        return max(found, key=len)
 
 
 def rough_counter() -> TokenCounter:
@@ -58,7 +66,8 @@ def counter_for(tokenizer) -> TokenCounter:
 
 
 def load_token_counter(model: str | Path | None = None) -> TokenCounter:
-    """The tokenizer of ``model`` (a diffusers folder, a tokenizer folder, or an SD 1.x single file).
+    """The tokenizer of ``model`` (a diffusers folder, a tokenizer folder, or an SD 1.x / SDXL single file); both
+    tokenizers of an SDXL folder.
 
     Without ``model``: the shipped SD 1.x CLIP tokenizer, then the embedded toy-world model's, then a rough count.
     Raises :class:`TokenizerError` when ``model`` is given but holds no readable CLIP tokenizer.
@@ -66,10 +75,16 @@ def load_token_counter(model: str | Path | None = None) -> TokenCounter:
     if model:
         path = Path(model).expanduser()
         if path.is_file():
-            return _load(SHIPPED_TOKENIZER, f"the SD 1.x CLIP tokenizer (standard for the single file {path.name})")
+            return _load(SHIPPED_TOKENIZER, f"the CLIP tokenizer (standard for the single file {path.name}; SDXL's "
+                                            "two tokenizers count the same)")
         for folder in (path / "tokenizer", path):
             if (folder / "vocab.json").is_file() or (folder / "tokenizer.json").is_file():
-                return _load(folder, str(folder))
+                counter = _load(folder, str(folder))
+                second = path / "tokenizer_2"
+                if folder != path and (second / "vocab.json").is_file():
+                    both = f"both tokenizers of {path} (tokenizer, tokenizer_2)"
+                    return TokenCounter(counter.tokenizer, both, _load(second, str(second)).tokenizer)
+                return counter
         raise TokenizerError(f"{path} holds no CLIP tokenizer (no tokenizer/vocab.json or tokenizer.json); pass the "
                              "base model's diffusers folder, its tokenizer folder or its .safetensors file.")
     for folder, label in ((SHIPPED_TOKENIZER, "the SD 1.x CLIP tokenizer"),

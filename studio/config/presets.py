@@ -1,11 +1,11 @@
 """Presets: small YAML files of settings merged over a config, with advice in their ``description``.
 
 Kinds, each a folder of ``presets/`` at the repository root: ``rank`` (adapter size), ``epochs`` (training
-length), ``task`` (style / character / concept) and ``demo`` (ready-to-run setups for the built-in toy-world
-model). A preset file holds a top-level ``description:`` text plus any configuration keys, flat or nested; its
+length), ``task`` (style / character / concept), ``demo`` (ready-to-run setups for the built-in toy-world
+models) and ``model`` (a model family's resolution, batch and learning rates: ``sd1``, ``sdxl``). A preset file holds a top-level ``description:`` text plus any configuration keys, flat or nested; its
 values are validated with the same rules as a config file, and an unknown key is an error naming the file.
-``apply_presets`` applies demo, then task, then rank, then epochs, so an explicit rank or epochs choice wins
-over the one a task preset suggests.
+``apply_presets`` applies model, then demo, task, rank and epochs, so an explicit rank or epochs choice wins
+over the one a task or model preset suggests.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .io import build_config, config_from_dict
 from .reader import entries_from_text, merge_entries, read_text
 from .schema import TrainConfig
 
-KINDS = ("rank", "epochs", "task", "demo")
+KINDS = ("rank", "epochs", "task", "demo", "model")
 PRESETS_ENV = "LORA_STUDIO_PRESETS"
 
 
@@ -104,13 +104,15 @@ def apply_presets(
     task: str | None = None,
     demo: str | None = None,
     root: str | os.PathLike | None = None,
+    model: str | None = None,
 ) -> TrainConfig:
     """A new config: ``config_or_defaults`` (defaults when ``None``) with the chosen presets merged over it.
 
-    Order: demo, task, rank, epochs (later wins). ``task`` (the setting) records the task or demo preset used.
+    Order: model, demo, task, rank, epochs (later wins). ``task`` (the setting) records the task or demo preset
+    used.
     """
     config = config_or_defaults if config_or_defaults is not None else TrainConfig()
-    for kind, name in (("demo", demo), ("task", task), ("rank", rank), ("epochs", epochs)):
+    for kind, name in (("model", model), ("demo", demo), ("task", task), ("rank", rank), ("epochs", epochs)):
         if name is None or name == "":
             continue
         preset = get_preset(kind, name, root)

@@ -66,7 +66,7 @@ def load_pipeline(
 
 
 def _load(base_model: str, base_model_config: str, dtype: torch.dtype, allow_pickle: bool, prediction_type: str):
-    kind, source = _resolve(str(base_model or "").strip())
+    kind, source = resolve_source(str(base_model or "").strip())
     if kind in ("embedded", "folder"):
         pipe = _load_folder(Path(source), dtype)
     elif kind == "hub":
@@ -83,7 +83,7 @@ def _set_prediction_type(pipe, prediction_type: str) -> None:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
 
 
-def _resolve(base_model: str) -> tuple[str, str]:
+def resolve_source(base_model: str) -> tuple[str, str]:
     """(kind, source) for what the user typed, or a ``ModelLoadError`` saying what to pass."""
     if not base_model:
         path = default_model_path()
@@ -95,7 +95,7 @@ def _resolve(base_model: str) -> tuple[str, str]:
         return "embedded", str(path)
     path = Path(base_model).expanduser()
     if path.is_dir():
-        _check_model_index(path)
+        check_model_index(path)
         return "folder", str(path)
     if path.is_file():
         suffix = path.suffix.lower()
@@ -111,7 +111,7 @@ def _resolve(base_model: str) -> tuple[str, str]:
     )
 
 
-def _check_model_index(folder: Path) -> Family:
+def check_model_index(folder: Path) -> Family:
     index_path = folder / "model_index.json"
     if not index_path.is_file():
         raise ModelLoadError(
@@ -160,7 +160,7 @@ def _check_no_adapter_weights(folder: Path) -> None:
 
 
 def _load_folder(folder: Path, dtype: torch.dtype):
-    family = _check_model_index(folder)
+    family = check_model_index(folder)
     _check_no_adapter_weights(folder)
     try:
         return family.pipeline_class().from_pretrained(
@@ -253,7 +253,7 @@ def _config_folder(path: Path, family: Family, base_model_config: str, metadata:
                 f"base_model_config {base_model_config} is not a folder: "
                 "pass a diffusers folder (with model_index.json) whose configs match the checkpoint."
             )
-        _check_model_index(folder)
+        check_model_index(folder)
         return folder, f"the configs in {folder}"
     if single_file.CONFIG_METADATA_KEY in metadata:
         try:

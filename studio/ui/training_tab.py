@@ -52,6 +52,7 @@ def render(studio) -> SimpleNamespace:
     config = studio.default_config()
     values, specs = config_to_dict(config), field_specs()
     with gr.Row():
+        model = gr.Dropdown(["", *_preset_choices("model")], value="", label="Model preset", elem_id="preset-model")
         task = gr.Dropdown(["", *_preset_choices("task")], value="", label="Task preset", elem_id="preset-task")
         rank = gr.Dropdown(["", *_preset_choices("rank")], value="", label="Rank preset", elem_id="preset-rank")
         epochs = gr.Dropdown(["", *_preset_choices("epochs")], value="", label="Epoch preset", elem_id="preset-epochs")
@@ -62,6 +63,7 @@ def render(studio) -> SimpleNamespace:
         with gr.Column(scale=3):
             with gr.Group():
                 form = {name: _widget(name, specs[name], values[name]) for name in FORM_FIELDS}
+            family = gr.Markdown(family_text(studio, studio.config_yaml(config)), elem_id="model-family")
         with gr.Column(scale=4):
             yaml_box = gr.Code(value=studio.config_yaml(config), language="yaml", label="Full config (YAML)",
                                interactive=True, max_lines=28, elem_id="config-yaml")
@@ -84,7 +86,7 @@ def render(studio) -> SimpleNamespace:
     timer = gr.Timer(POLL_SECONDS)
     shown_error = gr.State("")
     synced = gr.State(studio.config_yaml(config))  # the YAML as of the last form/YAML sync
-    return SimpleNamespace(task=task, rank=rank, epochs=epochs, demo=demo, apply=apply, preset_notes=preset_notes,
+    return SimpleNamespace(model=model, family=family, task=task, rank=rank, epochs=epochs, demo=demo, apply=apply, preset_notes=preset_notes,
                            form=form, yaml=yaml_box, import_file=import_file, export=export, export_file=export_file, start=start,
                            stop=stop, resume=resume, message=message, progress=progress, loss_plot=loss_plot,
                            samples=samples, logs=logs, timer=timer, shown_error=shown_error, synced=synced,
@@ -192,11 +194,16 @@ def listen(ui: SimpleNamespace, studio) -> None:
         except Exception as error:
             return gr.update(), gr.update(), error_text(error)
 
+    def show_family(yaml_text):
+        return family_text(studio, yaml_text)
+
     for widget in fields:
         typed = isinstance(widget, (gr.Textbox, gr.Number))
         events = (widget.blur, widget.submit) if typed else (widget.input,)  # not on every keystroke
         for event in events:
-            event(on_form, inputs=[ui.yaml, ui.synced, *fields], outputs=[ui.yaml, ui.synced, ui.message])
+            synced = event(on_form, inputs=[ui.yaml, ui.synced, *fields], outputs=[ui.yaml, ui.synced, ui.message])
+            if widget is ui.form["base_model"]:
+                synced.then(show_family, inputs=ui.yaml, outputs=ui.family)
 
     def on_yaml(yaml_text):
         try:
@@ -204,9 +211,10 @@ def listen(ui: SimpleNamespace, studio) -> None:
         except Exception as error:
             return [*(gr.update() for _ in FORM_FIELDS), gr.update(), error_text(error)]
 
-    ui.yaml.blur(on_yaml, inputs=ui.yaml, outputs=[*fields, ui.synced, ui.message])
+    ui.yaml.blur(on_yaml, inputs=ui.yaml, outputs=[*fields, ui.synced, ui.message]).then(
+        show_family, inputs=ui.yaml, outputs=ui.family)
 
-    _listen_presets_and_import(ui, studio, fields)
+    _listen_presets_and_import(ui, studio, fields, show_family)
 
     state = [ui.yaml, ui.synced, *fields]
 
@@ -234,19 +242,20 @@ def listen(ui: SimpleNamespace, studio) -> None:
                   outputs=[ui.progress, ui.loss_plot, ui.samples, ui.logs, ui.message, ui.shown_error])
 
 
-def _listen_presets_and_import(ui: SimpleNamespace, studio, fields: list) -> None:
+def _listen_presets_and_import(ui: SimpleNamespace, studio, fields: list, show_family) -> None:
     """Apply presets and Import YAML: both replace the YAML box and refill the form from it."""
 
-    def on_presets(yaml_text, synced, task, rank, epochs, demo, *values):
+    def on_presets(yaml_text, synced, model, task, rank, epochs, demo, *values):
         try:
             new_yaml = studio.apply_presets(current_yaml(studio, yaml_text, synced, values), task=task, rank=rank,
-                                            epochs=epochs, demo=demo)
+                                            epochs=epochs, demo=demo, model=model)
         except Exception as error:
             return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
-        return [new_yaml, new_yaml, *form_values(studio, new_yaml), _preset_descriptions(task, rank, epochs, demo)]
+        return [new_yaml, new_yaml, *form_values(studio, new_yaml), _preset_descriptions(model, task, rank, epochs, demo)]
 
-    ui.apply.click(on_presets, inputs=[ui.yaml, ui.synced, ui.task, ui.rank, ui.epochs, ui.demo, *fields],
-                   outputs=[ui.yaml, ui.synced, *fields, ui.preset_notes])
+    ui.apply.click(on_presets, inputs=[ui.yaml, ui.synced, ui.model, ui.task, ui.rank, ui.epochs, ui.demo, *fields],
+                   outputs=[ui.yaml, ui.synced, *fields, ui.preset_notes]).then(
+        show_family, inputs=ui.yaml, outputs=ui.family)
 
     def on_import(file):
         try:
@@ -255,7 +264,16 @@ def _listen_presets_and_import(ui: SimpleNamespace, studio, fields: list) -> Non
             return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
         return [new_yaml, new_yaml, *form_values(studio, new_yaml), "imported"]
 
-    ui.import_file.upload(on_import, inputs=ui.import_file, outputs=[ui.yaml, ui.synced, *fields, ui.message])
+    ui.import_file.upload(on_import, inputs=ui.import_file, outputs=[ui.yaml, ui.synced, *fields, ui.message]).then(
+        show_family, inputs=ui.yaml, outputs=ui.family)
+
+
+def family_text(studio, yaml_text: str) -> str:
+    """The line under the form naming the base model's family, or why the base model cannot be used."""
+    try:
+        return studio.model_family_line(yaml_text)
+    except Exception as error:
+        return f"Model family: not recognised — {error_text(error)}"
 
 
 def _export(studio, yaml_text):

@@ -146,3 +146,22 @@ def test_lint_file_reads_csv_quirks_and_reports_file_problems(tmp_path):
     assert (3, "csv") in rules and (4, "csv") in rules  # listed again; not an image type
     assert sum(1 for line, _ in rules if line == 2) == 1  # the empty caption is reported once
     assert all(isinstance(f, Finding) for f in findings)
+
+
+@pytest.mark.parametrize("toy_slot", ["tokenizer", "tokenizer_2"])
+def test_too_long_counts_with_both_tokenizers_of_an_sdxl_folder(tmp_path, toy_slot):
+    """A caption cut by either of SDXL's encoders is too long, whichever of the two tokenizers splits it more."""
+    import shutil
+
+    from studio.caption.tokens import SHIPPED_TOKENIZER
+    from studio.toyworld.vocab import build_clip_tokenizer
+
+    model = tmp_path / "sdxl"
+    other = "tokenizer_2" if toy_slot == "tokenizer" else "tokenizer"
+    build_clip_tokenizer(model / toy_slot)
+    shutil.copytree(SHIPPED_TOKENIZER, model / other)
+    counter = load_token_counter(model)
+    assert "both tokenizers" in counter.source
+    prompt = "xylophone quasar zephyr, " * 6  # 96 toy tokens; 24 for CLIP's own vocabulary
+    assert _by_rule(lint_captions(_records(prompt), counter), "too_long")
+    assert not _by_rule(lint_captions(_records(prompt), load_token_counter(model / other)), "too_long")
