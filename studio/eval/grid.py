@@ -238,9 +238,10 @@ def render_grid(spec: GridSpec, out_dir, progress=None, should_stop=None,
 
 
 def _is_embedded(base_model: str) -> bool:
-    from studio.models import default_model_path
+    """True for the shipped toy-world models (SD 1.x or SDXL), whose pictures the checker can read."""
+    from studio.models import toy_world_models
 
     if not base_model.strip():
         return True
     path = Path(base_model).expanduser()
-    return path.is_dir() and path.resolve() == default_model_path().resolve()
+    return path.is_dir() and path.resolve() in {model.resolve() for model in toy_world_models()}

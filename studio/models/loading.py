@@ -41,6 +41,11 @@ def default_model_path() -> Path:
     return Path(studio.__file__).parent.parent / "assets" / "toy-world"
 
 
+def toy_world_models() -> list[Path]:
+    """The shipped toy-world models: the SD 1.x one (the default base model) and the SDXL one."""
+    return [default_model_path(), default_model_path().parent / "toy-world-sdxl"]
+
+
 def load_components(
     base_model: str = "", base_model_config: str = "", dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
     prediction_type: str = "auto",

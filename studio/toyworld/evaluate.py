@@ -215,11 +215,10 @@ def summary_lines(base: dict | None, stars: dict | None) -> list[str]:
 
 
 def load_pipeline(model_dir: str | os.PathLike):
-    """The toy-world (or any SD 1.x diffusers) pipeline from a folder, on the CPU, without the safety checker."""
-    from diffusers import StableDiffusionPipeline
+    """A toy-world model's pipeline (SD 1.x or SDXL, whichever the folder holds) on the CPU."""
+    from studio.models import load_pipeline as load_base_model
 
-    pipe = StableDiffusionPipeline.from_pretrained(str(model_dir), safety_checker=None,
-                                                   requires_safety_checker=False)
+    pipe = load_base_model(str(model_dir))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -233,7 +232,7 @@ def _weights(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="diffusers SD 1.x folder")
+    parser.add_argument("--model", type=Path, required=True, help="a toy-world diffusers folder (SD 1.x or SDXL)")
     parser.add_argument("--lora", type=Path, help="LoRA .safetensors to test on star prompts")
     parser.add_argument("--weights", type=_weights, default=list(DEFAULT_WEIGHTS))
     parser.add_argument("--prompts", type=int, default=96, help="base-world prompts")
