@@ -92,11 +92,13 @@ def evaluate_base(pipe, n: int = 96, seed: int = 0, steps: int = 25, guidance: f
 
 def star_rate_by_weight(pipe, lora_path: str | os.PathLike, weights=DEFAULT_WEIGHTS, n: int = 54, seed: int = 0,
                         steps: int = 25, guidance: float = 5.0, batch: int = 16, progress=None,
-                        leak: bool = False) -> dict:
+                        leak: bool = False, other_shapes: bool = False) -> dict:
     """Star rate and colour accuracy on ``n`` star prompts at each LoRA weight (same seeds at every weight).
 
     With ``leak`` the same prompts without the trigger word (``a red star on ...``) are drawn too, and their star
-    rate is the ``leak_rate``: how far the concept bleeds into prompts that do not ask for it.
+    rate is the ``leak_rate``: how far the concept bleeds into prompts that do not ask for it. With
+    ``other_shapes`` as many prompts of the base shapes (circles, squares, triangles, no trigger) are drawn and
+    the share read as stars is the ``other_shape_star_rate``.
     The LoRA is loaded as adapter ``"eval_lora"`` and removed again afterwards, so ``pipe`` is left as it came.
     Returns ``{"lora", "n", "seed", "steps", "guidance", "by_weight": [{"weight", "star_rate", "colour",
     "background", "accuracy", "items", "images"[, "leak_rate"]}, ...]}``.
@@ -123,6 +125,10 @@ def star_rate_by_weight(pipe, lora_path: str | os.PathLike, weights=DEFAULT_WEIG
             if leak:
                 results[-1]["leak_rate"] = _read(generate(pipe, plain, seed, steps, guidance, batch), scenes)[0][
                     "star_rate"]
+            if other_shapes:
+                others = balanced_scenes(n, seed)
+                drawn = generate(pipe, [caption(s) for s in others], seed, steps, guidance, batch)
+                results[-1]["other_shape_star_rate"] = sum(check_image(i).is_star for i in drawn) / n
     finally:
         pipe.delete_adapters(ADAPTER)
     return {"lora": str(lora_path), "n": n, "seed": seed, "steps": steps, "guidance": guidance,
