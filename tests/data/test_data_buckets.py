@@ -64,3 +64,11 @@ def test_square_mode_and_upscale_and_exact_fit():
     exact = Image.new("RGB", (80, 48), "blue")
     assert fit_to_bucket(exact, (80, 48)) is exact
     assert fit_to_bucket(Image.new("RGB", (3000, 1800)), (640, 384)).size == (640, 384)
+
+
+def test_sdxl_resolution_gives_sdxls_own_buckets():
+    """At 1024 px the buckets are the ones SDXL was trained on (64 px steps, about 1024² pixels) within ratio 2."""
+    buckets = make_buckets(1024)
+    published = [(1024, 1024), (1152, 896), (896, 1152), (1216, 832), (832, 1216), (1344, 768), (768, 1344)]
+    assert set(published) <= set(buckets)
+    assert all(w % 64 == 0 and h % 64 == 0 and 0.88 * 1024**2 <= w * h <= 1024**2 for w, h in buckets)
