@@ -67,14 +67,17 @@ class KohyaNamer:
             self.ldm_table = sorted(unet_prefix_table(dict(unet_config)), key=lambda row: -len(row[0]))
 
     def unet(self, module_path: str) -> str:
+        return UNET_PREFIX + self.unet_module(module_path).replace(".", "_")
+
+    def unet_module(self, module_path: str) -> str:
+        """The UNet module's dotted name in the file's layout (SD 1.x: the diffusers path; SDXL: the LDM name)."""
         if self.ldm_table is None:
-            return UNET_PREFIX + module_path.replace(".", "_")
+            return module_path
         dotted = module_path + "."
         for diffusers_prefix, ldm_prefix, renames in self.ldm_table:
             if dotted.startswith(diffusers_prefix):
                 rest = dotted[len(diffusers_prefix):].rstrip(".")
-                rest = renames.get(rest, rest)
-                return UNET_PREFIX + (ldm_prefix + rest).rstrip(".").replace(".", "_")
+                return (ldm_prefix + renames.get(rest, rest)).rstrip(".")
         raise ValueError(f"{module_path} has no original (LDM) name: this layer cannot be saved in the WebUI format.")
 
     def text(self, encoder: str, module_path: str) -> str:
