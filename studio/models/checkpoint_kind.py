@@ -35,7 +35,8 @@ def check_sd1_keys(keys: list[str], name: str) -> None:
     """Raise ``CheckpointKindError`` with one sentence unless ``keys`` are an SD 1.x single-file checkpoint."""
     if _classify(list(keys), name, "an SD 1.x") != "sd1":
         raise CheckpointKindError(
-            f"{name} is an SDXL checkpoint, not an SD 1.x one: pass an SD 1.x checkpoint (.safetensors) or diffusers folder."
+            f"{name} is an SDXL checkpoint, not an SD 1.x one: "
+            "pass an SD 1.x checkpoint (.safetensors) or diffusers folder."
         )
 
 
@@ -72,11 +73,13 @@ def _refuse_other_kinds(keys: list[str], name: str, accepted: str) -> None:
         )
     if any("double_blocks." in k or "single_blocks." in k or k.startswith("single_transformer_blocks.") for k in keys):
         raise CheckpointKindError(
-            f"{name} is a FLUX.1 checkpoint, which is not supported yet: pass {accepted} checkpoint (.safetensors) or diffusers folder."
+            f"{name} is a FLUX.1 checkpoint, which is not supported yet: "
+            f"pass {accepted} checkpoint (.safetensors) or diffusers folder."
         )
     if any("joint_blocks." in k for k in keys):
         raise CheckpointKindError(
-            f"{name} is a Stable Diffusion 3 checkpoint, which is not supported: pass {accepted} checkpoint (.safetensors) or diffusers folder."
+            f"{name} is a Stable Diffusion 3 checkpoint, which is not supported: "
+            f"pass {accepted} checkpoint (.safetensors) or diffusers folder."
         )
     if _has(keys, "conditioner.embedders.0.model."):
         raise CheckpointKindError(
@@ -90,7 +93,8 @@ def _refuse_other_kinds(keys: list[str], name: str, accepted: str) -> None:
         )
     if any(_has(keys, prefix) for prefix in ("down_blocks.", "encoder.layers.", "text_model.", "encoder.down_blocks.")):
         raise CheckpointKindError(
-            f"{name} holds a single diffusers component, not a whole model: pass the folder that contains model_index.json."
+            f"{name} holds a single diffusers component, not a whole model: "
+            "pass the folder that contains model_index.json."
         )
 
 

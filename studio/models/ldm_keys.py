@@ -115,7 +115,8 @@ def _map_key(key: str, table: PrefixTable, component: str) -> str:
                     break
             return ldm_prefix + rest
     raise ValueError(
-        f"the {component} weight {key!r} has no place in a single-file checkpoint: export only SD 1.x or SDXL pipelines."
+        f"the {component} weight {key!r} has no place in a single-file checkpoint: "
+        "export only SD 1.x or SDXL pipelines."
     )
 
 

@@ -57,7 +57,8 @@ def open_clip_to_sgm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         for kind in ("weight", "bias"):
             pieces = [parts.get(f"{proj}.{kind}") for proj in _QKV]
             if any(piece is None for piece in pieces):
-                raise ValueError(f"layer {block} of text encoder 2 lacks a q/k/v {kind}: export a complete CLIP text model.")
+                raise ValueError(
+                    f"layer {block} of text encoder 2 lacks a q/k/v {kind}: export a complete CLIP text model.")
             out[f"transformer.resblocks.{block}.attn.in_proj_{kind}"] = torch.cat(pieces, dim=0)
     out["logit_scale"] = torch.tensor(_LOGIT_SCALE, dtype=out["positional_embedding"].dtype)
     return {OPEN_CLIP_PREFIX + key: value for key, value in out.items()}

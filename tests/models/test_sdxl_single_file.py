@@ -97,17 +97,31 @@ def test_plain_file_loads_as_epsilon_through_load_pipeline(tiny_sdxl, tmp_path):
     assert pipe.scheduler.config.prediction_type == "epsilon"
 
 
+def test_file_without_configs_asks_for_base_model_config(tiny_sdxl, tmp_path):
+    """A non-standard SDXL shape without embedded configs does not fit the shipped SDXL configs: one sentence."""
+    from safetensors.torch import load_file, save_file
+
+    from studio.models import ModelLoadError, load_components
+
+    bare = tmp_path / "bare.safetensors"
+    save_file(load_file(str(export_single_file(tiny_sdxl, tmp_path / "xl.safetensors"))), str(bare))
+    with pytest.raises(ModelLoadError, match="does not match the SDXL configs .*pass base_model_config="):
+        load_components(str(bare))
+    tiny_sdxl.save_pretrained(str(tmp_path / "folder"))
+    assert load_components(str(bare), base_model_config=str(tmp_path / "folder")).kind == "single_file"
+
+
 XL_PARTS = ["model.diffusion_model.label_emb.0.0.weight", "first_stage_model.decoder.conv_in.weight",
             "conditioner.embedders.0.transformer.text_model.final_layer_norm.weight",
             "conditioner.embedders.1.model.ln_final.weight"]
 
 
 @pytest.mark.parametrize("keys, sentence", [
-    (["model.diffusion_model.double_blocks.0.img_attn.qkv.weight", "model.diffusion_model.single_blocks.0.linear1.weight"],
+    (["model.diffusion_model.double_blocks.0.img_attn.qkv.weight", "model.diffusion_model.single_blocks.0.linear1.bias"],
      "flux.safetensors is a FLUX.1 checkpoint, which is not supported yet: pass an SD 1.x or SDXL checkpoint"),
     (["double_blocks.0.img_attn.qkv.weight", "vae.decoder.conv_in.weight"], "is a FLUX.1 checkpoint"),
     (["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"], "is a Stable Diffusion 3 checkpoint"),
-    (["cond_stage_model.model.ln_final.weight", "model.diffusion_model.out.2.weight", "first_stage_model.quant_conv.weight"],
+    (["cond_stage_model.model.ln_final.weight", "model.diffusion_model.out.2.weight", "first_stage_model.conv.weight"],
      "is an SD 2.x checkpoint (OpenCLIP text encoder), which is not supported yet: pass an SD 1.x or SDXL checkpoint"),
     (["lora_unet_input_blocks_4_1_proj_in.lora_down.weight", "lora_te2_text_model_encoder_layers_0_mlp_fc1.alpha"],
      "is a LoRA file, not a base model: pass it as a LoRA and pass an SD 1.x or SDXL checkpoint"),
@@ -116,7 +130,8 @@ XL_PARTS = ["model.diffusion_model.label_emb.0.0.weight", "first_stage_model.dec
     (XL_PARTS[1:], "is not a complete SDXL checkpoint (no UNet weights found)"),
     (["conditioner.embedders.0.model.ln_final.weight", "model.diffusion_model.label_emb.0.0.weight"],
      "is an SDXL refiner checkpoint"),
-    (["down_blocks.0.resnets.0.conv1.weight", "add_embedding.linear_1.weight"], "pass the folder that contains model_index.json"),
+    (["down_blocks.0.resnets.0.conv1.weight", "add_embedding.linear_1.weight"],
+     "pass the folder that contains model_index.json"),
 ])
 def test_other_kinds_are_refused_in_one_sentence(keys, sentence):
     with pytest.raises(CheckpointKindError) as error:
@@ -171,12 +186,13 @@ def test_shipped_sdxl_configs_have_sdxl_sizes(meta_sdxl):
                      "text_encoder_2": 694_659_840}
     assert meta_sdxl["vae"].config.scaling_factor == 0.13025 and meta_sdxl["vae"].config.force_upcast
     scheduler = EulerDiscreteScheduler.from_pretrained(str(SDXL_CONFIG_DIR / "scheduler"))
-    assert (scheduler.config.timestep_spacing, scheduler.config.steps_offset, scheduler.config.beta_end) == ("leading", 1, 0.012)
+    settings = scheduler.config
+    assert (settings.timestep_spacing, settings.steps_offset, settings.beta_end) == ("leading", 1, 0.012)
     assert DiffusionPipeline.load_config(str(SDXL_CONFIG_DIR))["_class_name"] == "StableDiffusionXLPipeline"
     first = CLIPTokenizer.from_pretrained(str(SDXL_CONFIG_DIR / "tokenizer"))
     second = CLIPTokenizer.from_pretrained(str(SDXL_CONFIG_DIR / "tokenizer_2"))
-    padded = [second("a cat", padding="max_length", max_length=6).input_ids, first("a cat", padding="max_length", max_length=6).input_ids]
-    assert padded == [[49406, 320, 2368, 49407, 0, 0], [49406, 320, 2368, 49407, 49407, 49407]]
+    padded = [tokenizer("a cat", padding="max_length", max_length=6).input_ids for tokenizer in (first, second)]
+    assert padded == [[49406, 320, 2368, 49407, 49407, 49407], [49406, 320, 2368, 49407, 0, 0]]
 
 
 def test_sdxl_key_tables_are_the_inverse_of_diffusers_converters(meta_sdxl):
@@ -200,7 +216,8 @@ def test_sdxl_key_tables_are_the_inverse_of_diffusers_converters(meta_sdxl):
         "unet": convert_ldm_unet_checkpoint(sgm["unet"], dict(unet.config)),
         "vae": convert_ldm_vae_checkpoint(sgm["vae"], dict(vae.config)),
         "text_encoder": convert_ldm_clip_checkpoint(sgm["text_encoder"]),
-        "text_encoder_2": convert_open_clip_checkpoint(open_clip, sgm["text_encoder_2"], ldm_keys_sdxl.OPEN_CLIP_PREFIX),
+        "text_encoder_2": convert_open_clip_checkpoint(
+            open_clip, sgm["text_encoder_2"], prefix=ldm_keys_sdxl.OPEN_CLIP_PREFIX),
     }
     for name in COMPONENTS:
         state = meta_sdxl[name].state_dict()
