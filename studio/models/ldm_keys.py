@@ -1,4 +1,5 @@
-"""Diffusers -> original ("LDM", CompVis) key layout of a Stable Diffusion 1.x checkpoint.
+"""Diffusers -> original ("LDM", CompVis) key layout of a Stable Diffusion 1.x checkpoint (and the UNet / VAE of
+an SDXL one, which use the same scheme; ``ldm_keys_sdxl`` adds SDXL's text encoders).
 
 The inverse of diffusers' ``convert_ldm_unet_checkpoint`` / ``convert_ldm_vae_checkpoint`` /
 ``convert_ldm_clip_checkpoint``, which the pip package only ships in the LDM -> diffusers direction. Every
@@ -34,12 +35,16 @@ PrefixTable = list[tuple[str, str, dict[str, str]]]
 def _layers_per_block(config: dict) -> int:
     layers = config["layers_per_block"]
     if not isinstance(layers, int):
-        raise ValueError("per-block layer counts are not an SD 1.x layout: only a single layers_per_block is supported.")
+        raise ValueError("per-block layer counts have no LDM layout: export a UNet with a single layers_per_block.")
     return layers
 
 
 def unet_prefix_table(config: dict) -> PrefixTable:
-    """Module prefixes of an SD 1.x UNet: input_blocks / middle_block / output_blocks as LDM numbers them."""
+    """Module prefixes of an SD 1.x / SDXL UNet: input_blocks / middle_block / output_blocks as LDM numbers them.
+
+    A transformer keeps its inner ``transformer_blocks.N`` names in both layouts, so a per-block transformer
+    depth (SDXL's 1 / 2 / 10) needs no entry of its own; SDXL's added text-time embedding is LDM's ``label_emb``.
+    """
     layers = _layers_per_block(config)
     blocks = len(config["block_out_channels"])
     table: PrefixTable = [
@@ -51,6 +56,8 @@ def unet_prefix_table(config: dict) -> PrefixTable:
         ("mid_block.resnets.0.", "middle_block.0.", _UNET_RESNET),
         ("mid_block.attentions.0.", "middle_block.1.", {}),
         ("mid_block.resnets.1.", "middle_block.2.", _UNET_RESNET),
+        ("add_embedding.linear_1.", "label_emb.0.0.", {}),
+        ("add_embedding.linear_2.", "label_emb.0.2.", {}),
     ]
     for block in range(blocks):
         for layer in range(layers):
@@ -107,7 +114,10 @@ def _map_key(key: str, table: PrefixTable, component: str) -> str:
                     rest = new + rest[len(old) :]
                     break
             return ldm_prefix + rest
-    raise ValueError(f"the {component} weight {key!r} has no place in an SD 1.x checkpoint: export only SD 1.x pipelines.")
+    raise ValueError(
+        f"the {component} weight {key!r} has no place in a single-file checkpoint: "
+        "export only SD 1.x or SDXL pipelines."
+    )
 
 
 def unet_to_ldm(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
@@ -127,12 +137,15 @@ def vae_to_ldm(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.
     return out
 
 
-def text_encoder_to_ldm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """CLIPTextModel keys (with or without transformers 4's ``text_model.`` level) under ``cond_stage_model``."""
+def text_encoder_to_ldm(state: dict[str, torch.Tensor], prefix: str = TEXT_ENCODER_PREFIX) -> dict[str, torch.Tensor]:
+    """CLIPTextModel keys (with or without transformers 4's ``text_model.`` level) under ``prefix``.
+
+    The default is SD 1.x's ``cond_stage_model``; SDXL keeps the same Hugging Face names under its first embedder.
+    """
     out = {}
     for key, value in state.items():
         key = key.removeprefix("text_model.")
         if key == "embeddings.position_ids":
             continue
-        out[TEXT_ENCODER_PREFIX + key] = value
+        out[prefix + key] = value
     return out

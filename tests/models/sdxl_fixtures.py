@@ -1,8 +1,9 @@
 """Tiny random SDXL pipelines for single-file tests, shaped as diffusers' own SDXL tests build them.
 
 The two text encoders get different widths (32 and 48): diffusers' ``from_single_file`` tells CLIP ViT-L's weights
-from OpenCLIP's by the width of their position embeddings, so equal widths would load the first encoder's weights
-into the second. The tokenizers are CLIP's real vocabulary from the shipped configs.
+from OpenCLIP's by the width of their position embeddings, so with equal widths it converts the first encoder's
+weights for the second and leaves the second's own weights unloaded. The tokenizers are CLIP's real vocabulary
+from the shipped configs.
 """
 from __future__ import annotations
 
