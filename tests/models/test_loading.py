@@ -61,10 +61,11 @@ def test_folder_without_model_index(tmp_path):
         load_components(str(tmp_path))
 
 
-def test_sdxl_folder_is_refused(tmp_path):
+def test_sdxl_folder_without_its_parts_is_refused(tmp_path):
     index = {"_class_name": "StableDiffusionXLPipeline", "unet": [], "vae": [], "text_encoder": [], "text_encoder_2": [], "tokenizer": []}
     (tmp_path / "model_index.json").write_text(json.dumps(index))
-    with pytest.raises(ModelLoadError, match="SDXL"):
+    with pytest.raises(ModelLoadError, match="StableDiffusionXLPipeline folder without unet, vae, text_encoder, "
+                                             "text_encoder_2, tokenizer, tokenizer_2: pass an SD 1.x or SDXL model"):
         load_components(str(tmp_path))
 
 
@@ -101,9 +102,9 @@ def test_lora_file_as_base_model(tmp_path):
         load_components(path)
 
 
-def test_sdxl_and_sd2_checkpoints_are_refused(tmp_path):
+def test_incomplete_sdxl_and_sd2_checkpoints_are_refused(tmp_path):
     sdxl = _save(tmp_path / "xl.safetensors", ["conditioner.embedders.1.model.ln_final.weight", "model.diffusion_model.label_emb.0.0.weight"])
-    with pytest.raises(ModelLoadError, match="SDXL"):
+    with pytest.raises(ModelLoadError, match="not a complete SDXL checkpoint"):
         load_components(sdxl)
     sd2 = _save(tmp_path / "v2.safetensors", ["cond_stage_model.model.ln_final.weight", "model.diffusion_model.out.2.weight"])
     with pytest.raises(ModelLoadError, match="SD 2"):
