@@ -38,12 +38,14 @@ class LoraFormatError(ValueError):
     """A file that is not a LoRA we can read; the message says what to pass."""
 
 
-def _adapter_config(rank: int, alpha: float, targets, use_dora: bool) -> dict:
-    """The PEFT LoraConfig that diffusers' loader rebuilds the adapter from (JSON-ready)."""
+def _adapter_config(rank: int, alpha: float, targets, use_dora: bool, layers: list[int] | None = None) -> dict:
+    """The PEFT LoraConfig that diffusers' loader rebuilds the adapter from (JSON-ready); ``layers``: the text
+    encoder layers that hold a LoRA when not all of them do."""
     from peft import LoraConfig
 
     config = LoraConfig(
-        r=rank, lora_alpha=alpha, target_modules=sorted(targets), init_lora_weights="gaussian", use_dora=use_dora
+        r=rank, lora_alpha=alpha, target_modules=sorted(targets), init_lora_weights="gaussian", use_dora=use_dora,
+        layers_to_transform=layers, layers_pattern="layers" if layers is not None else None,
     ).to_dict()
     return json.loads(json.dumps(config, default=lambda value: sorted(value) if isinstance(value, set) else str(value)))
 
@@ -102,7 +104,8 @@ def save_diffusers_lora(
         layers["unet_lora_adapter_metadata"] = _adapter_config(rank, alpha, unet_targets, use_dora)
     for name, state in texts.items():
         layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(_te_magnitudes(_detached(state)))
-        layers[f"{name}_lora_adapter_metadata"] = _adapter_config(rank, alpha, te_targets, use_dora)
+        layers[f"{name}_lora_adapter_metadata"] = _adapter_config(rank, alpha, te_targets, use_dora,
+                                                                  _encoder_layers(state))
     with tempfile.TemporaryDirectory(dir=out, prefix=".saving-") as scratch:
         _family_for(family, texts).pipeline_class().save_lora_weights(scratch, safe_serialization=True, **layers)
         written = Path(scratch) / DIFFUSERS_WEIGHT_NAME
@@ -143,6 +146,13 @@ def save_kohya_lora(
     model_hash, legacy_hash = kohya.addnet_hashes(tensors, file_metadata)
     file_metadata["sshs_model_hash"], file_metadata["sshs_legacy_hash"] = model_hash, legacy_hash
     return atomic_write_bytes(target, save(tensors, file_metadata))
+
+
+def _encoder_layers(state: dict[str, torch.Tensor]) -> list[int] | None:
+    """The encoder layers a text encoder's LoRA covers (SDXL's first encoder has none in its last layer), so the
+    loader puts adapters on exactly those; None when the keys name no layers."""
+    found = sorted({int(m.group(1)) for key in state if (m := re.search(r"\.layers\.(\d+)\.", key))})
+    return found or None
 
 
 def _detached(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

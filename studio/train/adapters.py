@@ -12,7 +12,9 @@ class AdapterError(ValueError):
     """A LoRA setting or file that does not fit the model; the message says what to change."""
 
 
-def lora_config(rank: int, alpha: float, targets: list[str], dropout: float, use_dora: bool):
+def lora_config(rank: int, alpha: float, targets: list[str], dropout: float, use_dora: bool,
+                layers: list[int] | None = None):
+    """peft's LoraConfig; ``layers`` limits a text encoder's LoRA to those encoder layers (None: all)."""
     from peft import LoraConfig
 
     return LoraConfig(
@@ -22,6 +24,8 @@ def lora_config(rank: int, alpha: float, targets: list[str], dropout: float, use
         init_lora_weights="gaussian",
         target_modules=list(targets),
         use_dora=use_dora,
+        layers_to_transform=layers,
+        layers_pattern="layers" if layers is not None else None,
     )
 
 
@@ -35,11 +39,12 @@ def _check_targets(model: torch.nn.Module, targets: list[str], where: str) -> No
         )
 
 
-def add_lora_adapters(unet, text_encoders: dict, config) -> list[torch.nn.Parameter]:
+def add_lora_adapters(unet, text_encoders: dict, config, family=None) -> list[torch.nn.Parameter]:
     """Freeze the base, add seeded LoRA adapters, and return the trainable parameters (kept in fp32).
 
     ``text_encoders``: ``{component: module}`` (one for SD 1.x, two for SDXL); with ``train_text_encoder`` every
-    one of them gets a LoRA on ``text_encoder_target_modules``."""
+    one of them gets a LoRA on ``text_encoder_target_modules``, in the layers whose output the UNet reads
+    (``family.text_encoder_layers``: SDXL reads its first encoder's penultimate layer, so its last gets none)."""
     unet.requires_grad_(False)
     for encoder in text_encoders.values():
         encoder.requires_grad_(False)
@@ -51,8 +56,9 @@ def add_lora_adapters(unet, text_encoders: dict, config) -> list[torch.nn.Parame
     if config.train_text_encoder:
         for name, encoder in text_encoders.items():
             _check_targets(encoder, config.text_encoder_target_modules, name.replace("_", " "))
+            layers = family.text_encoder_layers(name, encoder) if family is not None else None
             encoder.add_adapter(lora_config(config.lora_rank, alpha, config.text_encoder_target_modules,
-                                            config.lora_dropout, config.use_dora))
+                                            config.lora_dropout, config.use_dora, layers))
             params += [p for p in encoder.parameters() if p.requires_grad]
     for param in params:
         param.data = param.data.float()

@@ -135,7 +135,7 @@ def _prepare_models(components, config, accelerator):
         else:
             module.to(device, dtype=dtype)
     encoders = components.text_encoders
-    params = add_lora_adapters(components.unet, encoders, config)
+    params = add_lora_adapters(components.unet, encoders, config, components.family)
     if config.init_lora:
         load_initial_lora(components.unet, encoders, config.init_lora, config, components.family)
     if config.gradient_checkpointing:

@@ -74,3 +74,17 @@ def test_resume_with_another_process_count(tmp_path, toy_dataset, tiny_sd_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert [r["step"] for r in read_loss_log(stopped.run_dir)] == list(range(1, 13))
     assert _max_diff(_lora(straight.run_dir), _lora(stopped.run_dir)) <= TOLERANCE
+
+
+def test_sdxl_with_text_encoder_lora_in_two_processes_matches_one_process(tmp_path, toy_dataset, tiny_sdxl_dir):
+    """Both text encoders' LoRAs and the per-picture time ids are sharded like the latents."""
+    settings = dict(train_text_encoder=True, max_steps=8, save_steps=0, validation_steps=0)
+    single = run_training(load_config(_config(tmp_path, toy_dataset, tiny_sdxl_dir, "xl-one", batch_size=4,
+                                              **settings)))
+    done = _cli("--config", str(_config(tmp_path, toy_dataset, tiny_sdxl_dir, "xl-two", batch_size=2, **settings)),
+                "--num-processes", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = list((tmp_path / "xl-two").iterdir())
+    lora = _lora(run)
+    assert {key.split(".")[0] for key in lora} == {"unet", "text_encoder", "text_encoder_2"}
+    assert _max_diff(_lora(single.run_dir), lora) <= TOLERANCE

@@ -109,6 +109,11 @@ class Family:
     def encode(self, components: Components, captions: list[str], device) -> Conditioning:
         raise NotImplementedError
 
+    def text_encoder_layers(self, name: str, encoder) -> list[int] | None:
+        """The layers of text encoder ``name`` whose output reaches the UNet (None: all of them); a LoRA in any
+        other layer would never change the picture."""
+        return None
+
     def micro_conditioning(self, original_size: tuple[int, int], crop_top_left: tuple[int, int],
                            target_size: tuple[int, int]) -> list[float] | None:
         """Per-picture numbers the UNet is told besides the caption (sizes as (height, width)); None if none."""

@@ -40,6 +40,12 @@ class SDXL(Family):
         hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
         return Conditioning(hidden, second.text_embeds)
 
+    def text_encoder_layers(self, name: str, encoder) -> list[int] | None:
+        """The first encoder is read at its penultimate layer; the second's last layer feeds the pooled vector."""
+        if name == "text_encoder":
+            return list(range(encoder.config.num_hidden_layers - 1))
+        return None
+
     def micro_conditioning(self, original_size, crop_top_left, target_size) -> list[float]:
         return [float(v) for v in (*original_size, *crop_top_left, *target_size)]
 
