@@ -78,6 +78,7 @@ class Adapters:
         key = str(path)
         if key not in self.names:
             name = f"{ADAPTER_PREFIX}{len(self.names)}"
+            _check_family(self.pipe, key)
             try:
                 with _quiet_loading():
                     self.pipe.load_lora_weights(key, adapter_name=name)
@@ -175,6 +176,21 @@ class Adapters:
                 self.pipe.delete_adapters(names)
         self.names.clear()
         self._originals.clear()
+
+
+def _check_family(pipe, lora_path: str) -> None:
+    """Refuse a LoRA trained on another model family (an SD 1.x LoRA on SDXL) with a sentence saying so."""
+    from studio.lora import LoraFormatError, read_lora_info
+    from studio.models.families import family_named, family_of_pipeline
+
+    try:
+        trained_on = family_named(read_lora_info(lora_path).family)
+    except (LoraFormatError, OSError, KeyError):
+        return  # the loader reports what is wrong with the file itself
+    base = family_of_pipeline(pipe)
+    if trained_on is not base:
+        raise EvalError(f"{lora_path} is an {trained_on.label} LoRA and the base model is {base.label}: pick a LoRA "
+                        f"trained on an {base.label} model, or an {trained_on.label} base model.")
 
 
 @contextmanager

@@ -71,3 +71,20 @@ def test_sdxl_lora_tag_in_a_prompt_applies_the_lora_at_its_weight(sdxl_run, tiny
     base, half, full = pixels(PROMPT), pixels(PROMPT + " <lora:xl:0.5>"), pixels(PROMPT + " <lora:xl:1>")
     assert np.abs(half - base).max() > 3 and np.abs(full - half).max() > 3
     assert np.array_equal(pixels(PROMPT + " <lora:xl:0>"), base)
+
+
+def test_a_lora_of_the_other_family_is_refused_with_a_sentence(sdxl_run, trained_run, tiny_sdxl_dir, tiny_sd_dir,
+                                                               tmp_path):
+    from studio.eval import EvalError
+
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    shutil.copy(sdxl_run / "xl.safetensors", folder / "xl.safetensors")
+    shutil.copy(trained_run / "tiny.safetensors", folder / "sd.safetensors")
+    cache: dict = {}
+    with pytest.raises(EvalError, match="is an SD 1.x LoRA and the base model is SDXL"):
+        generate_from_prompt(PROMPT + " <lora:sd:0.5>", base_model=str(tiny_sdxl_dir), lora_dirs=[folder], steps=1,
+                             pipeline_cache=cache)
+    with pytest.raises(EvalError, match="is an SDXL LoRA and the base model is SD 1.x"):
+        generate_from_prompt(PROMPT + " <lora:xl:0.5>", base_model=str(tiny_sd_dir), lora_dirs=[folder], steps=1,
+                             pipeline_cache=cache)
