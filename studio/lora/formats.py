@@ -13,7 +13,6 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -26,12 +25,6 @@ DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 DIFFUSERS_PREFIXES = ("unet.", "text_encoder.", "text_encoder_2.")
-# Leaf names shown to users, dotted; a kohya name matches the same name with "." -> "_".
-KNOWN_TARGETS = (
-    "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
-    "q_proj", "k_proj", "v_proj", "out_proj", "mlp.fc1", "mlp.fc2",
-    "conv1", "conv2", "conv_shortcut", "time_emb_proj", "conv_in", "conv_out",
-)
 
 
 class LoraFormatError(ValueError):
@@ -199,7 +192,7 @@ def detect_format(keys) -> str:
     )
 
 
-def _lora_path(path: str | os.PathLike) -> Path:
+def lora_file_path(path: str | os.PathLike) -> Path:
     source = Path(path).expanduser()
     if source.is_dir():
         source = source / DIFFUSERS_WEIGHT_NAME
@@ -218,98 +211,10 @@ def load_lora_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], di
     """(tensors, metadata, format) of a LoRA file or diffusers LoRA folder; format is "kohya" or "diffusers"."""
     from safetensors.torch import load_file
 
-    source = _lora_path(path)
+    source = lora_file_path(path)
     state = load_file(str(source))
     try:
         fmt = detect_format(state)
     except LoraFormatError as error:
         raise LoraFormatError(f"{source.name}: {error}") from error
     return state, _read_metadata(source), fmt
-
-
-@dataclass
-class LoraInfo:
-    """What the UI shows about a LoRA file.
-
-    ``alpha`` is the value loaders apply (the rank when the file stores none; None when modules differ).
-    """
-
-    path: str
-    format: str
-    rank: int | None
-    alpha: float | None
-    targets: list[str]
-    modules: int
-    has_unet: bool
-    has_text_encoder: bool
-    use_dora: bool
-    output_name: str
-    metadata: dict[str, str] = field(default_factory=dict)
-    family: str = "sd1"  # the model family the LoRA was trained on: "sd1" or "sdxl"
-
-
-def _target_label(module: str) -> str:
-    for name in KNOWN_TARGETS:
-        if module.endswith("." + name) or module.endswith("_" + name.replace(".", "_")):
-            return name
-    return re.split(r"[._]", module)[-1]
-
-
-def _modules(state: dict[str, torch.Tensor], fmt: str) -> dict[str, torch.Tensor]:
-    """Module name -> its down (A) matrix."""
-    if fmt == "kohya":
-        return {k[: -len(".lora_down.weight")]: v for k, v in state.items() if k.endswith(".lora_down.weight")}
-    downs = (".lora_A.weight", ".lora.down.weight", ".lora_linear_layer.down.weight")
-    return {k[: -len(s)]: v for k, v in state.items() for s in downs if k.endswith(s)}
-
-
-def _alpha(state, metadata: dict[str, str], fmt: str, rank: int | None) -> float | None:
-    if fmt == "kohya":
-        alphas = {round(float(v), 6) for k, v in state.items() if k.endswith(".alpha")}
-        if not alphas:
-            return rank
-        return alphas.pop() if len(alphas) == 1 else None
-    try:
-        config = json.loads(metadata.get(ADAPTER_METADATA_KEY, "{}"))
-    except ValueError:
-        config = {}
-    alpha = config.get("unet.lora_alpha", config.get("text_encoder.lora_alpha"))
-    return float(alpha) if alpha is not None else rank
-
-
-def read_lora_info(path: str | os.PathLike) -> LoraInfo:
-    """Rank, alpha, targets, parts, format and ``ss_*`` / ``modelspec.*`` metadata of a LoRA file."""
-    state, metadata, fmt = load_lora_file(path)
-    modules = _modules(state, fmt)
-    ranks = {int(v.shape[0]) for v in modules.values()}
-    rank = max(ranks) if ranks else None
-    text_prefixes = KOHYA_PREFIXES[1:] if fmt == "kohya" else ("text_encoder.", "text_encoder_2.")
-    text_modules = [m for m in modules if m.startswith(text_prefixes)]
-    source = _lora_path(path)
-    shown = {k: v for k, v in metadata.items() if k.startswith(("ss_", "sshs_", "modelspec."))}
-    default_name = source.parent.name if source.name == DIFFUSERS_WEIGHT_NAME else source.stem
-    return LoraInfo(
-        path=str(source),
-        format=fmt,
-        rank=rank,
-        alpha=_alpha(state, metadata, fmt, rank),
-        targets=sorted({_target_label(m) for m in modules}),
-        modules=len(modules),
-        has_unet=len(text_modules) < len(modules),
-        has_text_encoder=bool(text_modules),
-        use_dora=any("dora_scale" in k or "lora_magnitude_vector" in k for k in state),
-        output_name=metadata.get("ss_output_name") or default_name,
-        family=_family_name(state, metadata),
-        metadata=shown,
-    )
-
-
-def _family_name(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
-    """"sdxl" when the metadata says so or a second text encoder / SDXL-only block is present, else "sd1"."""
-    said = metadata.get("ss_base_model_version", "") + " " + metadata.get("modelspec.architecture", "")
-    if "sdxl" in said or "stable-diffusion-xl" in said:
-        return "sdxl"
-    # kohya's SD 1.x files name UNet modules by diffusers paths, its SDXL files by the original block names.
-    marks = ("lora_te2_", "text_encoder_2.", "lora_unet_label_emb", "lora_unet_input_blocks_", "lora_unet_middle_block_",
-             "lora_unet_output_blocks_")
-    return "sdxl" if any(k.startswith(marks) for k in state) else "sd1"
