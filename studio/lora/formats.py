@@ -1,9 +1,11 @@
 """Save trained LoRAs in the two formats users' tools load, and read either back.
 
-* diffusers: ``<dir>/pytorch_lora_weights.safetensors`` written by ``StableDiffusionPipeline.save_lora_weights``
-  with the PEFT adapter configs as metadata, so ``lora_alpha`` survives the round trip (spike pitfall 5).
-* kohya / WebUI: one ``.safetensors`` with ``lora_unet_*`` / ``lora_te_text_model_*`` modules, a real ``.alpha``
-  per module, kohya's ``ss_*`` metadata and additional-network hashes (see ``kohya.py``).
+* diffusers: ``<dir>/pytorch_lora_weights.safetensors`` written by the model family's pipeline
+  (``save_lora_weights``) with the PEFT adapter configs as metadata, so ``lora_alpha`` survives the round trip
+  (without them diffusers reloads the LoRA with alpha = rank).
+* kohya / WebUI: one ``.safetensors`` with ``lora_unet_*`` and per-encoder ``lora_te_*`` (SD 1.x) or
+  ``lora_te1_*`` / ``lora_te2_*`` (SDXL) modules, a real ``.alpha`` per module, kohya's ``ss_*`` metadata and
+  additional-network hashes (see ``kohya.py``).
 
 Both savers take ``peft.utils.get_peft_model_state_dict(model)`` outputs and write atomically.
 """
