@@ -6,7 +6,9 @@
 Both runs use the preset as it is, except that the second sets ``prior_count: 0``. Each LoRA is drawn on the star
 prompts (``a {colour} zq star on a {background} background``) and on the same prompts without the trigger word
 (``a red star on ...``) at every weight, with fixed seeds; the checker reads the pictures. The training wall time of
-each run is recorded too (the preset's goal: three minutes of this machine's CPU).
+each run is recorded too, wall clock and CPU seconds. Prompts of the other shapes without the trigger word
+(``a red circle on ...``) are drawn as well: the share read as stars is how far the star spreads to them. Either
+toy world works: ``--preset presets/demo/demo-star-sdxl.yaml --model assets/toy-world-sdxl``.
 """
 from __future__ import annotations
 
@@ -21,17 +23,18 @@ from .evaluate import DEFAULT_WEIGHTS, load_pipeline, star_rate_by_weight, witho
 VARIANTS = (("with prior images", {}), ("without prior images", {"prior_count": 0}))
 
 
-def train(preset: Path, changes: dict, out_dir: Path) -> tuple[Path, float]:
-    """Train the preset with ``changes`` into ``out_dir``; returns (the diffusers LoRA file, training seconds)."""
+def train(preset: Path, changes: dict, out_dir: Path) -> tuple[Path, float, float]:
+    """Train the preset with ``changes`` into ``out_dir``; returns (the diffusers LoRA file, training seconds,
+    CPU seconds of this process)."""
     from studio.config import load_config
     from studio.train import run_training
 
     overrides = [f"output_dir={out_dir}", "sample_steps=0", "validation_steps=0", "save_steps=0"]
     overrides += [f"{key}={json.dumps(value)}" for key, value in changes.items()]
     config = load_config(preset, overrides=overrides)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = run_training(config)
-    return result.diffusers_lora, time.perf_counter() - started
+    return result.diffusers_lora, time.perf_counter() - started, time.process_time() - cpu
 
 
 def table_lines(report: dict) -> list[str]:
@@ -42,7 +45,10 @@ def table_lines(report: dict) -> list[str]:
     for variant in report["variants"]:
         rows = variant["stars"]["by_weight"]
         for key, label in (("star_rate", "stars with `zq`"), ("leak_rate", "stars without `zq` (leak)"),
+                           ("other_shape_star_rate", "stars on other shapes without `zq`"),
                            ("colour", "colour right")):
+            if key not in rows[0]:  # reports written before a measure existed
+                continue
             cells = " | ".join(f"{row[key]:.0%}" for row in rows)
             lines.append(f"| {variant['label']} ({variant['train_seconds']:.0f} s) | {label} | {cells} |")
     return lines
@@ -62,10 +68,12 @@ def main(argv: list[str] | None = None) -> dict:
     work = args.work or Path(tempfile.mkdtemp(prefix="leak-report-"))
     report = {"preset": str(args.preset), "model": str(args.model), "variants": []}
     for number, (label, changes) in enumerate(VARIANTS):
-        lora, seconds = train(args.preset, changes, work / f"run-{number}")
-        stars = star_rate_by_weight(load_pipeline(args.model), lora, DEFAULT_WEIGHTS, args.star_prompts, leak=True)
+        lora, seconds, cpu_seconds = train(args.preset, changes, work / f"run-{number}")
+        stars = star_rate_by_weight(load_pipeline(args.model), lora, DEFAULT_WEIGHTS, args.star_prompts, leak=True,
+                                    other_shapes=True)
         report["variants"].append({"label": label, "changes": changes, "lora": str(lora),
-                                   "train_seconds": round(seconds, 1), "stars": without_images(stars)})
+                                   "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
+                                   "stars": without_images(stars)})
     for line in table_lines(report):
         print(line)
     if args.out is not None:
