@@ -135,3 +135,16 @@ def test_sdxl_time_ids_follow_each_pictures_size_and_crop():
     assert crop_top_left((48, 32), (32, 32)) == (0, 8)
     assert SDXL.micro_conditioning((32, 48), crop_top_left((48, 32), (32, 32)), (32, 32)) == [32, 48, 0, 8, 32, 32]
     assert crop_top_left((32, 64), (32, 32)) == (16, 0)
+
+
+def test_sdxl_bf16_with_gradient_checkpointing_trains_finite(sdxl_config, tmp_path):
+    """bf16 autocast (a CPU runs it too) and checkpointing in the UNet and both text encoders."""
+    events = []
+    result = run_training(sdxl_config(output_dir=str(tmp_path / "bf16"), mixed_precision="bf16",
+                                      gradient_checkpointing=True, train_text_encoder=True, max_steps=3,
+                                      save_steps=0), emit=events.append)
+    assert result.status == "finished"
+    losses = [e.loss for e in events if e.kind == "step"]
+    assert len(losses) == 3 and all(0 < loss < 10 for loss in losses)
+    lora = load_file(str(result.run_dir / "pytorch_lora_weights.safetensors"))
+    assert any(k.startswith("text_encoder_2.") for k in lora) and all(torch.isfinite(v).all() for v in lora.values())
