@@ -148,3 +148,23 @@ def test_sdxl_bf16_with_gradient_checkpointing_trains_finite(sdxl_config, tmp_pa
     assert len(losses) == 3 and all(0 < loss < 10 for loss in losses)
     lora = load_file(str(result.run_dir / "pytorch_lora_weights.safetensors"))
     assert any(k.startswith("text_encoder_2.") for k in lora) and all(torch.isfinite(v).all() for v in lora.values())
+
+
+def test_sdxl_frozen_text_encoders_run_once_per_caption_not_per_step(sdxl_config, toy_dataset, tmp_path,
+                                                                       monkeypatch):
+    from studio.data import read_metadata
+    from studio.models.families import SDXL
+
+    calls = []
+    original = type(SDXL).encode
+
+    def counting(self, components, captions, device):
+        calls.append(len(captions))
+        return original(self, components, captions, device)
+
+    monkeypatch.setattr(type(SDXL), "encode", counting)
+    result = run_training(sdxl_config(output_dir=str(tmp_path / "cached"), max_steps=6, save_steps=0,
+                                      validation_steps=3, caption_dropout=0.3))
+    assert result.status == "finished"
+    captions = {record.prompt for record in read_metadata(toy_dataset / "metadata.csv").records}
+    assert calls == [len(captions) + 1]  # each caption and the empty one (caption dropout), once, before step 1
