@@ -97,3 +97,16 @@ def test_preset_values_are_validated_and_need_a_description(tmp_path):
     assert len(caught.value.problems) == 2
     assert any("description" in p for p in caught.value.problems)
     assert any("broken.yaml line 1" in p and "lora_rank" in p for p in caught.value.problems)
+
+
+def test_a_model_preset_before_a_demo_preset_changes_nothing_the_demo_trains():
+    """The demos are complete recipes: picking the SDXL (or SD 1.x) model preset as well must not turn on bf16,
+    gradient accumulation or another learning rate behind them."""
+    from studio.config import apply_presets, list_presets
+
+    demos = [p.name for p in list_presets("demo")]
+    assert {"demo-star", "demo-star-sdxl"} <= set(demos)
+    for demo in demos:
+        alone = apply_presets(demo=demo)
+        for model in [p.name for p in list_presets("model")]:
+            assert apply_presets(model=model, demo=demo) == alone, (model, demo)
