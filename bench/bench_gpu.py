@@ -66,7 +66,7 @@ def grid_row(model: str, data: str, resolution: int, steps: int, work: Path) -> 
 
 
 def run(quick: bool, tiny: bool) -> dict:
-    import bench_train
+    import train_models
 
     from diffusers.utils import logging as diffusers_logging
 
@@ -76,13 +76,13 @@ def run(quick: bool, tiny: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as scratch:
         work = Path(scratch)
         if tiny:
-            model, resolution = bench_train.prepare_toy(work)[0], 32
+            model, resolution = train_models.prepare_toy(work)[0], 32
             data = str(REPO / "assets" / "demo-datasets" / "star")
             variants, steps, grid_steps = TINY, (1, 2), 10
         else:
             model, resolution = str(work / "sd15-random"), 512
-            bench_train.build_model("sd15", Path(model))
-            data = bench_train.sd15_data(work / "sd15-data", 8)
+            train_models.build_model("sd15", Path(model))
+            data = train_models.generated_pictures(work / "sd15-data", 8)
             variants, steps, grid_steps = (QUICK, (2, 5), 10) if quick else (FULL, (3, 10), 25)
         rows = [train_variant(model, data, resolution, variant, steps, work) for variant in variants]
         grid = grid_row(model, data, resolution, grid_steps, work)

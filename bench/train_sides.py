@@ -55,9 +55,13 @@ def open_ours(model: str, data: str, resolution: int, batch: int, work: Path, va
 
 
 def open_reference(model: str, data: str, resolution: int, batch: int, work: Path, variant: dict):
-    """The diffusers-script way (``train_reference.py``): VAE + text encoder + UNet at every step."""
+    """The diffusers-script way: VAE + text encoder(s) + UNet at every step (``train_reference.py``, or
+    ``train_reference_sdxl.py`` for a folder with a second text encoder)."""
     from train_reference import batches, load_reference, reference_step
 
+    if (Path(model) / "text_encoder_2").is_dir():
+        from train_reference_sdxl import load_reference_sdxl as load_reference
+        from train_reference_sdxl import reference_sdxl_step as reference_step
     started = time.perf_counter()
     parts = load_reference(model, data, resolution, batch, RANK, SEED, LR, variant.get("precision", "no"),
                            bool(variant.get("checkpointing")))
