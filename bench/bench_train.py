@@ -32,9 +32,9 @@ notes below estimate the real width's ratio from a separate per-part measurement
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     parser.add_argument("--scale", nargs="*", choices=sorted(SCALES), default=list(DEFAULT_SCALES))
     parser.add_argument("--images", type=int, default=4, help="how many 512 px pictures sd15 and sdxl train on")
+    parser.add_argument("--json", type=Path, help="also save the measured result here")
+    parser.add_argument("--render", type=Path, help="write the section from a saved result (nothing is measured)")
     parser.add_argument("--serve", choices=("ours", "reference"), help=argparse.SUPPRESS)  # one side (train_sides)
     for name in ("model", "data", "work"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
@@ -217,7 +219,12 @@ def main(argv: list[str] | None = None) -> None:
         serve(args.serve, args.model, args.data, args.resolution, args.batch, Path(args.work), args.threads,
               {"precision": args.precision, "checkpointing": bool(args.checkpointing)})
     else:
-        result = run(quick=args.quick, scales=tuple(args.scale), images=args.images)
+        if args.render:
+            result = json.loads(args.render.read_text(encoding="utf-8"))
+        else:
+            result = run(quick=args.quick, scales=tuple(args.scale), images=args.images)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1), encoding="utf-8")
         text = markdown(result)
         print(text)
         if not args.no_write:
