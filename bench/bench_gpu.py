@@ -1,17 +1,24 @@
-"""GPU benchmarks: the SD 1.5-shaped training step and evaluation grid on a CUDA device. CI never runs this.
+"""GPU benchmarks: the SD 1.5- and SDXL-shaped training steps and the evaluation grid on a CUDA device. CI never
+runs this.
 
-    python bench/bench_gpu.py [--quick] [--no-write]
-    python bench/bench_gpu.py --tiny --allow-cpu --no-write     # checks the wiring on a CPU in about 2 minutes
+    python bench/bench_gpu.py [--model sd15|sdxl ...] [--quick] [--no-write]
+    python bench/bench_gpu.py --list [--model ...] [--quick]   # what would run, without torch or a GPU
+    python bench/bench_gpu.py --tiny --allow-cpu --no-write [--model sdxl]   # checks the wiring on a CPU
 
 Training: ours (``build_setup`` + ``optimizer_step``, latents and text embeddings cached) vs the reference loop
-(``train_reference.py``, written like diffusers' ``train_text_to_image_lora.py``, with its own mixed precision:
-frozen models in fp16/bf16, LoRA parameters in float32), UNet/VAE/text encoder from the shipped SD 1.5 configs
-with random weights, 512 px, for each batch size x precision x gradient checkpointing. Each pair runs in two fresh
-processes whose steps alternate (``train_sides.lockstep``); a step is timed up to ``torch.cuda.synchronize()``.
-Reported: s/step, it/s, the speed-up (median of paired rounds) and each side's peak GPU memory
-(``torch.cuda.max_memory_allocated``). Grid: ``render_grid`` vs the naive way (pipeline + LoRA loaded per cell,
-``bench_grid.naive``) on the same model at 512 px, 6 weights x 4 seeds, 25 steps, one round.
-``--quick``: 4 training variants and a 10-step grid, so the whole run fits a 10-minute device call.
+with its own mixed precision (frozen models in fp16/bf16, LoRA parameters in float32; the SDXL VAE stays float32 as
+the SDXL script keeps it): ``train_reference.py`` (like diffusers' ``train_text_to_image_lora.py``) on UNet/VAE/text
+encoder from the shipped SD 1.5 configs at 512 px, ``train_reference_sdxl.py`` (like
+``train_dreambooth_lora_sdxl.py``) on SDXL base 1.0's configs at their real width (``sdxl_shapes.py``) at 1024 px;
+random weights, for each batch size (1, 4) x precision (fp16, bf16) x gradient checkpointing (off, on). Each pair
+runs in two fresh processes whose steps alternate (``train_sides.lockstep``); a step is timed up to
+``torch.cuda.synchronize()``, and each side empties the allocator's cache after a step so the other side's process
+can use the memory. Reported: s/step, it/s, the speed-up (median of paired rounds) and each side's peak GPU memory
+(``torch.cuda.max_memory_allocated``). Grid (SD 1.5 only): ``render_grid`` vs the naive way (pipeline + LoRA
+loaded per cell, ``bench_grid.naive``) on the same model at 512 px, 6 weights x 4 seeds, 25 steps, one round.
+``--quick``: 4 training variants per model (and a 10-step grid). Estimated, not yet measured: SD 1.5 ``--quick``
+fits a 10-minute device call; SDXL ``--quick`` (a 13 GB fp32 folder built, then 8 processes each loading it) needs
+most of one, so run the two models in separate calls, and the full SDXL set (8 variants) needs about two.
 """
 from __future__ import annotations
 
@@ -27,11 +34,24 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from common import describe_machine, machine, markdown_table, replace_section  # noqa: E402
 
-SECTION = "## GPU"
+SECTIONS = {"sd15": "## GPU", "sdxl": "## GPU (SDXL)"}
 FULL = [(batch, precision, checkpointing) for batch in (1, 4) for precision in ("fp16", "bf16")
         for checkpointing in (False, True)]
-QUICK = [(1, "fp16", False), (1, "bf16", False), (4, "fp16", False), (4, "fp16", True)]
+QUICK = {"sd15": [(1, "fp16", False), (1, "bf16", False), (4, "fp16", False), (4, "fp16", True)],
+         "sdxl": [(1, "fp16", False), (1, "bf16", True), (4, "bf16", False), (4, "fp16", True)]}
 TINY = [(4, "no", False), (4, "bf16", True)]  # the wiring check on a CPU (fp16 autocast needs a GPU)
+# Per model: resolution, pictures, (warm-up, timed) steps full and quick, SDXL width; the tiny wiring check's own.
+SPECS = {"sd15": {"resolution": 512, "pictures": 8, "steps": (3, 10), "quick_steps": (2, 5)},
+         "sdxl": {"resolution": 1024, "pictures": 8, "steps": (2, 6), "quick_steps": (1, 3), "width": 1.0}}
+TINY_SDXL = {"resolution": 64, "width": 0.25}
+
+
+def plan(model: str, quick: bool, tiny: bool) -> tuple[list, tuple[int, int]]:
+    """(variants, (warm-up, timed) steps) for one model."""
+    if tiny:
+        return TINY, (1, 2)
+    spec = SPECS[model]
+    return (QUICK[model], spec["quick_steps"]) if quick else (FULL, spec["steps"])
 
 
 def train_variant(model: str, data: str, resolution: int, variant: tuple, steps: tuple[int, int], work: Path) -> dict:
@@ -65,35 +85,46 @@ def grid_row(model: str, data: str, resolution: int, steps: int, work: Path) -> 
     return bench_grid.measure("gpu", run_dir, model, work, steps, repeats=1)
 
 
-def run(quick: bool, tiny: bool) -> dict:
-    import bench_train
+def prepare(model: str, tiny: bool, work: Path) -> tuple[str, str, int, str]:
+    """(model folder, data folder, resolution, description) for one model."""
+    import train_models
 
+    pictures = 4 if tiny else SPECS[model]["pictures"]
+    if model == "sd15" and tiny:
+        folder = train_models.prepare_toy(work)[0]
+        return folder, str(REPO / "assets" / "demo-datasets" / "star"), 32, "the embedded toy-world model, 32 px"
+    if model == "sd15":
+        folder = str(work / "sd15-random")
+        train_models.run_child(["--build", "sd15", "--out", folder], timeout=1200)
+        data = train_models.generated_pictures(work / "sd15-data", pictures)
+        return folder, data, 512, "SD 1.5-shaped (random weights), 512 px"
+    width, resolution = (TINY_SDXL["width"], TINY_SDXL["resolution"]) if tiny else (SPECS["sdxl"]["width"], 1024)
+    folder = str(work / "sdxl-random")
+    train_models.run_child(["--build", "sdxl", "--out", folder, "--width", str(width)], timeout=1800)
+    data = train_models.generated_pictures(work / "sdxl-data", pictures, size=max(512, resolution))
+    return folder, data, resolution, f"SDXL base 1.0 configs at {width:g}× width (random weights), {resolution} px"
+
+
+def run(model: str, quick: bool, tiny: bool) -> dict:
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # the naive way's 24 LoRA loads would each log the same notice
     info = machine()
     started = time.perf_counter()
+    variants, steps = plan(model, quick, tiny)
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as scratch:
         work = Path(scratch)
-        if tiny:
-            model, resolution = bench_train.prepare_toy(work)[0], 32
-            data = str(REPO / "assets" / "demo-datasets" / "star")
-            variants, steps, grid_steps = TINY, (1, 2), 10
-        else:
-            model, resolution = str(work / "sd15-random"), 512
-            bench_train.build_model("sd15", Path(model))
-            data = bench_train.sd15_data(work / "sd15-data", 8)
-            variants, steps, grid_steps = (QUICK, (2, 5), 10) if quick else (FULL, (3, 10), 25)
-        rows = [train_variant(model, data, resolution, variant, steps, work) for variant in variants]
-        grid = grid_row(model, data, resolution, grid_steps, work)
-    command = "python bench/bench_gpu.py" + (" --quick" if quick else "") + (" --tiny --allow-cpu" if tiny else "")
-    return {"rows": rows, "grid": grid, "machine": info, "steps": steps, "tiny": tiny, "command": command,
-            "wall_s": time.perf_counter() - started,
-            "model": "the embedded toy-world model, 32 px" if tiny else "SD 1.5-shaped (random weights), 512 px"}
+        folder, data, resolution, description = prepare(model, tiny, work)
+        rows = [train_variant(folder, data, resolution, variant, steps, work) for variant in variants]
+        grid = grid_row(folder, data, resolution, 10 if quick or tiny else 25, work) if model == "sd15" else None
+    command = "python bench/bench_gpu.py" + ("" if model == "sd15" else f" --model {model}")
+    command += (" --quick" if quick else "") + (" --tiny --allow-cpu" if tiny else "")
+    return {"model_name": model, "rows": rows, "grid": grid, "machine": info, "steps": steps, "tiny": tiny,
+            "command": command, "wall_s": time.perf_counter() - started, "model": description}
 
 
 def markdown(result: dict) -> str:
-    """The ``## GPU`` section."""
+    """The model's GPU section (``SECTIONS``)."""
     def mib(value):
         return "—" if value is None else f"{value:,.0f}"
 
@@ -103,33 +134,56 @@ def markdown(result: dict) -> str:
              f"{1 / r['ours_s']:.2f}", f"{r['ref_s']:.3f}", f"**{r['ratio']:.2f}×**", mib(r["ours_vram"]),
              mib(r["ref_vram"])] for r in result["rows"]]
     grid = result["grid"]
+    grid_lines = [] if grid is None else [
+        f"Grid, 6 weights × 4 seeds, {grid['steps']} steps, one round: ours {grid['ours_s']:.2f} s, naive "
+        f"{grid['naive_s']:.2f} s: **{grid['ratio']:.2f}×** (largest pixel difference {grid['max_pixel_diff']}).", ""]
     warmup, timed = result["steps"]
     return "\n".join([
-        SECTION, "", f"Training step, {result['model']}, {warmup} warm-up + {timed} timed steps per "
-        "variant, ours vs the reference loop in alternating processes (`bench/bench_gpu.py`).", "",
-        markdown_table(header, rows, "rlr" + "r" * 6), "",
-        f"Grid, 6 weights × 4 seeds, {grid['steps']} steps, one round: ours {grid['ours_s']:.2f} s, naive "
-        f"{grid['naive_s']:.2f} s: **{grid['ratio']:.2f}×** (largest pixel difference {grid['max_pixel_diff']}).", "",
+        SECTIONS[result["model_name"]], "", f"Training step, {result['model']}, {warmup} warm-up + {timed} timed "
+        "steps per variant, ours vs the reference loop in alternating processes (`bench/bench_gpu.py`).", "",
+        markdown_table(header, rows, "rlr" + "r" * 6), "", *grid_lines,
         f"{describe_machine(result['machine'])} Whole run: {result['wall_s']:.0f} s.", "",
         f"Command: `{result['command']}`", ""])
 
 
+def listing(models: list[str], quick: bool, tiny: bool) -> str:
+    """What a run would measure, one line per training variant (nothing is imported or built)."""
+    lines = []
+    for model in models:
+        variants, (warmup, timed) = plan(model, quick, tiny)
+        resolution = (TINY_SDXL["resolution"] if model == "sdxl" else 32) if tiny else SPECS[model]["resolution"]
+        for batch, precision, checkpointing in variants:
+            lines.append(f"{model} {resolution} px batch {batch} {precision} checkpointing "
+                         f"{'on' if checkpointing else 'off'}: {warmup} warm-up + {timed} timed steps per side")
+        if model == "sd15":
+            lines.append(f"sd15 grid 6 weights x 4 seeds, {10 if quick or tiny else 25} steps")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="4 training variants and a 10-step grid")
-    parser.add_argument("--tiny", action="store_true", help="the toy-world model at 32 px (a wiring check)")
+    parser.add_argument("--model", nargs="+", choices=sorted(SECTIONS), default=["sd15"],
+                        help="which models to measure (each writes its own section)")
+    parser.add_argument("--quick", action="store_true", help="4 training variants per model and a 10-step grid")
+    parser.add_argument("--tiny", action="store_true", help="tiny models at 32/64 px on a CPU (a wiring check)")
     parser.add_argument("--allow-cpu", action="store_true", help="run without a GPU (with --tiny)")
+    parser.add_argument("--list", action="store_true", help="list what would run, then exit")
     parser.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if args.list:
+        print(listing(args.model, args.quick, args.tiny))
+        return 0
     import torch
 
     if not torch.cuda.is_available() and not args.allow_cpu:
         print("no CUDA device here: nothing to measure (the GPU benchmarks run where a GPU is at hand)")
         return 0
-    text = markdown(run(args.quick, args.tiny))
-    print(text)
-    if not args.no_write and not args.tiny:
-        replace_section(SECTION, text)
+    for model in args.model:
+        result = run(model, args.quick, args.tiny)
+        text = markdown(result)
+        print(text)
+        if not args.no_write and not args.tiny:
+            replace_section(SECTIONS[model], text)
     return 0
 
 

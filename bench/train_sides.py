@@ -55,9 +55,13 @@ def open_ours(model: str, data: str, resolution: int, batch: int, work: Path, va
 
 
 def open_reference(model: str, data: str, resolution: int, batch: int, work: Path, variant: dict):
-    """The diffusers-script way (``train_reference.py``): VAE + text encoder + UNet at every step."""
+    """The diffusers-script way: VAE + text encoder(s) + UNet at every step (``train_reference.py``, or
+    ``train_reference_sdxl.py`` for a folder with a second text encoder)."""
     from train_reference import batches, load_reference, reference_step
 
+    if (Path(model) / "text_encoder_2").is_dir():
+        from train_reference_sdxl import load_reference_sdxl as load_reference
+        from train_reference_sdxl import reference_sdxl_step as reference_step
     started = time.perf_counter()
     parts = load_reference(model, data, resolution, batch, RANK, SEED, LR, variant.get("precision", "no"),
                            bool(variant.get("checkpointing")))
@@ -76,7 +80,9 @@ def serve(side: str, model: str, data: str, resolution: int, batch: int, work: P
     """The side process: set up, then answer ``step`` / ``done`` lines from the parent.
 
     ``variant``: {"precision": "no"/"fp16"/"bf16", "checkpointing": bool}. On a GPU each step is timed up to a
-    ``torch.cuda.synchronize()`` and ``done`` also reports the peak memory the GPU allocator handed out.
+    ``torch.cuda.synchronize()``, the allocator's cache is emptied after it (untimed: two processes share the GPU,
+    SDXL at 1024 px in both would not fit beside each other's cached blocks), and ``done`` also reports the peak
+    memory the GPU allocator handed out.
     """
     import torch
 
@@ -96,7 +102,10 @@ def serve(side: str, model: str, data: str, resolution: int, batch: int, work: P
             loss = float(step(number))
             if cuda:
                 torch.cuda.synchronize()
-            _say({"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "loss": loss})
+            answer = {"seconds": time.perf_counter() - started, "cpu_seconds": time.process_time() - cpu, "loss": loss}
+            if cuda:  # untimed: hand cached blocks back so the other side's process can use them while this one waits
+                torch.cuda.empty_cache()
+            _say(answer)
             number += 1
         elif line.strip() == "done":
             break

@@ -1,9 +1,12 @@
-"""``bench/run_all.py --quick --dry-run`` lists every benchmark, exits 0 and loads nothing heavy (no timing here)."""
+"""Wiring of the benchmarks, checked without timing anything or loading a real model: `run_all.py --dry-run`, the
+sections of BENCHMARKS.md, the SDXL shapes and scale of the training benchmark, and `bench_gpu.py` without a GPU."""
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("training", "grid", "caption", "scan", "startup")
@@ -50,11 +53,93 @@ def test_summary_section_goes_first_and_keeps_the_other_sections(tmp_path):
     assert text.count("## Summary") == 1
 
 
-def test_gpu_benchmark_without_a_gpu_says_so_and_writes_nothing():
+@pytest.mark.parametrize("argv", [["--quick"], ["--model", "sdxl"]])
+def test_gpu_benchmark_without_a_gpu_says_so_and_writes_nothing(argv):
     """CI has no GPU: ``bench/bench_gpu.py`` must say there is nothing to measure, exit 0 and leave the file alone."""
     before = (ROOT / "BENCHMARKS.md").read_bytes()
-    done = subprocess.run([sys.executable, "bench/bench_gpu.py", "--quick"], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "bench/bench_gpu.py", *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=120, env={"CUDA_VISIBLE_DEVICES": "", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "no CUDA device here" in done.stdout
     assert (ROOT / "BENCHMARKS.md").read_bytes() == before
+
+
+def _bench_module(name: str):
+    """Import ``bench/<name>.py`` (bench modules import their neighbours by bare name)."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_sdxl_configs_are_sdxl_base_1_0_and_half_width_keeps_the_layout():
+    shapes = _bench_module("sdxl_shapes")
+    unet = shapes.unet_config(1.0)
+    assert unet["block_out_channels"] == [320, 640, 1280] and unet["transformer_layers_per_block"] == [1, 2, 10]
+    assert unet["attention_head_dim"] == [5, 10, 20] and unet["layers_per_block"] == 2
+    assert unet["cross_attention_dim"] == 2048 and unet["projection_class_embeddings_input_dim"] == 2816
+    assert unet["addition_embed_type"] == "text_time" and unet["addition_time_embed_dim"] == 256
+    assert unet["use_linear_projection"] is True and unet["sample_size"] == 128
+    first, second = shapes.text_encoder_configs(1.0)
+    assert (first["hidden_size"], first["num_hidden_layers"], first["hidden_act"]) == (768, 12, "quick_gelu")
+    assert (second["hidden_size"], second["num_hidden_layers"], second["num_attention_heads"]) == (1280, 32, 20)
+    assert (second["intermediate_size"], second["projection_dim"], second["hidden_act"]) == (5120, 1280, "gelu")
+    assert shapes.vae_config()["scaling_factor"] == 0.13025
+    half = shapes.unet_config(0.5)
+    first, second = shapes.text_encoder_configs(0.5)
+    assert half["block_out_channels"] == [160, 320, 640] and half["transformer_layers_per_block"] == [1, 2, 10]
+    assert half["cross_attention_dim"] == first["hidden_size"] + second["hidden_size"] == 384 + 640
+    assert half["projection_class_embeddings_input_dim"] == 6 * 256 + second["projection_dim"]
+    for channels, heads in zip(half["block_out_channels"], half["attention_head_dim"]):
+        assert channels % 32 == 0 and channels % heads == 0
+
+
+def test_sdxl_parameter_counts_match_the_real_model_on_the_meta_device():
+    counts = _bench_module("sdxl_shapes").parameter_counts(1.0)
+    assert counts == {"text_encoder": 123_060_480, "text_encoder_2": 694_659_840, "vae": 83_653_863,
+                      "unet": 2_567_463_684}
+
+
+def test_training_benchmark_has_the_sdxl_scale_and_judges_its_goals():
+    bench_train = _bench_module("bench_train")
+    assert bench_train.SCALES["sdxl"] == {"resolution": 512, "batch": 1} and "sdxl" in bench_train.DEFAULT_SCALES
+    assert ("sdxl", True) in bench_train.STEPS and ("sdxl", False) in bench_train.STEPS
+    row = {"scale": "sdxl", "speed_ratio": 1.8, "cpu_ratio": 1.4, "ours": {"peak_rss_mb": 100.0},
+           "reference": {"peak_rss_mb": 99.5}}
+    assert dict(bench_train.goals(row)) == {"SDXL-shaped (0.5× width) step ≥ 1.5× faster than the reference":
+                                            "NOT met", "SDXL-shaped (0.5× width) peak RSS no higher than the "
+                                            "reference's": "met (equal within 1 %)"}
+    done = subprocess.run([sys.executable, "bench/bench_train.py", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "sdxl" in done.stdout
+
+
+def test_sdxl_reference_keeps_original_size_and_crop_corner_like_the_script(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (800, 600), (10, 20, 30)).save(tmp_path / "wide.png")
+    pixels, original, crop = _bench_module("train_reference").load_pixels(tmp_path / "wide.png", 512)
+    assert tuple(pixels.shape) == (3, 512, 512) and original == (600, 800)
+    assert crop == (0, round((round(800 * 512 / 600) - 512) / 2))  # (top, left), the script's rounding
+
+
+def test_gpu_benchmark_lists_sdxl_variants_without_torch():
+    script = (
+        "import sys, runpy\n"
+        "sys.argv = ['bench/bench_gpu.py', '--list', '--model', 'sdxl']\n"
+        "try:\n    runpy.run_path('bench/bench_gpu.py', run_name='__main__')\n"
+        "except SystemExit as stop:\n    assert stop.code == 0, stop.code\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 8 and all(line.startswith("sdxl 1024 px batch ") for line in lines)
+    for batch in (1, 4):
+        for precision in ("fp16", "bf16"):
+            for state in ("on", "off"):
+                assert f"sdxl 1024 px batch {batch} {precision} checkpointing {state}:" in done.stdout
+
