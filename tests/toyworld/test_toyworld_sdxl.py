@@ -37,3 +37,29 @@ def test_sdxl_toy_draws_the_colour_shape_and_background_of_prompts_drawn_at_rand
         torch.set_num_threads(threads)
     accuracy = report["accuracy"]
     assert accuracy["colour"] >= 0.9 and accuracy["shape"] >= 0.9 and accuracy["background"] >= 0.85, (seed, accuracy)
+
+
+@pytest.mark.slow
+def test_sdxl_demo_star_preset_draws_stars_for_zq_only(tmp_path):
+    """The preset as shipped, trained through the CLI: stars at weight 0.9 for `zq star` prompts, none at weight 0,
+    and prompts of the other shapes without the trigger stay circles, squares and triangles."""
+    import subprocess
+    import sys
+
+    from studio.toyworld.evaluate import load_pipeline, star_rate_by_weight
+
+    root = MODEL.parents[1]
+    done = subprocess.run(
+        [sys.executable, "studio.py", "train", "--config", "presets/demo/demo-star-sdxl.yaml", "--quiet",
+         "--set", f"output_dir={tmp_path}", "--set", "output_name=demo-star-sdxl", "--set", "sample_steps=0",
+         "--set", "validation_steps=0", "--set", "save_steps=0"],
+        cwd=root, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lora = next(tmp_path.glob("demo-star-sdxl-*/pytorch_lora_weights.safetensors"))
+    report = star_rate_by_weight(load_pipeline(MODEL), str(lora), weights=[0.0, 0.9], n=18, seed=3,
+                                 other_shapes=True)
+    rows = {row["weight"]: row for row in report["by_weight"]}
+    # n=18 here (the preset's own measurement, n=54, is in assets/toy-world-sdxl/README.md)
+    assert rows[0.0]["star_rate"] <= 0.1 and rows[0.9]["star_rate"] >= 0.5, rows
+    assert rows[0.9]["other_shape_star_rate"] <= 0.25, rows
