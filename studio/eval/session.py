@@ -184,9 +184,12 @@ def _check_family(pipe, lora_path: str) -> None:
     from studio.models.families import family_named, family_of_pipeline
 
     try:
-        trained_on = family_named(read_lora_info(lora_path).family)
-    except (LoraFormatError, OSError, KeyError):
+        said = read_lora_info(lora_path).family
+    except (LoraFormatError, OSError):
         return  # the loader reports what is wrong with the file itself
+    if not said:
+        return  # the file does not say; diffusers' loader is the judge
+    trained_on = family_named(said)
     base = family_of_pipeline(pipe)
     if trained_on is not base:
         raise EvalError(f"{lora_path} is an {trained_on.label} LoRA and the base model is {base.label}: pick a LoRA "

@@ -36,7 +36,7 @@ class LoraInfo:
     use_dora: bool
     output_name: str
     metadata: dict[str, str] = field(default_factory=dict)
-    family: str = "sd1"  # the model family the LoRA was trained on: "sd1" or "sdxl"
+    family: str = ""  # the model family the LoRA was trained on: "sd1", "sdxl", or "" when the file does not say
 
 
 def _target_label(module: str) -> str:
@@ -96,11 +96,17 @@ def read_lora_info(path: str | os.PathLike) -> LoraInfo:
 
 
 def _family_name(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
-    """"sdxl" when the metadata says so or a second text encoder / SDXL-only block is present, else "sd1"."""
+    """"sdxl" or "sd1" when the metadata or the names say so, "" when the file does not tell (a UNet-only
+    diffusers LoRA without metadata names the same modules for both families)."""
     said = metadata.get("ss_base_model_version", "") + " " + metadata.get("modelspec.architecture", "")
     if "sdxl" in said or "stable-diffusion-xl" in said:
         return "sdxl"
+    if "sd_v1" in said or "stable-diffusion-v1" in said:
+        return "sd1"
     # kohya's SD 1.x files name UNet modules by diffusers paths, its SDXL files by the original block names.
     marks = ("lora_te2_", "text_encoder_2.", "lora_unet_label_emb", "lora_unet_input_blocks_", "lora_unet_middle_block_",
              "lora_unet_output_blocks_")
-    return "sdxl" if any(k.startswith(marks) for k in state) else "sd1"
+    if any(k.startswith(marks) for k in state):
+        return "sdxl"
+    return "sd1" if any(k.startswith(("lora_te_", "lora_unet_down_blocks_", "lora_unet_up_blocks_")) for k in state) \
+        else ""

@@ -25,14 +25,15 @@ def lora_states(setup, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
 
 
 def write_diffusers_lora(folder: Path, setup, dtype: torch.dtype = torch.float32) -> Path:
-    from studio.lora import save_diffusers_lora
+    from studio.lora import kohya, save_diffusers_lora
 
     config = setup.config
     unet, text = lora_states(setup, dtype)
     return save_diffusers_lora(
         folder, unet, text, rank=config.lora_rank, alpha=config.effective_alpha(), use_dora=config.use_dora,
         unet_targets=config.target_modules, te_targets=config.text_encoder_target_modules,
-        metadata={"studio.output_name": config.resolved_output_name()}, family=setup.components.family,
+        metadata={"studio.output_name": config.resolved_output_name(), **kohya.base_metadata(setup.components.family)},
+        family=setup.components.family,
     )
 
 

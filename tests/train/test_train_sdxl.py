@@ -115,6 +115,11 @@ def test_sdxl_unet_only_resume_equals_a_straight_run(sdxl_config, tmp_path):
     assert max((first[k] - second[k]).abs().max().item() for k in first) <= 1e-6
     with safe_open(str(straight.run_dir / "tiny-xl.safetensors"), framework="pt") as handle:
         assert not any(key.startswith("lora_te") for key in handle.keys())
+    from studio.lora import read_lora_info
+
+    # A UNet-only diffusers file names the same modules for both families: its metadata says which it is.
+    assert read_lora_info(straight.run_dir).family == "sdxl"
+    assert read_lora_info(straight.run_dir / "tiny-xl.safetensors").family == "sdxl"
 
 
 def test_sdxl_incremental_training_reads_its_own_kohya_file(sdxl_config, tmp_path):
