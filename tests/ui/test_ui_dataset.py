@@ -55,7 +55,7 @@ def _rows(page) -> int:
 def _click_keep(page, name, expected_message):
     _row(page, name).locator("input[type=checkbox]").click()
     page.wait_for_function("text => document.querySelector('#dataset-choice-message').innerText.includes(text)",
-                           arg=expected_message, timeout=30_000)
+                           arg=expected_message, timeout=90_000)
 
 
 def _decisions(folder) -> dict:

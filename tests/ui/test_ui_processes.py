@@ -32,7 +32,7 @@ def test_pick_two_processes_and_train(page, studio_server, tiny_sd_dir):
     fill(page, "form-max_steps", "6")
     start_training(page)
     assert "in 2 processes" in page.inner_text("#train-message")
-    page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=180_000)
+    page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=480_000)
     assert page.locator("#train-loss canvas, #train-loss svg").count() > 0, "no loss plot"
     assert "6/6" in page.inner_text("#train-progress")
     assert "2 process(es)" in page.locator("#train-log textarea").input_value()

@@ -41,7 +41,7 @@ def test_sdxl_family_presets_training_and_grid(page, studio_server, screenshot_d
     fill(page, "form-save_steps", "6")
     fill(page, "form-prior_count", "0")
     start_training(page)
-    page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=300_000)
+    page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=480_000)
     page.screenshot(path=str(screenshot_dir / "training-sdxl.png"), full_page=True)
     snapshot = run_configs(workspace)[0]
     assert "toy-world-sdxl" in snapshot and "max_steps: 12" in snapshot
@@ -51,7 +51,7 @@ def test_sdxl_family_presets_training_and_grid(page, studio_server, screenshot_d
     page.locator("#eval-steps input[type=number]").fill("6")
     page.locator("#eval-steps input[type=number]").press("Enter")
     page.click("#eval-render")
-    page.wait_for_function("() => document.querySelectorAll('#eval-cells img').length >= 6", timeout=240_000)
+    page.wait_for_function("() => document.querySelectorAll('#eval-cells img').length >= 6", timeout=480_000)
     captions = page.locator("#eval-cells").inner_text()
     assert all(f"weight {w}" in captions for w in ("0.4", "0.6", "0.9"))
     assert "Concept rate" in page.inner_text("#eval-metrics")
