@@ -162,11 +162,12 @@ class TextConditioner:
     """Caption -> the UNet's text conditioning (``families.Conditioning``), cached per caption when the text
     encoders are frozen. The model's family encodes (one encoder for SD 1.x, two for SDXL)."""
 
-    def __init__(self, components, device, trainable: bool):
+    def __init__(self, components, device, trainable: bool, unwrap=lambda module: module):
         self.components = components
         self.family = components.family
         self.device = device
         self.trainable = trainable
+        self.unwrap = unwrap  # accelerate's unwrap_model: scoring on one process must not run a DDP forward
         self._cache: dict = {}
 
     def fill_cache(self, captions: list[str]) -> None:
@@ -182,3 +183,14 @@ class TextConditioner:
         if not self.trainable and all(c in self._cache for c in captions):
             return Conditioning.stack([self._cache[c] for c in captions], self.device)
         return self.family.encode(self.components, captions, self.device)
+
+    def for_scoring(self, captions: list[str]):
+        """The conditioning through the unwrapped text encoders (the validation loss runs on the main process
+        only; a DistributedDataParallel forward there would wait for the other processes forever)."""
+        import dataclasses
+
+        if not self.trainable:
+            return self(captions)
+        plain = dataclasses.replace(self.components, **{
+            name: self.unwrap(encoder) for name, encoder in self.components.text_encoders.items()})
+        return self.family.encode(plain, captions, self.device)

@@ -175,7 +175,7 @@ def build_setup(config, warn=log.warning, progress=None, note=log.info) -> Train
     params, weight_dtype = _prepare_models(components, config, accelerator)
     source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, weight_dtype,
                          accelerator.process_index, accelerator.num_processes, data.loss_weights)
-    text = TextConditioner(components, accelerator.device, config.train_text_encoder)
+    text = TextConditioner(components, accelerator.device, config.train_text_encoder, accelerator.unwrap_model)
     if config.cache_latents:
         source.fill_latent_cache(progress)
     if not config.train_text_encoder:

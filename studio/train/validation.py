@@ -56,7 +56,7 @@ class Validator:
         try:
             with torch.no_grad():
                 for latent, caption, micro in self.items:
-                    conditioning = text([caption])
+                    conditioning = text.for_scoring([caption])
                     for timestep in self.timesteps:
                         noise = torch.randn(latent.shape, generator=generator)
                         losses.append(self._loss(unet, latent, noise, timestep, conditioning, micro))
