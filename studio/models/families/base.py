@@ -7,6 +7,7 @@ with it. Code outside ``studio/models/families`` asks the family and never names
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,7 +78,7 @@ class LoraNaming:
     extra_metadata: dict[str, str] = field(default_factory=dict)
 
 
-class Family:
+class Family(ABC):
     """One model family. Subclasses set the class attributes and implement the methods that differ."""
 
     name: ClassVar[str]
@@ -88,12 +89,13 @@ class Family:
     text_encoder_names: ClassVar[tuple[str, ...]] = ("text_encoder",)
 
     # -- recognising and loading ----------------------------------------------------------------------------
+    @abstractmethod
     def pipeline_class(self):
-        raise NotImplementedError
+        """The diffusers text-to-image pipeline class of this family."""
 
+    @abstractmethod
     def matches_index(self, index: dict) -> bool:
         """True when a diffusers ``model_index.json`` describes a model of this family."""
-        raise NotImplementedError
 
     def components(self, pipe, source: str, kind: str) -> Components:
         from diffusers import DDPMScheduler
@@ -106,8 +108,9 @@ class Family:
         )
 
     # -- conditioning -------------------------------------------------------------------------------------
+    @abstractmethod
     def encode(self, components: Components, captions: list[str], device) -> Conditioning:
-        raise NotImplementedError
+        """The UNet's text conditioning for ``captions``, as this family's pipelines compute it."""
 
     def text_encoder_layers(self, name: str, encoder) -> list[int] | None:
         """The layers of text encoder ``name`` whose output reaches the UNet (None: all of them); a LoRA in any
@@ -124,9 +127,9 @@ class Family:
         return {"encoder_hidden_states": conditioning.hidden}
 
     # -- sampling -------------------------------------------------------------------------------------------
+    @abstractmethod
     def assemble_pipeline(self, components: Components, scheduler):
         """A pipeline around these very modules (nothing copied) drawing with ``scheduler``."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<family {self.name}>"
