@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 UNET_PREFIX = "lora_unet_"
-TEXT_ENCODER_PREFIX = "lora_te_"
 # transformers 5 names CLIPTextModel modules without ``text_model.``; WebUI keys need it.
 TEXT_MODEL_PART = "text_model_"
 # Written into every kohya file: what A1111 / kohya tools use to tell SD versions and network types apart.
@@ -84,12 +83,6 @@ class KohyaNamer:
         return self.text_prefixes[encoder] + TEXT_MODEL_PART + module_path.removeprefix("text_model.").replace(".", "_")
 
 
-def kohya_name(module_path: str, text_encoder: bool) -> str:
-    """SD 1.x WebUI module name for a diffusers / transformers module path."""
-    namer = KohyaNamer()
-    return namer.text("text_encoder", module_path) if text_encoder else namer.unet(module_path)
-
-
 def _adaptable_modules(model: nn.Module):
     """Paths of modules a LoRA can wrap (linear / conv layers, or the PEFT wrappers around them)."""
     for name, module in model.named_modules():
@@ -137,10 +130,8 @@ def to_kohya_state(unet_state, text_states, rank: int, alpha: float, namer: Kohy
                    ) -> dict[str, torch.Tensor]:
     """PEFT state dicts -> ``{name}.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` tensors.
 
-    ``text_states``: ``{"text_encoder": state[, "text_encoder_2": state]}`` (or one SD 1.x encoder's state)."""
+    ``text_states``: ``{"text_encoder": state[, "text_encoder_2": state]}`` (``formats.text_states_by_encoder``)."""
     namer = namer or KohyaNamer()
-    if text_states and not set(text_states) <= {"text_encoder", "text_encoder_2"}:
-        text_states = {"text_encoder": text_states}
     parts_to_save = [(unet_state or {}, None)] + [(state, name) for name, state in (text_states or {}).items()]
     tensors: dict[str, torch.Tensor] = {}
     for state, encoder in parts_to_save:

@@ -2,8 +2,8 @@
 
 A family (SD 1.x, SDXL, ...) owns everything that differs between architectures: how its models are recognised
 and loaded, how a caption becomes the UNet's conditioning, the micro-conditioning numbers some families add,
-which layers a LoRA targets by default, the names and metadata of its LoRA files and the pipeline that draws
-with it. Code outside ``studio/models/families`` asks the family and never names a pipeline class.
+which text-encoder layers a LoRA can change, the names and metadata of its LoRA files and the pipeline that
+draws with it. Code outside ``studio/models/families`` asks the family and never names a pipeline class.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ class Components:
 
     ``noise_scheduler`` is a ``DDPMScheduler`` built from the model's own scheduler config, so prediction_type,
     rescale_betas_zero_snr and timestep_spacing are the model's. ``kind`` is one of "embedded", "folder",
-    "single_file", "hub"; ``source`` is the resolved path or hub id. ``text_encoders`` / ``tokenizers`` hold
-    the second encoder of two-encoder families (``text_encoder_2``) after the first.
+    "single_file", "hub"; ``source`` is the resolved path or hub id. ``text_encoder_2`` / ``tokenizer_2`` are
+    the second encoder of two-encoder families (None otherwise); ``text_encoders`` lists every encoder.
     """
 
     tokenizer: Any
