@@ -180,15 +180,12 @@ class Adapters:
 
 def _check_family(pipe, lora_path: str) -> None:
     """Refuse a LoRA trained on another model family (an SD 1.x LoRA on SDXL) with a sentence saying so."""
-    from studio.lora import LoraFormatError, read_lora_info
+    from studio.lora.info import lora_family
     from studio.models.families import family_named, family_of_pipeline
 
-    try:
-        said = read_lora_info(lora_path).family
-    except (LoraFormatError, OSError):
-        return  # the loader reports what is wrong with the file itself
+    said = lora_family(lora_path)  # the header only: the loader reads the tensors next
     if not said:
-        return  # the file does not say; diffusers' loader is the judge
+        return  # the file does not say (or cannot be read); diffusers' loader is the judge
     trained_on = family_named(said)
     base = family_of_pipeline(pipe)
     if trained_on is not base:

@@ -110,3 +110,15 @@ def _family_name(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> st
         return "sdxl"
     return "sd1" if any(k.startswith(("lora_te_", "lora_unet_down_blocks_", "lora_unet_up_blocks_")) for k in state) \
         else ""
+
+
+def lora_family(path: str | os.PathLike) -> str:
+    """``LoraInfo.family`` from the file's header alone (names and metadata, no tensors read); "" when the file
+    does not say or cannot be read (the loader then reports what is wrong with it)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(lora_file_path(path)), framework="pt") as handle:
+            return _family_name(dict.fromkeys(handle.keys()), dict(handle.metadata() or {}))
+    except Exception:  # LoraFormatError, OSError, or safetensors' own error for a damaged header
+        return ""
