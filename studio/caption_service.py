@@ -18,7 +18,7 @@ from studio.caption.markup import join_tags, parse_structured
 from studio.caption_job import AutoCaptionJob
 from studio.data import CaptionRecord
 
-SEVERITY_MARK = {"error": "❌", "warning": "⚠"}
+SEVERITY_MARK = {"error": "✗", "warning": "⚠"}
 PREVIEW_ROWS = 300
 EDITS = {"template": apply_template, "prefix": add_prefix, "suffix": add_suffix, "replace": find_replace}
 EDIT_NAMES = {"template": "The template", "prefix": "The prefix", "suffix": "The suffix", "replace": "Find/replace"}

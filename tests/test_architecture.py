@@ -87,3 +87,22 @@ def test_paths_from_the_page_are_checked_in_one_place():
     offenders = [str(path.relative_to(PACKAGE.parent)) for path in tabs
                  if "os.path.realpath" in path.read_text(encoding="utf-8") or ".resolve()" in path.read_text(encoding="utf-8")]
     assert offenders == []
+
+
+def test_every_character_the_studio_shows_has_a_glyph_in_dejavu_sans():
+    """Debian's chromium with fonts-dejavu-core draws emoji such as ✅ or ❌ as empty boxes; the studio's marks must
+    come from DejaVu Sans (✓ ✗ ⚠ ■), which is also matplotlib's own font."""
+    import os
+
+    import matplotlib
+    from matplotlib import ft2font
+
+    font = ft2font.FT2Font(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf"))
+    covered = set(font.get_charmap())
+    missing = sorted(
+        f"{path.relative_to(PACKAGE.parent)}: {char!r} (U+{ord(char):04X})"
+        for path in PACKAGE.rglob("*.py")
+        for char in set(path.read_text(encoding="utf-8"))
+        if ord(char) > 127 and ord(char) not in covered
+    )
+    assert missing == [], f"characters without a glyph in DejaVu Sans: {missing}"

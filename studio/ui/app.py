@@ -57,7 +57,7 @@ def _link_tabs(studio, dataset, captions, training) -> None:
             folder = studio.dataset_folder(folder_text)
             new_yaml = studio.config_yaml_with(yaml_text, {"train_data_dir": str(folder)})
         except Exception as error:
-            return gr.update(), gr.update(), f"❌ {error}"
+            return gr.update(), gr.update(), f"✗ {error}"
         values = training_tab.form_values(studio, new_yaml)
         return new_yaml, values[training_tab.FORM_FIELDS.index("train_data_dir")], f"training will use {folder}"
 

@@ -130,7 +130,7 @@ def save_table(desk, text: str, value, required: str):
         path, view = desk.save(text, table_rows(value), required)
     except Exception as error:
         return (error_text(error), *UNCHANGED)
-    return (f"✅ saved {path} (the previous version is kept as {path.name}.bak; Undo puts it back)", *shown(view))
+    return (f"✓ saved {path} (the previous version is kept as {path.name}.bak; Undo puts it back)", *shown(view))
 
 
 def check_table(desk, text: str, value, required: str):
@@ -149,7 +149,7 @@ def bulk_edit(desk, kind: str, text: str, value, required: str, *args):
     if not result.changed_rows:
         return (f"nothing changed: no caption needed this edit; {result.path.name} was not touched", *shown(view))
     names = ", ".join(result.changed_files[:3]) + (" …" if result.changed_rows > 3 else "")
-    return (f"✅ changed {result.changed_rows} of {len(view.rows)} captions ({names}) in {result.path}; the previous "
+    return (f"✓ changed {result.changed_rows} of {len(view.rows)} captions ({names}) in {result.path}; the previous "
             f"version is {result.backup.name}: Undo puts it back", *shown(view))
 
 
@@ -208,7 +208,7 @@ def auto_caption(desk, text: str, value, required: str, model: str, batch, which
     except Exception as error:
         yield (progress_html(state), error_text(error), *UNCHANGED)
         return
-    yield (progress_html(state), ("✅ " if state.status == "finished" else "⏹ ") + state.message, *shown(view))
+    yield (progress_html(state), ("✓ " if state.status == "finished" else "■ ") + state.message, *shown(view))
 
 
 def cancel_auto(desk):

@@ -5,7 +5,7 @@ from __future__ import annotations
 def error_text(error: BaseException | str) -> str:
     """A readable one-block message for the page (config and dataset errors list every problem)."""
     text = str(error) or type(error).__name__
-    return f"❌ {text}"
+    return f"✗ {text}"
 
 
 def ok_text(text: str) -> str:

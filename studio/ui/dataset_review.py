@@ -123,7 +123,7 @@ def save_choices(studio, folder: str, value, show_all: bool):
         result = service.save_choices(studio, folder, choices)
     except Exception as error:
         return gr.update(), error_text(error)
-    lines = [f"✅ {relpath}: {'keep' if keep else 'drop'}" for relpath, keep in result.saved.items()]
+    lines = [f"✓ {relpath}: {'keep' if keep else 'drop'}" for relpath, keep in result.saved.items()]
     if result.path is not None:
         lines.append(f"saved in `{result.path}` (the previous choices are in `{result.path.name}.bak`)")
     lines += [f"⚠ {relpath} {why}" for relpath, why in result.refused.items()]
@@ -148,7 +148,7 @@ def prepare(studio, folder: str, out_text: str, progress=gr.Progress()):
         result = service.prepare_copy(studio, folder, out_text, progress=report_progress)
     except Exception as error:
         return error_text(error)
-    lines = [f"✅ {result.summary()}"]
+    lines = [f"✓ {result.summary()}"]
     lines += [f"- {html.escape(relpath)}: {html.escape(why)}" for relpath, why in list(result.skipped.items())[:30]]
     return "\n".join(lines)
 

@@ -118,7 +118,7 @@ def render_grid(studio, run_name, checkpoint, prompts, seeds, weights, trigger, 
         return error_text(error), None, "", [], None, ""
     items = [(_cell_image(c.path), f"{c.checkpoint} · weight {c.weight:g} · seed {c.seed} · {c.prompt}")
              for c in result.cells]
-    note = f"✅ {len(result.cells)} images → {result.grid_png}"
+    note = f"✓ {len(result.cells)} images → {result.grid_png}"
     return note, str(result.grid_png), metrics_markdown(result), items, str(result.grid_png), evaluation
 
 

@@ -47,7 +47,7 @@ def test_open_puts_each_finding_beside_its_row_and_draws_the_chart(desk, dataset
     assert _rules(view.findings[2]) == ["missing_keyword"]
     table = view.table()
     assert table[1] == ["b.jpg", "zq star, red, gray background", "✓"]
-    assert table[0][2].startswith("⚠ subjective:") and table[2][2].startswith("❌ missing_keyword:")
+    assert table[0][2].startswith("⚠ subjective:") and table[2][2].startswith("✗ missing_keyword:")
     assert "1 error(s), 1 warning(s) in 2 of 3 captions" in view.summary()
     assert view.chart.is_file() and view.chart.is_relative_to(desk.studio.workspace)
     assert "2 image(s) have no row (e.webp, sub/d.png)" in view.note
@@ -152,7 +152,7 @@ def test_without_metadata_csv_captions_typed_in_the_table_count_as_unsaved(desk,
 
 def test_table_rows_read_a_dataframe_and_ignore_the_lint_column():
     pandas = pytest.importorskip("pandas")
-    frame = pandas.DataFrame([["a.png", "a star", "✓"], ["b.png", None, "❌ empty"]],
+    frame = pandas.DataFrame([["a.png", "a star", "✓"], ["b.png", None, "✗ empty"]],
                              columns=["filename", "prompt", "lint"])
     assert table_rows(frame) == [("a.png", "a star"), ("b.png", "")]
 

@@ -107,7 +107,7 @@ def test_prompt_helper_fills_the_selected_row(page, dataset):
     page.click("#caption-prefix-apply")
     assert "unsaved changes (star_01.png)" in _wait_message(page, "unsaved")
     page.click("#caption-save")
-    _wait_message(page, "✅ saved")  # not "saved" alone: the message before it says "unsaved"
+    _wait_message(page, "✓ saved")  # not "saved" alone: the message before it says "unsaved"
     assert f"star_01.png,\"{built}\"" in (dataset / "metadata.csv").read_text(encoding="utf-8")
 
 
