@@ -1,14 +1,17 @@
 """The demo star LoRA trained with and without prior images, measured the same way: star rate and leak per weight.
 
     python -m studio.toyworld.leak_report [--preset presets/demo/demo-star.yaml] [--star-prompts 54]
-        [--out assets/toy-world/demo_star_eval.json] [--work DIR]
+        [--out assets/toy-world/demo_star_eval.json] [--work DIR] [--weights 0,0.9]
+        [--variant 'NAME={"max_steps": 1800}' ...]
 
 Both runs use the preset as it is, except that the second sets ``prior_count: 0``. Each LoRA is drawn on the star
 prompts (``a {colour} zq star on a {background} background``) and on the same prompts without the trigger word
 (``a red star on ...``) at every weight, with fixed seeds; the checker reads the pictures. The training wall time of
 each run is recorded too, wall clock and CPU seconds. Prompts of the other shapes without the trigger word
 (``a red circle on ...``) are drawn as well: the share read as stars is how far the star spreads to them. Either
-toy world works: ``--preset presets/demo/demo-star-sdxl.yaml --model assets/toy-world-sdxl``.
+toy world works: ``--preset presets/demo/demo-star-sdxl.yaml --model assets/toy-world-sdxl``. ``--variant`` replaces
+the two runs with named sets of config changes (a JSON object each; ``NAME={}`` is the preset as it is), which is how
+a preset is tuned.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .evaluate import DEFAULT_WEIGHTS, load_pipeline, star_rate_by_weight, without_images
+from .evaluate import DEFAULT_WEIGHTS, _weights, load_pipeline, star_rate_by_weight, without_images
 
 VARIANTS = (("with prior images", {}), ("without prior images", {"prior_count": 0}))
 
@@ -35,6 +38,17 @@ def train(preset: Path, changes: dict, out_dir: Path) -> tuple[Path, float, floa
     started, cpu = time.perf_counter(), time.process_time()
     result = run_training(config)
     return result.diffusers_lora, time.perf_counter() - started, time.process_time() - cpu
+
+
+def _variant(text: str) -> tuple[str, dict]:
+    name, _, changes = text.partition("=")
+    try:
+        parsed = json.loads(changes)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"--variant {name}: the changes are not JSON ({error.msg})") from None
+    if not name or not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError('a variant is NAME={"key": value, ...}')
+    return name, parsed
 
 
 def table_lines(report: dict) -> list[str]:
@@ -61,26 +75,33 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--star-prompts", type=int, default=54)
     parser.add_argument("--out", type=Path, help="write the report as JSON here")
     parser.add_argument("--work", type=Path, help="where the runs go (default: a temporary folder)")
+    parser.add_argument("--weights", type=_weights, default=list(DEFAULT_WEIGHTS))
+    parser.add_argument("--variant", type=_variant, action="append",
+                        help='NAME={"key": value}: train the preset with these changes (repeatable)')
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     work = args.work or Path(tempfile.mkdtemp(prefix="leak-report-"))
     report = {"preset": str(args.preset), "model": str(args.model), "variants": []}
-    for number, (label, changes) in enumerate(VARIANTS):
+    for number, (label, changes) in enumerate(args.variant or VARIANTS):
         lora, seconds, cpu_seconds = train(args.preset, changes, work / f"run-{number}")
-        stars = star_rate_by_weight(load_pipeline(args.model), lora, DEFAULT_WEIGHTS, args.star_prompts, leak=True,
+        stars = star_rate_by_weight(load_pipeline(args.model), lora, args.weights, args.star_prompts, leak=True,
                                     other_shapes=True)
         report["variants"].append({"label": label, "changes": changes, "lora": str(lora),
                                    "train_seconds": round(seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
                                    "stars": without_images(stars)})
+        _publish(report, args.out)  # after every run: a tuning session is long and may be stopped
+    return report
+
+
+def _publish(report: dict, out: Path | None) -> None:
     for line in table_lines(report):
-        print(line)
-    if args.out is not None:
+        print(line, flush=True)
+    if out is not None:
         from studio.util.fs import atomic_write_text
 
-        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
-    return report
+        atomic_write_text(out, json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,3 +28,18 @@ def test_the_table_shows_stars_drawn_for_other_shapes_when_measured():
     assert "| with prior images (200 s) | stars on other shapes without `zq` | 0% | 10% |" in lines
     assert len(lines) == 2 + 4
 
+
+
+def test_a_variant_is_a_name_and_a_json_object_of_config_changes():
+    import argparse
+
+    import pytest
+
+    from studio.toyworld.leak_report import _variant as parse_variant
+
+    assert parse_variant('b16={"batch_size": 16, "seed": 1}') == ("b16", {"batch_size": 16, "seed": 1})
+    assert parse_variant("as-is={}") == ("as-is", {})
+    with pytest.raises(argparse.ArgumentTypeError, match="not JSON"):
+        parse_variant("b16={batch_size: 16}")
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME="):
+        parse_variant("=[16]")
