@@ -16,6 +16,7 @@ from PIL import Image
 
 from studio.caption.edits import add_prefix, add_suffix, apply_template
 from studio.data import IMAGE_EXTENSIONS, CaptionRecord, DatasetError, DatasetProblem, load_rgb
+from studio.data.images import pillow_error_text
 from studio.util.hub import hub_offline as _offline  # module names: the tests replace them
 from studio.util.hub import hub_reachable as _hub_reachable
 from studio.util.reading import read_bytes_capped
@@ -160,8 +161,9 @@ def _check_images(root: Path, names: list[str]) -> None:
             with Image.open(root / name) as image:
                 image.verify()
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-            problems.append(DatasetProblem(str(root / name), None, f"cannot be read as an image ({error}); re-export "
-                                           "it as PNG or JPEG, or move it out of the folder."))
+            problems.append(DatasetProblem(str(root / name), None, f"cannot be read as an image "
+                                           f"({pillow_error_text(error)}); re-export it as PNG or JPEG, or move it "
+                                           "out of the folder."))
     if problems:
         raise DatasetError(problems)
 
