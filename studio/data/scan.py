@@ -141,7 +141,8 @@ def scan_folder(folder: str | os.PathLike, *, recursive: bool = False, min_side:
                 "greyscale_chroma": GREYSCALE_CHROMA}
     images = [_image_report(root, measurement, settings, captions) for measurement in measured if measurement]
     mark_greyscale(images, GREYSCALE_CHROMA)
-    groups = mark_duplicates(images, near_duplicate_distance, COLOUR_DISTANCE)  # after greyscale: the keeper is one without flags
+    # after greyscale, so that the keeper of a group is one without flags
+    groups = mark_duplicates(images, near_duplicate_distance, COLOUR_DISTANCE)
     for image in images:
         image.flags.sort(key=lambda flag: FLAG_CODES.index(flag.code))
     notes.extend(captions.notes)

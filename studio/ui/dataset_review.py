@@ -46,9 +46,10 @@ def render(studio) -> SimpleNamespace:
     prepare_message = gr.Markdown(elem_id="dataset-prepare-message")
     scanned = gr.State("")  # the folder the table shows: choices and prepare apply to it, whatever the textbox says
     suggested = gr.State(service.DEFAULT_RESOLUTION)  # the resolution the tab filled in itself, not the user
-    return SimpleNamespace(resolution=resolution, suggested=suggested, recursive=recursive, show_all=show_all, scan=scan, verdict=verdict,
-                           table=table, choice_message=choice_message, report_file=report_file, out=out,
-                           prepare=prepare, prepare_message=prepare_message, scanned=scanned)
+    return SimpleNamespace(resolution=resolution, suggested=suggested, recursive=recursive, show_all=show_all,
+                           scan=scan, verdict=verdict, table=table, choice_message=choice_message,
+                           report_file=report_file, out=out, prepare=prepare, prepare_message=prepare_message,
+                           scanned=scanned)
 
 
 def _badge(text: str, kind: str, title: str = "", code: str = "") -> str:
