@@ -32,6 +32,7 @@ from studio.data.scan import ScanReport, load_decisions, save_decisions, scan_fo
 from studio.data.scan_report import DROP_FLAGS, UNREADABLE_FLAGS, Flag, ImageReport, flag_label
 from studio.service import StudioError
 from studio.util.fs import atomic_write_text
+from studio.util.reading import read_bytes_capped
 
 MAX_ROWS = 300  # the table shows at most this many images; the JSON report lists them all
 DEFAULT_RESOLUTION = 512  # SD 1.x, the default family
@@ -169,8 +170,9 @@ def suggested_resolution(studio, text: str) -> tuple[int, str] | None:
     if is_shipped(folder):
         return TOY_WORLD_RESOLUTION, "the demo datasets are for the toy-world models, which train at 32 px"
     try:
-        side = int(json.loads((folder / PREPARED_MARKER).read_text(encoding="utf-8"))["target_side"])
-    except (OSError, ValueError, KeyError, TypeError):
+        marker = read_bytes_capped(folder / PREPARED_MARKER, 64 << 20, "marker file")  # as prepare reads it
+        side = int(json.loads(marker.decode("utf-8"))["target_side"])
+    except (OSError, ValueError, KeyError, TypeError):  # FileRefused and UnicodeDecodeError are ValueErrors
         return None
     return side, f"this clean copy was prepared for training at {side} px"
 

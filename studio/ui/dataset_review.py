@@ -24,7 +24,7 @@ _COLOURS = {"unreadable": ("#fbd5d5", "#7f1d1d"), "drop": ("#fde8c8", "#7c3f00")
 def render(studio) -> SimpleNamespace:
     gr.Markdown("### Quality report")
     with gr.Row():
-        resolution = gr.Number(value=service.DEFAULT_RESOLUTION, precision=0, minimum=8, scale=1,
+        resolution = gr.Number(value=service.DEFAULT_RESOLUTION, precision=0, minimum=1, scale=1,
                                label="Training resolution (px)", elem_id="dataset-resolution",
                                info="512 for SD 1.x, 1024 for SDXL, 32 for the toy worlds: smaller pictures are "
                                     "flagged, the clean copy is resized to it")
