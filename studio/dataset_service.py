@@ -155,6 +155,29 @@ def report_path(studio, folder: Path) -> Path:
     return studio.workspace / "scans" / f"{name}-{digest}" / "report.json"
 
 
+def dataset_view(studio, text: str):
+    """The pictures of the folder named in ``text`` and its captions (a ``DatasetView``): files named like pictures
+    that are none (a text file ``x.png``) are listed as problems instead; without metadata.csv there are no captions.
+    """
+    from studio.data import IMAGE_EXTENSIONS, check_dataset, read_metadata
+    from studio.data.images import picture_problem
+    from studio.service import DatasetView
+
+    folder = studio.dataset_folder(text)
+    csv_path = folder / "metadata.csv"
+    named = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    unusable = {p: why for p in named if (why := picture_problem(p))}
+    images = [p for p in named if p not in unusable]
+    not_pictures = [f"{p.name} {why}" for p, why in unusable.items()]
+    if not csv_path.is_file():
+        missing = f"{csv_path.name} is missing: caption the pictures in the Captioning tab and save"
+        return DatasetView(folder, [], images, [missing] + not_pictures)
+    table = read_metadata(csv_path)
+    rows = [(r.filename, r.prompt) for r in table.records]
+    problems = [str(p) for p in check_dataset(folder, csv_path)] + not_pictures
+    return DatasetView(folder, rows, images, problems, list(table.warnings))
+
+
 def is_shipped(folder: Path) -> bool:
     """Whether ``folder`` lies in what ships with the studio (``assets/``: the demo datasets and toy worlds)."""
     return Path(os.path.realpath(folder)).is_relative_to(os.path.realpath(SHIPPED_ROOT))

@@ -92,23 +92,10 @@ class Studio:
         return unpack_dataset_zip(zip_path, self.workspace / "datasets", name)
 
     def load_dataset(self, text: str) -> DatasetView:
-        """The folder's pictures (files named like pictures that are none are listed as problems) and captions."""
-        from studio.data import IMAGE_EXTENSIONS, check_dataset, read_metadata
-        from studio.data.images import picture_problem
+        """The folder's pictures and captions, as the Dataset tab shows them (``dataset_service.dataset_view``)."""
+        from studio.dataset_service import dataset_view
 
-        folder = self.dataset_folder(text)
-        csv_path = folder / "metadata.csv"
-        named = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        unusable = {p: why for p in named if (why := picture_problem(p))}
-        images = [p for p in named if p not in unusable]
-        not_pictures = [f"{p.name} {why}" for p, why in unusable.items()]
-        if not csv_path.is_file():
-            missing = f"{csv_path.name} is missing: caption the pictures in the Captioning tab and save"
-            return DatasetView(folder, [], images, [missing] + not_pictures)
-        table = read_metadata(csv_path)
-        rows = [(r.filename, r.prompt) for r in table.records]
-        problems = [str(p) for p in check_dataset(folder, csv_path)] + not_pictures
-        return DatasetView(folder, rows, images, problems, list(table.warnings))
+        return dataset_view(self, text)
 
     def save_captions(self, text: str, rows: list[tuple[str, str]]) -> Path:
         """Write ``metadata.csv`` atomically, keeping the previous file as ``metadata.csv.bak``."""
