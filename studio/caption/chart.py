@@ -40,7 +40,8 @@ def keyword_chart(records, out_png: str | os.PathLike, top: int = 20) -> Path:
         axes.xaxis.get_major_locator().set_params(integer=True)
         if core:
             figure.legend(handles=[Patch(color=CORE_COLOUR, label="core tag (**…**)"),
-                                   Patch(color=OTHER_COLOUR, label="other keyword")], loc="outside lower center", ncols=2)
+                                   Patch(color=OTHER_COLOUR, label="other keyword")], loc="outside lower center",
+                          ncols=2)
     else:
         axes.text(0.5, 0.5, "no keywords yet", ha="center", va="center", transform=axes.transAxes)
         axes.set_axis_off()

@@ -51,8 +51,8 @@ def render(studio) -> SimpleNamespace:
                          buttons=["download"], elem_id="caption-chart")
         preview = gr.HTML(label="Structured prompts", elem_id="caption-preview", max_height=520)
     ui = SimpleNamespace(folder=folder, load=load, required=required, message=message, lint=lint, table=table,
-                         save=save, check=check, undo=undo, redo=redo, export=export, export_file=export_file, chart=chart,
-                         preview=preview, desk=CaptionDesk(studio))
+                         save=save, check=check, undo=undo, redo=redo, export=export, export_file=export_file,
+                         chart=chart, preview=preview, desk=CaptionDesk(studio))
     _render_edits(ui)
     _render_helper(ui)
     _render_auto(ui)
