@@ -2,10 +2,13 @@
 
 One job at a time per app. The page polls :meth:`AutoCaptionJob.state`; Cancel sets an event that
 ``caption_folder`` checks before every batch, and what was captioned so far is still written. The result is merged
-into metadata.csv through ``write_metadata`` (atomic, previous version kept as ``metadata.csv.bak``).
+into metadata.csv through ``write_metadata`` (atomic, previous version kept as ``metadata.csv.bak``), inside the
+caption history when one is given (so Undo takes it back). Pictures named in ``leave_out`` (unreadable, or dropped
+in the Dataset tab) are not captioned.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import traceback
@@ -57,8 +60,10 @@ class AutoCaptionJob:
         with self._lock:
             return self._state
 
-    def start(self, folder: Path, model: str, batch_size: int, replace_all: bool = False) -> None:
-        """Caption ``folder``'s images that have no caption (all with ``replace_all``) into its metadata.csv."""
+    def start(self, folder: Path, model: str, batch_size: int, replace_all: bool = False, leave_out=(),
+              history=None) -> None:
+        """Caption ``folder``'s images that have no caption (all with ``replace_all``) into its metadata.csv, except
+        the relative paths in ``leave_out``; ``history`` (a ``CaptionHistory``) records the write for Undo."""
         if batch_size < 1:
             raise ValueError(f"The batch size must be 1 or more, not {batch_size}; 8 suits most GPUs, 1–2 the CPU.")
         with self._lock:
@@ -68,7 +73,8 @@ class AutoCaptionJob:
             self._stop.clear()
             self._state = AutoCaptionState("loading", folder=str(folder), message="checking the images …",
                                            started_at=time.time())
-            self._thread = threading.Thread(target=self._run, args=(Path(folder), model, batch_size, replace_all),
+            self._thread = threading.Thread(target=self._run, args=(Path(folder), model, batch_size, replace_all,
+                                                                    frozenset(leave_out), history),
                                             name="auto-caption", daemon=True)
             self._thread.start()
 
@@ -93,22 +99,24 @@ class AutoCaptionJob:
                 changes["status"], changes["message"] = "stopping", "stopping after this batch …"
             self._state = replace(self._state, **changes)
 
-    def _run(self, folder: Path, model: str, batch_size: int, replace_all: bool) -> None:
+    def _run(self, folder: Path, model: str, batch_size: int, replace_all: bool, leave_out: frozenset,
+             history) -> None:
         from studio.caption.blip import caption_folder
 
         try:
             todo, skip = _plan(folder, replace_all)
+            todo = [name for name in todo if name not in leave_out]
             if not todo:
-                self._set(status="finished", message=f"Every image in {folder} already has a caption; choose "
-                          "'all images' to caption them again.")
+                self._set(status="finished", message=f"Every picture in {folder} already has a caption (or is left "
+                          "out as unreadable or dropped); choose 'all images' to caption them again.")
                 return
             self._set(total=len(todo), message=f"loading {model.strip() or 'the default BLIP model'} …")
             captioner = self._captioner(model)
             self._set(status="captioning", message=f"{captioner.source} on {captioner.device}")
-            records = caption_folder(folder, captioner, batch_size=batch_size, skip=skip,
+            records = caption_folder(folder, captioner, batch_size=batch_size, skip=skip | leave_out,
                                      progress=lambda done, _total: self._set(status="captioning", done=done),
                                      should_stop=self._stop.is_set)
-            self._finish(folder, records, len(todo))
+            self._finish(folder, records, len(todo), history)
         except (ValueError, OSError) as error:  # the model, the folder or metadata.csv: the message says what to do
             self._set(status="failed", message=str(error) or type(error).__name__)
         except Exception as error:  # a bug or a crash in the model: one line on the page, the traceback in the log
@@ -127,12 +135,13 @@ class AutoCaptionJob:
             self._loaded = (key, self._loader(key))
         return self._loaded[1]
 
-    def _finish(self, folder: Path, records, wanted: int) -> None:
+    def _finish(self, folder: Path, records, wanted: int, history) -> None:
         csv_path = folder / "metadata.csv"
         if not records:
             self._set(status="stopped", message=f"Stopped before any image was captioned; {csv_path} was not changed.")
             return
-        _merge_into(csv_path, records)
+        with history.recording() if history is not None else contextlib.nullcontext():
+            _merge_into(csv_path, records)
         backup = csv_path.with_name(csv_path.name + ".bak")
         kept = f" (the previous version is {backup.name}; Undo puts it back)" if backup.is_file() else ""
         if len(records) < wanted:

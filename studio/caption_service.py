@@ -1,27 +1,39 @@
-"""What the Captioning tab calls: captions with their lint findings, the keyword chart, bulk edits with undo.
+"""What the Captioning tab calls: captions with their lint findings, the keyword chart, bulk edits with Undo and Redo.
 
 No gradio here. One :class:`CaptionDesk` per app holds what is worth keeping between clicks (the token counter,
 the auto-caption job); everything else is a plain function of the folder and the table's rows. Files are written
 only through the caption engine (``studio.caption.edits`` and ``studio.data.write_metadata``): atomic, with the
-previous version kept as ``metadata.csv.bak`` so one Undo puts it back.
+previous version kept as ``metadata.csv.bak``, and every change recorded in the dataset's caption history in the
+workspace (:class:`studio.caption.history.CaptionHistory`), so Undo walks back step by step and Redo forward.
+
+A demo dataset that ships with the studio stays read-only: the first change to its captions copies it (pictures and
+metadata.csv) to ``<workspace>/datasets/<name>``, makes the change there and says so; the tab then works on the
+copy. Pictures that cannot be read, or that the Dataset tab dropped, are left out of captioning.
 """
 from __future__ import annotations
 
 import hashlib
 import html
+import threading
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from studio.caption.blip import list_images, load_captioner
 from studio.caption.edits import EditError, EditResult, add_prefix, add_suffix, apply_template, find_replace
+from studio.caption.history import CaptionHistory
 from studio.caption.lint import Finding, count_severities
-from studio.caption.markup import join_tags, parse_structured
+from studio.caption.pictures import PictureCheck, left_out_note
+from studio.caption.table import (SEVERITY_MARK, findings_text, place_caption, records_of, require_saved,
+                                  structured_preview, table_rows, unsaved_rows)
 from studio.caption_job import AutoCaptionJob
 from studio.data import CaptionRecord
 
-SEVERITY_MARK = {"error": "✗", "warning": "⚠"}
-PREVIEW_ROWS = 300
 EDITS = {"template": apply_template, "prefix": add_prefix, "suffix": add_suffix, "replace": find_replace}
 EDIT_NAMES = {"template": "The template", "prefix": "The prefix", "suffix": "The suffix", "replace": "Find/replace"}
+MODEL_FIELD = "the BLIP model field under 'Auto-caption with BLIP'"
+__all__ = ["CaptionDesk", "CaptionView", "findings_text", "place_caption", "records_of", "structured_preview",
+           "table_rows", "unsaved_rows"]
 
 
 @dataclass
@@ -35,6 +47,7 @@ class CaptionView:
     chart: Path | None = None
     token_source: str = ""
     note: str = ""
+    copied: str = ""  # when a shipped demo was copied to the workspace for this change: where, in one sentence
 
     @property
     def csv_path(self) -> Path:
@@ -54,78 +67,16 @@ class CaptionView:
         return "\n".join(lines)
 
 
-def findings_text(findings: list[Finding]) -> str:
-    if not findings:
-        return "✓"
-    return "\n".join(f"{SEVERITY_MARK.get(f.severity, '•')} {f.rule}: {f.message}" for f in findings)
-
-
-def table_rows(value) -> list[tuple[str, str]]:
-    """``(filename, prompt)`` of each row of the table's value (a DataFrame or lists); other columns ignored."""
-    if hasattr(value, "values"):
-        value = value.values.tolist()
-    rows = []
-    for row in value or []:
-        cells = [("" if cell is None or cell != cell else str(cell)) for cell in list(row)[:2]] + ["", ""]  # NaN
-        rows.append((cells[0], cells[1]))
-    return rows
-
-
-def records_of(rows: list[tuple[str, str]]) -> list[CaptionRecord]:
-    """Rows as CaptionRecords numbered like the lines ``write_metadata`` gives them (header on line 1)."""
-    return [CaptionRecord(name.strip(), prompt.strip(), index + 2) for index, (name, prompt) in enumerate(rows)
-            if name.strip()]
-
-
-def structured_preview(rows: list[tuple[str, str]]) -> str:
-    """HTML: every caption with ``**core**`` tags bold and ``*mood*`` tags italic, the asterisks removed."""
-    items = []
-    for name, prompt in rows[:PREVIEW_ROWS]:
-        parts = []
-        for text, kind in parse_structured(prompt).segments:
-            text = html.escape(text)
-            parts.append(f'<strong class="core">{text}</strong>' if kind == "core" else
-                         f'<em class="mood">{text}</em>' if kind == "mood" else text)
-        items.append(f'<li><code>{html.escape(name)}</code> {"".join(parts) or "<i>(empty)</i>"}</li>')
-    more = f"<p>… and {len(rows) - PREVIEW_ROWS} more</p>" if len(rows) > PREVIEW_ROWS else ""
-    legend = ('<p class="caption-legend"><strong>bold</strong> = core tags (<code>**…**</code>), '
-              '<em>italic</em> = mood (<code>*…*</code>); training sees the words without the marks.</p>')
-    return f'<div class="caption-preview">{legend}<ul>{"".join(items)}</ul>{more}</div>'
-
-
-def place_caption(rows: list[tuple[str, str]], index: int | None, caption: str, append: bool
-                  ) -> list[tuple[str, str]]:
-    """Put ``caption`` into row ``index`` (replacing its caption, or joined after it with ``append``)."""
-    if not caption.strip():
-        raise EditError("The four fields are empty; write at least the subject to build a caption.")
-    if index is None or not 0 <= index < len(rows):
-        raise EditError("No row is selected; click a caption in the table first, then insert.")
-    name, old = rows[index]
-    rows = list(rows)
-    rows[index] = (name, join_tags(old, caption) if append else caption)
-    return rows
-
-
-def unsaved_rows(csv_path: Path, rows: list[tuple[str, str]]) -> list[str]:
-    """File names whose row in the table differs from ``csv_path`` (when it is missing: the rows with a caption)."""
-    from studio.data import read_metadata
-
-    shown = [(r.filename, r.prompt) for r in records_of(rows)]
-    if not csv_path.is_file():
-        return [name for name, prompt in shown if prompt]
-    saved = [(r.filename, r.prompt.strip()) for r in read_metadata(csv_path).records]
-    if len(saved) != len(shown):
-        return [name for name, _ in shown if name not in {n for n, _ in saved}] or ["(rows were added or removed)"]
-    return [new[0] for old, new in zip(saved, shown) if old != new]
-
-
 class CaptionDesk:
-    """The Captioning tab's state for one app: a cached token counter and the auto-caption job."""
+    """The Captioning tab's state for one app: a cached token counter, the auto-caption job, and the header checks
+    of the pictures (:class:`studio.caption.pictures.PictureCheck`)."""
 
     def __init__(self, studio, counter=None, auto: AutoCaptionJob | None = None):
         self.studio = studio
-        self.auto = auto or AutoCaptionJob()
+        self.auto = auto or AutoCaptionJob(loader=partial(load_captioner, model_field=MODEL_FIELD))
         self._counter = counter  # a TokenCounter; None: the shipped SD 1.x tokenizer, loaded on first use
+        self.pictures = PictureCheck()
+        self._lock = threading.Lock()  # one demo copy at a time
 
     def folder(self, text: str) -> Path:
         return self.studio.dataset_folder(text)
@@ -138,30 +89,48 @@ class CaptionDesk:
             self._counter = load_token_counter()
         return self._counter
 
+    def history(self, folder: Path) -> CaptionHistory:
+        """The Undo/Redo versions of ``folder``'s metadata.csv, kept in the workspace."""
+        return CaptionHistory(folder / "metadata.csv", self._workspace_file(folder, "history", ""))
+
     def open(self, text: str, required: str = "") -> CaptionView:
-        """The captions of the folder named in ``text`` as saved; the images' names when metadata.csv is missing."""
-        from studio.caption.blip import list_images
+        """The captions of the folder named in ``text`` as saved; when metadata.csv is missing, a row for each
+        picture that is not left out (unreadable, or dropped in the Dataset tab)."""
         from studio.caption.lint import lint_file
         from studio.data import read_metadata
 
         folder = self.folder(text)
         csv_path = folder / "metadata.csv"
+        names = list_images(folder)
+        left_out = self.left_out(folder, names)
         if not csv_path.is_file():
-            rows = [(name, "") for name in list_images(folder)]
+            rows = [(name, "") for name in names if name not in left_out]
             view = self.check(text, rows, required)
             view.note = (f"{csv_path} is missing: write the captions in the table and Save, or auto-caption "
-                         f"the {len(rows)} images below.")
+                         f"the {len(rows)} pictures below." + left_out_note(left_out))
             return view
         records = read_metadata(csv_path).records
         findings = lint_file(csv_path, self.counter(), required_keywords=_words(required))
         view = self._view(folder, records, findings)
         listed = {record.filename for record in records}
-        missing = [name for name in list_images(folder) if name not in listed]
+        missing = [name for name in names if name not in listed and name not in left_out]
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             view.note = (f"{len(records)} captions from {csv_path}; {len(missing)} image(s) have no row ({shown}): "
                          "auto-caption 'images without a caption' to add them.")
         return view
+
+    def left_out(self, folder: Path, names: list[str]) -> dict[str, tuple[str, str]]:
+        """``relpath -> (why, severity)`` for the pictures among ``names`` that are not captioned (unreadable, or
+        dropped in the Dataset tab; :class:`studio.caption.pictures.PictureCheck`)."""
+        from studio.dataset_service import load_review
+        from studio.service import StudioError
+
+        try:
+            review = load_review(self.studio, str(folder))
+            return self.pictures.left_out(folder, names, review.report, review.report_path.stat().st_mtime)
+        except (StudioError, OSError):  # not scanned yet
+            return self.pictures.left_out(folder, names)
 
     def check(self, text: str, rows: list[tuple[str, str]], required: str = "") -> CaptionView:
         """Lint the table's rows as they are on the page (saved or not)."""
@@ -176,9 +145,12 @@ class CaptionDesk:
         return view
 
     def save(self, text: str, rows: list[tuple[str, str]], required: str = "") -> tuple[Path, CaptionView]:
-        """Write the table to metadata.csv (previous version in metadata.csv.bak) and lint what was written."""
-        path = self.studio.save_captions(text, rows)
-        return path, self.open(text, required)
+        """Write the table to metadata.csv (previous version in metadata.csv.bak, and an Undo step) and lint what
+        was written; a shipped demo is copied to the workspace first (``view.copied`` says where)."""
+        folder, copied = self._writable_folder(text)
+        with self.history(folder).recording():
+            path = self.studio.save_captions(str(folder), rows)
+        return path, self._reopened(folder, required, copied)
 
     def edit(self, text: str, rows: list[tuple[str, str]], kind: str, *args, required: str = ""
              ) -> tuple[EditResult, CaptionView]:
@@ -193,19 +165,19 @@ class CaptionDesk:
         if not (folder / "metadata.csv").is_file():
             raise EditError(f"{folder / 'metadata.csv'} does not exist yet; click Save (or auto-caption) first, "
                             "then edit.")
-        self.studio.writable(folder / "metadata.csv", "the captions file")
-        _require_saved(folder / "metadata.csv", rows, "bulk edits change")
-        result = edit_metadata(folder / "metadata.csv", lambda records: EDITS[kind](records, *args))
-        return result, self.open(text, required)
+        require_saved(folder / "metadata.csv", rows, "bulk edits change")
+        folder, copied = self._writable_folder(text)
+        with self.history(folder).recording():
+            result = edit_metadata(folder / "metadata.csv", lambda records: EDITS[kind](records, *args))
+        return result, self._reopened(folder, required, copied)
 
     def undo(self, text: str, rows: list[tuple[str, str]], required: str = "") -> tuple[EditResult, CaptionView]:
-        """Swap metadata.csv with metadata.csv.bak: the last edit or save is undone (again: redone)."""
-        from studio.caption.edits import undo_last_edit
+        """Put back the version of metadata.csv before the last change; again: one more step back."""
+        return self._step(text, rows, required, "undo")
 
-        csv_path = self.studio.writable(self.folder(text) / "metadata.csv", "the captions file")
-        _require_saved(csv_path, rows, "Undo replaces")
-        result = undo_last_edit(csv_path)
-        return result, self.open(text, required)
+    def redo(self, text: str, rows: list[tuple[str, str]], required: str = "") -> tuple[EditResult, CaptionView]:
+        """Bring back the version the last Undo replaced."""
+        return self._step(text, rows, required, "redo")
 
     def export_spreadsheet(self, text: str, rows: list[tuple[str, str]]) -> Path:
         """The table as a CSV for spreadsheet programs, in the workspace: a cell that starts with ``=``, ``+``,
@@ -220,17 +192,56 @@ class CaptionDesk:
         return atomic_write_text(self._workspace_file(folder, "spreadsheet", ".csv"), spreadsheet_csv(records))
 
     def start_auto_caption(self, text: str, rows: list[tuple[str, str]], model: str, batch_size: int,
-                           replace_all: bool) -> None:
-        """Start BLIP on the folder's images (see ``AutoCaptionJob.start``); refused while the table is unsaved."""
+                           replace_all: bool) -> Path:
+        """Start BLIP on the folder's pictures (see ``AutoCaptionJob.start``), leaving out unreadable and dropped
+        ones; refused while the table is unsaved. Returns the folder it captions (a copy for a shipped demo)."""
         from studio.app.confine import confine_model_source
 
         folder = self.folder(text)
-        self.studio.writable(folder / "metadata.csv", "the captions file")
-        _require_saved(folder / "metadata.csv", rows, "auto-captioning rewrites")
+        require_saved(folder / "metadata.csv", rows, "auto-captioning rewrites")
         model = confine_model_source(model, self.studio.access, "the caption model")
-        self.auto.start(folder, model, int(batch_size or 0), replace_all)
+        if int(batch_size or 0) < 1:  # before a demo is copied for nothing
+            raise ValueError(f"The batch size must be 1 or more, not {batch_size}; 8 suits most GPUs, 1–2 the CPU.")
+        folder, _copied = self._writable_folder(text)
+        self.auto.start(folder, model, int(batch_size), replace_all, self.left_out(folder, list_images(folder)),
+                        self.history(folder))
+        return folder
+
+    def _step(self, text: str, rows, required: str, direction: str) -> tuple[EditResult, CaptionView]:
+        from studio.dataset_service import is_shipped
+
+        folder = self.folder(text)
+        history = self.history(folder)
+        if not is_shipped(folder):  # a shipped demo never changes, so it has no step: "Nothing to undo" says so
+            self.studio.writable(folder / "metadata.csv", "the captions file")
+        if history.steps()[0 if direction == "undo" else 1]:
+            require_saved(folder / "metadata.csv", rows, f"{direction.capitalize()} replaces")
+        result = history.undo() if direction == "undo" else history.redo()
+        return result, self.open(str(folder), required)
+
+    def _writable_folder(self, text: str) -> tuple[Path, str]:
+        """The folder whose metadata.csv a change goes to, and a sentence when it is a new copy of a shipped demo."""
+        from studio.data.copy import copy_dataset
+        from studio.dataset_service import is_shipped
+
+        folder = self.folder(text)
+        if not is_shipped(folder):
+            self.studio.writable(folder / "metadata.csv", "the captions file")
+            return folder, ""
+        with self._lock:
+            copy = copy_dataset(folder, self.studio.writable(self.studio.workspace / "datasets", "the datasets folder"))
+        return copy, (f"{folder.name} ships with the studio and stays read-only, so it was copied (pictures and "
+                      f"captions) to {copy}; the change is saved there, and this tab now works on the copy.")
+
+    def _reopened(self, folder: Path, required: str, copied: str) -> CaptionView:
+        view = self.open(str(folder), required)
+        view.copied = copied
+        return view
 
     def _view(self, folder: Path, records: list[CaptionRecord], findings: list[Finding]) -> CaptionView:
+        left_out = self.left_out(folder, [record.filename for record in records])
+        findings = findings + [Finding(record.filename, record.line, "left_out", left_out[name][1], left_out[name][0])
+                               for record in records if (name := record.filename) in left_out]
         index = {record.line: i for i, record in enumerate(records)}
         per_row: list[list[Finding]] = [[] for _ in records]
         general = []
@@ -252,14 +263,6 @@ class CaptionDesk:
         """``<workspace>/captions/<kind>-<folder name>-<digest of its path><suffix>``: one file per dataset."""
         key = hashlib.sha1(str(folder).encode("utf-8")).hexdigest()[:10]
         return self.studio.workspace / "captions" / f"{kind}-{folder.name}-{key}{suffix}"
-
-
-def _require_saved(csv_path: Path, rows: list[tuple[str, str]], action: str) -> None:
-    changed = unsaved_rows(csv_path, rows)
-    if changed:
-        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-        raise EditError(f"The table has unsaved changes ({shown}); {action} {csv_path.name} on disk, so click Save "
-                        "first (or Load to drop the changes), then try again.")
 
 
 def _words(text: str) -> list[str]:

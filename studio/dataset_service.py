@@ -5,12 +5,17 @@ The latest report of each scanned folder is ``<workspace>/scans/<name>-<digest>/
 offers for download). Keep/drop choices go where the scan engine reads them, ``<dataset>/.lora-studio/
 decisions.json`` (atomic, with a ``.bak`` of the previous choices); the pictures themselves are only ever read.
 The demo datasets ship with the studio and stay read-only, so their choices are refused.
+
+The scan's size check and the clean copy follow the resolution the user will train at (512 px for SD 1.x, 1024 for
+SDXL, 32 for the toy worlds); :func:`suggested_resolution` says which one a folder is for when the folder tells.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import io
+import json
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -19,16 +24,19 @@ from typing import Callable
 
 from PIL import Image
 
-from studio.app.access import AccessError
+from studio.app.access import SHIPPED_ROOT, AccessError
 from studio.data.decode import UnreadableImage, decode_rgb
 from studio.data.metadata import DatasetError
-from studio.data.prepare import PrepareError, PrepareResult, prepare_dataset
+from studio.data.prepare import PREPARED_MARKER, PrepareError, PrepareResult, prepare_dataset
 from studio.data.scan import ScanReport, load_decisions, save_decisions, scan_folder
 from studio.data.scan_report import DROP_FLAGS, UNREADABLE_FLAGS, Flag, ImageReport, flag_label
 from studio.service import StudioError
 from studio.util.fs import atomic_write_text
+from studio.util.reading import read_bytes_capped
 
 MAX_ROWS = 300  # the table shows at most this many images; the JSON report lists them all
+DEFAULT_RESOLUTION = 512  # SD 1.x, the default family
+TOY_WORLD_RESOLUTION = 32  # the toy worlds draw 32 x 32 px (assets/toy-world/README.md); the demo presets train at it
 THUMBNAIL_SIDE = 96
 _CHOICES_LOCK = threading.Lock()  # one read-modify-write of a decisions file at a time (several page users)
 _DETAILS = {"small": "{width}x{height}, shorter side {shorter_side} < {min_side} px",
@@ -61,6 +69,11 @@ class Review:
     report: ScanReport
     report_path: Path
     read_only: bool
+
+    @property
+    def resolution(self) -> int:
+        """The training resolution the scan was made for (its smallest allowed side)."""
+        return int(self.report.settings.get("min_side", DEFAULT_RESOLUTION))
 
     def counts(self) -> list[tuple[str, int, str]]:
         """(reason in words, number of images, severity) for every reason the scan found."""
@@ -142,15 +155,61 @@ def report_path(studio, folder: Path) -> Path:
     return studio.workspace / "scans" / f"{name}-{digest}" / "report.json"
 
 
-def scan_dataset(studio, text: str, *, min_side: int = 512, recursive: bool = False,
+def dataset_view(studio, text: str):
+    """The pictures of the folder named in ``text`` and its captions (a ``DatasetView``): files named like pictures
+    that are none (a text file ``x.png``) are listed as problems instead; without metadata.csv there are no captions.
+    """
+    from studio.data import IMAGE_EXTENSIONS, check_dataset, read_metadata
+    from studio.data.images import picture_problem
+    from studio.service import DatasetView
+
+    folder = studio.dataset_folder(text)
+    csv_path = folder / "metadata.csv"
+    named = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    unusable = {p: why for p in named if (why := picture_problem(p))}
+    images = [p for p in named if p not in unusable]
+    not_pictures = [f"{p.name} {why}" for p, why in unusable.items()]
+    if not csv_path.is_file():
+        missing = f"{csv_path.name} is missing: caption the pictures in the Captioning tab and save"
+        return DatasetView(folder, [], images, [missing] + not_pictures)
+    table = read_metadata(csv_path)
+    rows = [(r.filename, r.prompt) for r in table.records]
+    problems = [str(p) for p in check_dataset(folder, csv_path)] + not_pictures
+    return DatasetView(folder, rows, images, problems, list(table.warnings))
+
+
+def is_shipped(folder: Path) -> bool:
+    """Whether ``folder`` lies in what ships with the studio (``assets/``: the demo datasets and toy worlds)."""
+    return Path(os.path.realpath(folder)).is_relative_to(os.path.realpath(SHIPPED_ROOT))
+
+
+def suggested_resolution(studio, text: str) -> tuple[int, str] | None:
+    """``(px, why)`` when the folder named in ``text`` tells what it is for: a shipped demo dataset is for the toy
+    worlds, a clean copy was prepared at its target side. None for any other folder (or a path that is no folder)."""
+    try:
+        folder = studio.dataset_folder(text)
+    except (StudioError, AccessError, OSError):
+        return None
+    if is_shipped(folder):
+        return TOY_WORLD_RESOLUTION, "the demo datasets are for the toy-world models, which train at 32 px"
+    try:
+        marker = read_bytes_capped(folder / PREPARED_MARKER, 64 << 20, "marker file")  # as prepare reads it
+        side = int(json.loads(marker.decode("utf-8"))["target_side"])
+    except (OSError, ValueError, KeyError, TypeError):  # FileRefused and UnicodeDecodeError are ValueErrors
+        return None
+    return side, f"this clean copy was prepared for training at {side} px"
+
+
+def scan_dataset(studio, text: str, *, resolution: int = DEFAULT_RESOLUTION, recursive: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> Review:
-    """Scan the folder the user named and store the report in the workspace; StudioError says what is wrong."""
+    """Scan the folder the user named for a training at ``resolution`` px (smaller pictures are flagged) and store
+    the report in the workspace; StudioError says what is wrong."""
     folder = studio.dataset_folder(text)
     try:
-        report = scan_folder(folder, min_side=int(min_side), recursive=bool(recursive), progress=progress)
+        report = scan_folder(folder, min_side=int(resolution), recursive=bool(recursive), progress=progress)
     except (DatasetError, ValueError, TypeError) as error:
         raise StudioError(str(error)) from None
-    review = Review(folder, report, report_path(studio, folder), _read_only(studio, folder))
+    review = Review(folder, report, report_path(studio, folder), is_shipped(folder))
     atomic_write_text(review.report_path, report.to_json())
     return review
 
@@ -165,7 +224,7 @@ def load_review(studio, folder: str | Path) -> Review:
         raise StudioError(f"{folder} has not been scanned yet; press Scan first") from None
     except (OSError, ValueError) as error:
         raise StudioError(f"the stored report {path} cannot be read ({error}); press Scan again") from None
-    return Review(folder, report, path, _read_only(studio, folder))
+    return Review(folder, report, path, is_shipped(folder))
 
 
 def save_choices(studio, folder: str | Path, choices: dict[str, bool]) -> ChoiceResult:
@@ -228,16 +287,13 @@ def output_folder(studio, folder: Path, text: str) -> Path:
 
 def prepare_copy(studio, folder: str | Path, out_text: str,
                  progress: Callable[[int, int], None] | None = None) -> PrepareResult:
-    """Write the images the last scan keeps, with the saved keep/drop choices applied, to a new folder."""
+    """Write the images the last scan keeps, with the saved keep/drop choices applied, to a new folder, resized to
+    the training resolution the scan was made for."""
     review = load_review(studio, folder)
     try:
         out = output_folder(studio, review.folder, out_text)
         decisions = {} if review.read_only else load_decisions(review.folder)
-        return prepare_dataset(review.report, out, decisions=decisions, progress=progress)
+        return prepare_dataset(review.report, out, target_side=review.resolution, decisions=decisions,
+                               progress=progress)
     except (PrepareError, DatasetError) as error:
         raise StudioError(str(error)) from None
-
-
-def _read_only(studio, folder: Path) -> bool:
-    resolved = folder.resolve()
-    return any(resolved.is_relative_to(demo.resolve()) for demo in studio.demo_datasets().values())

@@ -92,18 +92,10 @@ class Studio:
         return unpack_dataset_zip(zip_path, self.workspace / "datasets", name)
 
     def load_dataset(self, text: str) -> DatasetView:
-        from studio.data import IMAGE_EXTENSIONS, check_dataset, read_metadata
+        """The folder's pictures and captions, as the Dataset tab shows them (``dataset_service.dataset_view``)."""
+        from studio.dataset_service import dataset_view
 
-        folder = self.dataset_folder(text)
-        csv_path = folder / "metadata.csv"
-        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not csv_path.is_file():
-            rows = [(p.name, "") for p in images]
-            return DatasetView(folder, rows, images, [f"{csv_path.name} is missing: write captions in the table and save"])
-        table = read_metadata(csv_path)
-        rows = [(r.filename, r.prompt) for r in table.records]
-        problems = [str(p) for p in check_dataset(folder, csv_path)]
-        return DatasetView(folder, rows, images, problems, list(table.warnings))
+        return dataset_view(self, text)
 
     def save_captions(self, text: str, rows: list[tuple[str, str]]) -> Path:
         """Write ``metadata.csv`` atomically, keeping the previous file as ``metadata.csv.bak``."""

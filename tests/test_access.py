@@ -155,7 +155,7 @@ def test_a_config_file_outside_the_roots_is_not_imported_but_an_upload_is(remote
 
 def test_prepare_writes_only_where_a_remote_user_may_write(remote, untouched):
     data = _dataset(remote.workspace / "datasets" / "mine")
-    dataset_service.scan_dataset(remote, str(data), min_side=32)
+    dataset_service.scan_dataset(remote, str(data), resolution=32)
     for out in (str(untouched / "copy"), "../../host/copy", "../../../.."):
         with pytest.raises(AccessError, match="clean copy"):
             dataset_service.prepare_copy(remote, str(data), out)
@@ -169,7 +169,7 @@ def test_read_only_data_dirs_can_be_read_but_not_written(tmp_path, untouched):
     before = fingerprint(tmp_path / "shared")
     studio = Studio(tmp_path / "workspace", remote=True, data_dirs=(str(tmp_path / "shared"),))
     assert len(studio.load_dataset(str(shared)).rows) == 3
-    review = dataset_service.scan_dataset(studio, str(shared), min_side=32)
+    review = dataset_service.scan_dataset(studio, str(shared), resolution=32)
     assert review.report_path.is_relative_to(studio.workspace)
     with pytest.raises(AccessError, match="read-only"):
         studio.save_captions(str(shared), [("p0.png", "changed")])
@@ -189,7 +189,7 @@ def test_writable_data_dirs_take_captions_and_choices(tmp_path):
     studio = Studio(tmp_path / "workspace", remote=True, data_dirs=(f"{tmp_path / 'shared'}:rw",))
     studio.save_captions(str(shared), [("p0.png", "zq, a blue square"), ("p1.png", "b"), ("p2.png", "c")])
     assert "zq, a blue square" in (shared / "metadata.csv").read_text()
-    dataset_service.scan_dataset(studio, str(shared), min_side=32)
+    dataset_service.scan_dataset(studio, str(shared), resolution=32)
     assert dataset_service.save_choices(studio, str(shared), {"p1.png": False}).saved == {"p1.png": False}
 
 

@@ -30,7 +30,7 @@ def folder(tmp_path):
 
 
 def test_reasons_carry_their_numbers_and_the_report_is_kept_in_the_workspace(studio, folder):
-    review = service.scan_dataset(studio, str(folder), min_side=512)
+    review = service.scan_dataset(studio, str(folder), resolution=512)
     assert review.report_path.is_relative_to(studio.workspace) and review.report_path.is_file()
     rows = {row.relpath: row for row in review.rows(show_all=True)}
     texts = {relpath: [text for _, text, _, _ in row.reasons] for relpath, row in rows.items()}
@@ -47,7 +47,7 @@ def test_reasons_carry_their_numbers_and_the_report_is_kept_in_the_workspace(stu
 
 def test_choices_merge_with_saved_ones_refuse_unreadable_files_and_reach_prepare(studio, folder):
     save_decisions(folder, {"wide.png": True})  # made earlier, e.g. with the CLI
-    service.scan_dataset(studio, str(folder), min_side=512)
+    service.scan_dataset(studio, str(folder), resolution=512)
     result = service.save_choices(studio, str(folder), {"small.png": True, "cut.png": True, "good.png": True,
                                                         "ghost.png": False})
     assert result.saved == {"small.png": True}  # good.png was kept already: no change to record
@@ -90,3 +90,39 @@ def test_thumbnail_enlarges_tiny_pictures_without_blur(tmp_path):
     image = service.thumbnail(tmp_path / "tiny.png", 96)
     assert image.size == (96, 48) and image.getpixel((50, 20)) == (10, 200, 30)
     assert service.thumbnail(tmp_path / "missing.png") is None
+
+
+def test_a_folder_without_metadata_csv_counts_pictures_only_and_no_captions(studio, tmp_path):
+    data = tmp_path / "uncaptioned"
+    data.mkdir()
+    for seed in range(3):
+        synthetic_image(seed, (64, 64)).save(data / f"p{seed}.png")
+    (data / "x.png").write_text("not a picture, only text")
+    view = studio.load_dataset(str(data))
+    assert [path.name for path in view.images] == ["p0.png", "p1.png", "p2.png"] and view.rows == []
+    assert any(problem.startswith("x.png is not a picture") for problem in view.problems)
+    assert any("metadata.csv is missing" in problem for problem in view.problems)
+
+
+def test_the_resolution_follows_what_a_folder_is_for(studio, folder, tmp_path):
+    """The demos are for the toy worlds (their presets train at 32 px); a clean copy was made for its side."""
+    import yaml
+
+    from studio.service import REPO_ROOT
+
+    preset_sides = {yaml.safe_load(path.read_text())["resolution"] for path in (REPO_ROOT / "presets" / "demo").glob(
+        "*.yaml")}
+    assert {service.suggested_resolution(studio, name)[0] for name in ("star", "striped", "priors")} == preset_sides
+    assert service.suggested_resolution(studio, str(folder)) is None
+    assert service.suggested_resolution(studio, str(tmp_path / "no-such-folder")) is None
+    service.scan_dataset(studio, str(folder), resolution=256)
+    copy = service.prepare_copy(studio, str(folder), str(tmp_path / "copy-256"))
+    assert {min(item.width, item.height) for item in copy.written} == {256}
+    assert service.suggested_resolution(studio, str(tmp_path / "copy-256"))[0] == 256
+
+
+def test_the_demo_scanned_at_its_resolution_is_ready_and_its_clean_copy_complete(studio):
+    review = service.scan_dataset(studio, "star", resolution=service.TOY_WORLD_RESOLUTION)
+    assert review.report.verdict == "All 20 images are ready for training" and review.resolution == 32
+    copy = service.prepare_copy(studio, "star", "")
+    assert len(copy.written) == 20 and copy.skipped == {} and copy.summary().startswith("Wrote 20 image(s)")

@@ -16,9 +16,9 @@ from studio.caption.edits import (
     find_replace,
     set_caption,
     tidy_caption,
-    undo_last_edit,
 )
 from studio.caption.formula import FORMULA_FIELDS, build_caption
+from studio.caption.history import CaptionHistory
 from studio.caption.lint import (
     DEFAULT_SYNONYMS,
     RULES,
@@ -43,10 +43,10 @@ from studio.caption.tokens import TokenCounter, TokenizerError, load_token_count
 
 __all__ = [
     "DEFAULT_BLIP", "DEFAULT_SYNONYMS", "FORMULA_FIELDS", "RULES", "SUBJECTIVE_WORDS",
-    "CaptionModelError", "Captioner", "EditError", "EditResult", "Finding", "MarkupIssue", "StructuredPrompt",
-    "TokenCounter", "TokenizerError",
+    "CaptionHistory", "CaptionModelError", "Captioner", "EditError", "EditResult", "Finding", "MarkupIssue",
+    "StructuredPrompt", "TokenCounter", "TokenizerError",
     "add_prefix", "add_suffix", "apply_template", "backup_path", "build_caption", "caption_folder", "core_tags",
     "count_severities", "edit_metadata", "find_replace", "join_tags", "keyword_chart", "lint_captions", "lint_file",
     "list_images", "load_captioner", "load_token_counter", "markup_issues", "parse_structured", "set_caption",
-    "split_tags", "strip_markup", "tag_frequency", "tidy_caption", "undo_last_edit",
+    "split_tags", "strip_markup", "tag_frequency", "tidy_caption",
 ]

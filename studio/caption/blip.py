@@ -16,6 +16,7 @@ from PIL import Image
 
 from studio.caption.edits import add_prefix, add_suffix, apply_template
 from studio.data import IMAGE_EXTENSIONS, CaptionRecord, DatasetError, DatasetProblem, load_rgb
+from studio.data.images import pillow_error_text
 from studio.util.hub import hub_offline as _offline  # module names: the tests replace them
 from studio.util.hub import hub_reachable as _hub_reachable
 from studio.util.reading import read_bytes_capped
@@ -75,11 +76,12 @@ class Captioner:
         return [" ".join(text.split()) for text in self.processor.batch_decode(output, skip_special_tokens=True)]
 
 
-def load_captioner(model: str = "", device: str = "auto", dtype: str = "auto") -> Captioner:
+def load_captioner(model: str = "", device: str = "auto", dtype: str = "auto", model_field: str = "") -> Captioner:
     """A BLIP captioner from a local folder (with config.json) or a hub id; "" means Salesforce's BLIP base.
 
     ``device`` "auto" picks cuda, then mps, then cpu; ``dtype`` "auto" is float16 on a GPU and float32 on the CPU.
-    Raises :class:`CaptionModelError` with one sentence on what to do when the model cannot be loaded.
+    Raises :class:`CaptionModelError` with one sentence on what to do when the model cannot be loaded; it names
+    where the user gives the model: ``model_field`` (such as the studio's field) or else the CLI's ``--model``.
     """
     source = model.strip() or DEFAULT_BLIP
     folder = Path(source).expanduser()
@@ -97,12 +99,12 @@ def load_captioner(model: str = "", device: str = "auto", dtype: str = "auto") -
             processor, network = _from_pretrained(source, torch_dtype, local_only=True)
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:  # what a broken or absent model raises
         if local or _offline() or not _hub_reachable():
-            raise CaptionModelError(_load_message(source, local, error)) from None
+            raise CaptionModelError(_load_message(source, local, error, model_field)) from None
         try:  # online, not downloaded yet
             with _quiet_transformers():
                 processor, network = _from_pretrained(source, torch_dtype, local_only=False)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-            raise CaptionModelError(_load_message(source, False, error)) from None
+            raise CaptionModelError(_load_message(source, False, error, model_field)) from None
     network = network.to(torch_device).eval()
     return Captioner(network, processor, torch_device, torch_dtype, source)
 
@@ -160,8 +162,9 @@ def _check_images(root: Path, names: list[str]) -> None:
             with Image.open(root / name) as image:
                 image.verify()
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-            problems.append(DatasetProblem(str(root / name), None, f"cannot be read as an image ({error}); re-export "
-                                           "it as PNG or JPEG, or move it out of the folder."))
+            problems.append(DatasetProblem(str(root / name), None, f"cannot be read as an image "
+                                           f"({pillow_error_text(error)}); re-export it as PNG or JPEG, or move it "
+                                           "out of the folder."))
     if problems:
         raise DatasetError(problems)
 
@@ -192,14 +195,14 @@ def _from_pretrained(source: str, dtype, local_only: bool):
     return processor, network
 
 
-def _load_message(source: str, local: bool, error: BaseException) -> str:
+def _load_message(source: str, local: bool, error: BaseException, model_field: str = "") -> str:
     if local:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return f"{source} could not be loaded as a BLIP model ({first}); download the model folder again."
     name = Path(source).name
+    use = f"put that folder's path in {model_field}" if model_field else f"pass that folder with --model {name}"
     return (f"No BLIP model here: {source} could not be loaded (offline or not downloaded); on a machine with "
-            f"internet run  hf download {source} --local-dir {name}  and pass that folder with "
-            f"--model {name}.")
+            f"internet run  hf download {source} --local-dir {name}  and {use}.")
 
 
 def _pick_device(device: str) -> str:

@@ -1,8 +1,8 @@
-"""Bulk caption edits: template, trigger prefix, style suffix, find/replace, one row -- and one-step undo.
+"""Bulk caption edits: template, trigger prefix, style suffix, find/replace, one row.
 
 The edits are pure functions from a list of :class:`CaptionRecord` to a new list. :func:`edit_metadata` applies one
-to a metadata.csv: it writes atomically and keeps the previous content in ``metadata.csv.bak``, so
-:func:`undo_last_edit` can put it back (and undo the undo, since it swaps the two files).
+to a metadata.csv: it writes atomically and keeps the previous content in ``metadata.csv.bak``. Undo and Redo over
+any number of steps are :class:`studio.caption.history.CaptionHistory`.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import regex as regex_engine
 from studio.caption.markup import join_tags, split_tags, strip_markup
 from studio.data import CaptionRecord, read_metadata, write_metadata
 from studio.data.metadata import MAX_METADATA_BYTES
-from studio.util.fs import atomic_write_bytes
 from studio.util.reading import FileRefused, read_bytes_capped
 
 CAPTION_FIELD = "{caption}"
@@ -161,31 +160,6 @@ def edit_metadata(csv_path: str | os.PathLike, edit_fn: Callable[[list[CaptionRe
     return EditResult(path, len(changed), changed, backup_path(path), tuple(after))
 
 
-def undo_last_edit(csv_path: str | os.PathLike) -> EditResult:
-    """Swap ``csv_path`` with its ``.bak``: the last edit is undone, and undoing again redoes it.
-
-    At every moment both versions exist on disk (the current one is copied aside before the swap).
-    """
-    path = Path(csv_path)
-    backup = backup_path(path)
-    if not backup.is_file():
-        raise EditError(f"Nothing to undo: {backup.name} does not exist next to {path} (each caption edit "
-                        "creates it).")
-    if not path.is_file():
-        raise EditError(f"{path} does not exist; its backup {backup.name} is still there -- copy it back by hand if "
-                        "you want it.")
-    before = _records_or_empty(path)
-    aside = path.with_name(f".{path.name}.undo")
-    atomic_write_bytes(aside, _read_csv(path))
-    os.replace(backup, path)
-    os.replace(aside, backup)
-    after = _records_or_empty(path)
-    old = {record.filename: record.prompt for record in before}
-    changed = tuple(r.filename for r in after if old.get(r.filename) != r.prompt)
-    changed += tuple(name for name in old if name not in {r.filename for r in after})
-    return EditResult(path, len(changed), changed, backup, tuple(after))
-
-
 def backup_path(csv_path: str | os.PathLike) -> Path:
     """Where an edit keeps the previous content of ``csv_path`` (``metadata.csv.bak``)."""
     path = Path(csv_path)
@@ -200,16 +174,9 @@ def _map(records, change: Callable[[str], str]) -> list[CaptionRecord]:
     return result
 
 
-def _records_or_empty(path: Path) -> list[CaptionRecord]:
-    try:
-        return read_metadata(path).records
-    except ValueError:
-        return []
-
-
 def check_rewritable(path: Path, table) -> None:
     """Refuse to rewrite a file that holds more than ``filename,prompt`` rows (it would be lost)."""
-    text = _read_csv(path).decode("utf-8-sig")
+    text = read_csv_bytes(path).decode("utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))
     rows, start = [], 1
     for cells in reader:
@@ -228,7 +195,8 @@ def check_rewritable(path: Path, table) -> None:
                         "file, give every row a file name, then edit again.")
 
 
-def _read_csv(path: Path) -> bytes:
+def read_csv_bytes(path: Path) -> bytes:
+    """The bytes of a caption file (at most ``MAX_METADATA_BYTES``); EditError says why it cannot be read."""
     try:
         return read_bytes_capped(path, MAX_METADATA_BYTES, "caption file")
     except FileRefused as error:

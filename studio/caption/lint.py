@@ -27,6 +27,7 @@ RULES = {
     "inconsistent_terms": "different words for the same thing across the set",
     "duplicate": "the same caption as another image",
     "csv": "a problem with metadata.csv itself",
+    "left_out": "the picture cannot be read, or is dropped in the Dataset tab, so it is not captioned",
 }
 _RULE_ORDER = {rule: index for index, rule in enumerate(RULES)}
 

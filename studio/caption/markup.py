@@ -17,6 +17,13 @@ _SPACES = re.compile(r"\s+")
 _EDGES = re.compile(r"^[\s,]+|[\s,]+$")
 _OPENERS = {")": "(", "]": "["}
 WEIGHT_RANGE = (0.0, 2.0)
+SENTENCE_WORDS = 4  # a comma-separated part of this many words or more is read as a sentence, not a tag
+_ARTICLES = frozenset({"a", "an", "the"})
+FUNCTION_WORDS = _ARTICLES | frozenset(
+    "of on in at to with without and or but for from by over under near into onto behind beside above below its "
+    "his her their this that these those is are".split())
+_WORD = re.compile(r"[\w'-]+")
+_SENTENCE_END = re.compile(r"[.;!?](?:\s|$)")
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,30 @@ def tag_frequency(captions) -> dict[str, int]:
         for tag in dict.fromkeys(tag.lower() for tag in split_tags(strip_markup(caption))):
             counts[tag] = counts.get(tag, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def keyword_frequency(captions) -> dict[str, int]:
+    """How often each keyword appears over ``captions``, most frequent first (counted once per caption).
+
+    Tagged captions (``zq star, red eyes, long silver hair``) keep each comma-separated tag as one keyword, as
+    :func:`tag_frequency` does. A part that reads as a sentence (four or more words, or one that starts with an
+    article) gives its words instead, without articles, prepositions and conjunctions: ``a red zq star on a gray
+    background`` counts red, zq, star, gray and background, so sentence captions show which words they share.
+    """
+    counts: dict[str, int] = {}
+    for caption in captions:
+        found = [word for tag in split_tags(_SENTENCE_END.sub(",", strip_markup(caption)))
+                 for word in _keywords(tag.lower())]
+        for keyword in dict.fromkeys(found):
+            counts[keyword] = counts.get(keyword, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _keywords(part: str) -> list[str]:
+    words = _WORD.findall(part)
+    if len(words) < SENTENCE_WORDS and (not words or words[0] not in _ARTICLES):
+        return [part] if words else []
+    return [word for word in words if word not in FUNCTION_WORDS]
 
 
 def core_tags(captions) -> set[str]:

@@ -1,8 +1,12 @@
 """``python studio.py scan DIR``: the dataset quality report (and a prepared copy) from the command line.
 
-Exit codes: 0 the scan ran and found no errors (flags are advice, not errors), 1 there are errors (corrupt files,
-decompression bombs, captions without an image, an unreadable metadata.csv), 2 bad usage (missing folder, output
-folder refused, bad option values).
+Exit codes: 0 the folder is ready for training (every picture is ready or kept/dropped by the user's choice, every
+picture has a caption) or, with ``--prepare``, the clean copy is (pictures, each with a caption); 1 something needs
+action first (unreadable files, flagged pictures, missing captions or metadata.csv, no pictures, a clean copy
+without pictures or captions); 2 bad usage (missing folder, output folder refused, bad option values).
+
+``--resolution`` is the side the LoRA will train at (512 for SD 1.x, 1024 for SDXL, 32 for the toy worlds):
+pictures whose shorter side is below it are flagged as too small, and ``--prepare`` resizes to it.
 """
 from __future__ import annotations
 
@@ -19,16 +23,18 @@ def register(subparsers) -> None:
     scan.add_argument("folder", metavar="DIR", help="the folder of training images (with metadata.csv, if any)")
     scan.add_argument("--json", metavar="REPORT.json", help="also write the full report as JSON")
     scan.add_argument("--prepare", metavar="OUT", help="write the kept images, resized, to this new folder")
-    scan.add_argument("--min-side", type=int, default=512, metavar="PX",
-                      help="flag images whose shorter side is below this (default 512)")
+    scan.add_argument("--resolution", type=int, default=512, metavar="PX",
+                      help="the training resolution: 512 for SD 1.x (default), 1024 for SDXL, 32 for the toy worlds")
+    scan.add_argument("--min-side", type=int, default=None, metavar="PX",
+                      help="flag images whose shorter side is below this (default: the training resolution)")
     scan.add_argument("--recursive", action="store_true", help="include images in sub-folders")
     scan.add_argument("--workers", type=int, default=None, metavar="N",
                       help="decoding processes (default: CPU cores, at most 4)")
     scan.add_argument("--keep-flagged", action="store_true", help="with --prepare: keep flagged images too")
     scan.add_argument("--upscale", action="store_true",
                       help="with --prepare: upscale images smaller than the target side (they are flagged)")
-    scan.add_argument("--target-side", type=int, default=512, metavar="PX",
-                      help="with --prepare: shorter side of the written images (default 512)")
+    scan.add_argument("--target-side", type=int, default=None, metavar="PX",
+                      help="with --prepare: shorter side of the written images (default: the training resolution)")
     scan.add_argument("--format", default="png", choices=("png", "jpg", "webp"),
                       help="with --prepare: file format of the written images (default png)")
     scan.add_argument("--quiet", action="store_true", help="no progress bar and no per-image lines")
@@ -43,11 +49,13 @@ def cmd_scan(args) -> int:
 
     if args.workers is not None and args.workers < 1:
         return _usage(f"--workers must be at least 1, got {args.workers}.")
+    if args.resolution < 8:
+        return _usage(f"--resolution {args.resolution} is too small; give the side the LoRA trains at, such as 512.")
     started = time.perf_counter()
     bar = _ProgressBar(args.quiet)
     try:
-        report = scan_folder(args.folder, recursive=args.recursive, min_side=args.min_side, workers=args.workers,
-                             progress=bar)
+        report = scan_folder(args.folder, recursive=args.recursive, min_side=args.min_side or args.resolution,
+                             workers=args.workers, progress=bar)
     except DatasetError as error:
         return _usage(str(error))
     finally:
@@ -61,13 +69,28 @@ def cmd_scan(args) -> int:
         print(f"report: {args.json}")
     if args.prepare:
         try:
-            result = prepare_dataset(report, args.prepare, target_side=args.target_side, upscale=args.upscale,
-                                     keep_flagged=args.keep_flagged, format=args.format, workers=args.workers)
+            result = prepare_dataset(report, args.prepare, target_side=args.target_side or args.resolution,
+                                     upscale=args.upscale, keep_flagged=args.keep_flagged, format=args.format,
+                                     workers=args.workers)
         except (PrepareError, DatasetError) as error:
             return _usage(str(error))
         print(result.summary())
+        print(report.verdict)
+        return EXIT_OK if _copy_ready(result) else EXIT_ERRORS
     print(report.verdict)
-    return EXIT_ERRORS if report.errors else EXIT_OK
+    return EXIT_ERRORS if report.needs_action else EXIT_OK
+
+
+def _copy_ready(result) -> bool:
+    """Whether the clean copy can be trained on: it holds pictures, each with a caption."""
+    uncaptioned = [item.source for item in result.written if "no_caption" in result.report.image(item.source).codes]
+    if result.written and result.metadata_path and not uncaptioned:
+        return True
+    why = ("it holds no picture" if not result.written else
+           f"{len(uncaptioned)} of its pictures have no caption" if result.metadata_path and uncaptioned else
+           "it has no metadata.csv (the dataset has no captions)")
+    print(f"The clean copy is not ready for training: {why}.", file=sys.stderr)
+    return False
 
 
 def _usage(message: str) -> int:

@@ -10,9 +10,9 @@ import io
 import re
 from dataclasses import dataclass, field
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from studio.data.images import pillow_error_text, to_rgb
+from studio.data.images import NOT_A_PICTURE, pillow_error_text, to_rgb
 
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own warning limit (about 89 megapixels, 9459x9459)
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -52,6 +52,9 @@ def decode_rgb(data: bytes, *, background: tuple[int, int, int] = (255, 255, 255
     EOFError, ...), so every ``Exception`` from Pillow is reported as ``corrupt`` with its text.
     """
     width = height = 0
+    if not data:
+        raise UnreadableImage("corrupt", "is an empty file (0 bytes); export it again from the original, or remove "
+                              "it.", {"error": "empty file", "width": 0, "height": 0})
     try:
         # Not a ``with`` block: closing would discard the pixels that the result may share with ``opened``; an
         # in-memory file holds no OS resource.
@@ -72,6 +75,9 @@ def decode_rgb(data: bytes, *, background: tuple[int, int, int] = (255, 255, 255
         found = _PILLOW_BOMB.search(str(error))
         hard_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else max_pixels
         raise _bomb(int(found.group(1)) if found else 0, min(max_pixels, hard_limit)) from None
+    except UnidentifiedImageError:
+        raise UnreadableImage("corrupt", f"is not a picture ({NOT_A_PICTURE}); remove it from the folder, or export "
+                              "the picture again.", {"error": NOT_A_PICTURE, "width": 0, "height": 0}) from None
     except Exception as error:  # noqa: BLE001 - see the docstring
         text = pillow_error_text(error)
         raise UnreadableImage("corrupt", f"cannot be decoded ({text}); the file is damaged or cut short — "

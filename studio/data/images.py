@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ from studio.util.reading import FileRefused, read_bytes_capped
 MAX_IMAGE_BYTES = 256 << 20  # a 100-megapixel 16-bit TIFF is about 600 MB, a 24 MP photo 10-30 MB
 _EXIF_ORIENTATION = 0x0112
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+NOT_A_PICTURE = "its content is not a JPEG, PNG, WebP, BMP, TIFF or GIF picture"
+_PLAIN_ERRORS = (("truncated file read", "the file is cut short (truncated)"),
+                 ("decoder", "the picture data is damaged"), ("broken data stream", "the picture data is damaged"))
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 def probe_size(path: Path) -> tuple[int, int]:
@@ -41,10 +46,35 @@ def probe_size(path: Path) -> tuple[int, int]:
 
 
 def pillow_error_text(error: Exception) -> str:
-    """Pillow's complaint, without the in-memory file object it names when no format recognises the data."""
+    """Why a picture cannot be decoded, in plain words: never the decoder's internals (the in-memory file object
+    ``<_io.BytesIO object at 0x…>`` that Pillow names when no format recognises the data, or its decoder's terms)."""
     if isinstance(error, UnidentifiedImageError):
-        return "the data is not in any image format Pillow knows"
-    return str(error) or type(error).__name__
+        return NOT_A_PICTURE
+    text = str(error)
+    for phrase, plain in _PLAIN_ERRORS:
+        if phrase in text.lower():
+            return plain
+    return _OBJECT_REPR.sub("the file", text) if text else "the picture data is damaged"
+
+
+def picture_problem(path: Path) -> str | None:
+    """Why ``path`` is not a picture LoRA Studio can read, judged from its header alone (cheap), or None.
+
+    It catches a text file named ``x.png``, an empty file, an unknown format and a file that cannot be read; a
+    picture whose data is damaged further in is left to the scan, which decodes every picture.
+    """
+    if not path.is_file():  # a pipe would block the open below
+        return "is not a regular file (a folder, device, pipe or broken link); put the picture itself there."
+    try:
+        if path.stat().st_size == 0:
+            return "is an empty file (0 bytes); export the picture again or remove the file."
+        with Image.open(path):  # parses the header and identifies the format; no pixel is decoded
+            pass
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        if isinstance(error, OSError) and not isinstance(error, UnidentifiedImageError) and error.strerror:
+            return f"cannot be read ({error.strerror}); check that you may read it."
+        return f"is not a picture LoRA Studio can read ({pillow_error_text(error)}); remove it or export it again."
+    return None
 
 
 def read_picture(path: Path) -> bytes:

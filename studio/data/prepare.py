@@ -64,6 +64,10 @@ class PrepareResult:
         return [item.source for item in self.written if any(flag.code == "upscaled" for flag in item.flags)]
 
     def summary(self) -> str:
+        if not self.written:
+            why = f"all {len(self.skipped)} were left out" if self.skipped else "the scan found no pictures"
+            return (f"Wrote no images to {self.out_dir}: {why}. Keep the pictures you want (or scan again at the "
+                    "resolution you will train at), then prepare again.")
         line = f"Wrote {len(self.written)} image(s) to {self.out_dir}"
         if self.upscaled:
             line += f" ({len(self.upscaled)} upscaled)"

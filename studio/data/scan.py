@@ -2,7 +2,8 @@
 
 ``scan_folder`` reads every image of a folder once (content hash and decode share the read; JPEGs are decoded at
 reduced size in draft mode), in a process pool, and flags, with the reason and the numbers behind it: small
-pictures, blur, near and exact duplicates, corrupt or truncated files, decompression bombs (refused from the header),
+pictures (below the training resolution, ``min_side``), blur, near and exact duplicates (near: alike in brightness
+structure and colour layout), corrupt or truncated files, decompression bombs (refused from the header),
 extreme aspect ratios, greyscale pictures in a colour set, and images and captions that lack each other. The
 measures and their calibration are described in :mod:`studio.data.quality`. Nothing in the folder is written except
 through :func:`save_decisions`.
@@ -20,8 +21,8 @@ from studio.data.folder import follow, loop_problem
 from studio.data.images import MAX_IMAGE_BYTES
 from studio.data.metadata import IMAGE_EXTENSIONS, DatasetError, DatasetProblem
 from studio.data.parallel import Progress, map_files
-from studio.data.quality import (BLUR_THRESHOLD, GREYSCALE_CHROMA, NEAR_DUPLICATE_DISTANCE, WORKING_SIDE, chroma,
-                                 phash, sharpness, working_grey)
+from studio.data.quality import (BLUR_THRESHOLD, COLOUR_DISTANCE, GREYSCALE_CHROMA, NEAR_DUPLICATE_DISTANCE,
+                                 WORKING_SIDE, chroma, colour_grid, phash, sharpness, working_grey)
 from studio.data.scan_checks import Captions, flag_image, mark_duplicates, mark_greyscale, read_captions
 from studio.data.scan_report import (DROP_FLAGS, FLAG_CODES, DuplicateGroup, Flag, ImageReport, ScanProblem,
                                      ScanReport, count_flags, load_decisions, make_verdict, save_decisions)
@@ -46,6 +47,7 @@ class Measurement:
     phash: str = ""
     sharpness: float = 0.0
     chroma: float = 0.0
+    colours: str = ""
     problem: str | None = None
     message: str = ""
     values: dict = field(default_factory=dict)
@@ -78,6 +80,7 @@ def measure_file(task: tuple[str, str, tuple[int, int, int], int]) -> Measuremen
     result.sharpness = round(sharpness(grey), 3)
     result.phash = f"{phash(grey):016x}"
     result.chroma = round(chroma(decoded.image), 2)
+    result.colours = colour_grid(decoded.image)
     return result
 
 
@@ -134,10 +137,12 @@ def scan_folder(folder: str | os.PathLike, *, recursive: bool = False, min_side:
     measured, stopped = map_files(measure_file, tasks, workers=workers, progress=progress, should_stop=should_stop)
     settings = {"recursive": recursive, "min_side": min_side, "background": list(background),
                 "max_pixels": max_pixels, "max_aspect": max_aspect, "blur_threshold": blur_threshold,
-                "near_duplicate_distance": near_duplicate_distance, "greyscale_chroma": GREYSCALE_CHROMA}
+                "near_duplicate_distance": near_duplicate_distance, "colour_distance": COLOUR_DISTANCE,
+                "greyscale_chroma": GREYSCALE_CHROMA}
     images = [_image_report(root, measurement, settings, captions) for measurement in measured if measurement]
     mark_greyscale(images, GREYSCALE_CHROMA)
-    groups = mark_duplicates(images, near_duplicate_distance)  # after greyscale: the keeper is one without flags
+    # after greyscale, so that the keeper of a group is one without flags
+    groups = mark_duplicates(images, near_duplicate_distance, COLOUR_DISTANCE)
     for image in images:
         image.flags.sort(key=lambda flag: FLAG_CODES.index(flag.code))
     notes.extend(captions.notes)
@@ -176,7 +181,7 @@ def _image_report(root: Path, measurement: Measurement, settings: dict, captions
     flags = flag_image(measurement, settings, captions)
     return ImageReport(str(root / measurement.relpath), measurement.relpath, measurement.width, measurement.height,
                        measurement.format, measurement.mode, flags, measurement.phash, measurement.sha256,
-                       measurement.sharpness, keep=False, chroma=measurement.chroma)
+                       measurement.sharpness, keep=False, chroma=measurement.chroma, colours=measurement.colours)
 
 
 def _apply_decisions(root: Path, images: list[ImageReport], notes: list[str]) -> None:

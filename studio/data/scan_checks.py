@@ -7,7 +7,7 @@ from pathlib import Path
 from studio.data.folder import is_link_loop, loop_problem
 from studio.data.metadata import (IMAGE_EXTENSIONS, NAMED_ON_LINE, DatasetError, DatasetProblem, read_metadata,
                                    resolve_inside)
-from studio.data.quality import group_pairs, hamming, near_duplicate_pairs
+from studio.data.quality import colour_distance, group_pairs, hamming, near_duplicate_pairs
 from studio.data.scan_report import DROP_FLAGS, DuplicateGroup, Flag, ImageReport, ScanProblem
 
 
@@ -84,8 +84,10 @@ def flag_image(measurement, settings: dict, captions: Captions) -> list[Flag]:
     return flags
 
 
-def mark_duplicates(images: list[ImageReport], max_distance: int) -> list[DuplicateGroup]:
-    """Flag exact copies (same sha256) and near-copies (pHash within ``max_distance`` bits); return the groups.
+def mark_duplicates(images: list[ImageReport], max_distance: int, max_colour_distance: float = 255.0
+                    ) -> list[DuplicateGroup]:
+    """Flag exact copies (same sha256) and near-copies (pHash within ``max_distance`` bits and colour grids within
+    ``max_colour_distance``, see :mod:`studio.data.quality`); return the groups.
 
     In each group the first file (by path) of identical copies, and the best of near-copies (no other drop-flag,
     then the longest shorter side, then the sharpest), is left unflagged: it is the one to keep.
@@ -106,7 +108,9 @@ def mark_duplicates(images: list[ImageReport], max_distance: int) -> list[Duplic
                                          "delete the copy.", {"of": keep.relpath, "sha256": member.sha256,
                                                               "group": len(groups) - 1}))
     hashes = [int(image.phash, 16) for image in originals]
-    for indices in group_pairs(len(originals), near_duplicate_pairs(hashes, max_distance)):
+    pairs = [(first, second, bits) for first, second, bits in near_duplicate_pairs(hashes, max_distance)
+             if colour_distance(originals[first].colours, originals[second].colours) <= max_colour_distance]
+    for indices in group_pairs(len(originals), pairs):
         members = [originals[index] for index in indices]
         best = max(members, key=_keeper_rank)
         distances = {member.relpath: hamming(int(member.phash, 16), int(best.phash, 16)) for member in members}

@@ -62,6 +62,7 @@ class ImageReport:
     keep: bool
     chroma: float = 0.0
     decision: bool | None = None
+    colours: str = ""  # studio.data.quality.colour_grid: what near-duplicates must share besides the pHash
 
     @property
     def codes(self) -> list[str]:
@@ -117,6 +118,15 @@ class ScanReport:
     def ready_count(self) -> int:
         """Images no drop-flag was raised on."""
         return sum(image.suggested_keep for image in self.images)
+
+    @property
+    def needs_action(self) -> bool:
+        """Whether something must be done before training: a scan stopped part-way, no pictures, an unreadable file
+        or caption file, a flagged picture the user has not kept or dropped, a picture without a caption, or no
+        caption file at all."""
+        undecided = any(not image.suggested_keep and image.decision is None for image in self.images)
+        uncaptioned = self.metadata_path is None or "no_caption" in self.counts_by_flag
+        return not self.complete or not self.images or bool(self.errors) or undecided or uncaptioned
 
     def image(self, relpath: str) -> ImageReport | None:
         return next((image for image in self.images if image.relpath == relpath), None)

@@ -1,5 +1,6 @@
 """Captioning tab: the ``filename, prompt`` table with lint findings beside each row, the keyword chart, a preview
-of structured prompts, bulk edits with Undo, the four-part prompt helper and BLIP auto-captioning.
+of structured prompts, bulk edits with Undo and Redo, the four-part prompt helper and BLIP auto-captioning. A change
+to a shipped demo's captions is made in a copy in the workspace, and the folder field then names the copy.
 
 The logic lives in ``studio.caption_service`` (and ``studio.caption_job``); this module only lays out widgets and
 turns results and errors into what the page shows.
@@ -21,6 +22,7 @@ from .common import error_text
 
 HEADERS = ["filename", "prompt", "lint"]
 MISSING, ALL = "images without a caption", "all images (replace their captions)"
+TEMPLATE_EXAMPLE = "for example  **{caption}**, high quality, detailed"
 POLL_SECONDS = 0.4
 
 
@@ -39,7 +41,8 @@ def render(studio) -> SimpleNamespace:
     with gr.Row():
         save = gr.Button("Save metadata.csv", variant="primary", elem_id="caption-save")
         check = gr.Button("Check the table (without saving)", elem_id="caption-check")
-        undo = gr.Button("Undo last edit (swap with metadata.csv.bak)", elem_id="caption-undo")
+        undo = gr.Button("Undo", elem_id="caption-undo")
+        redo = gr.Button("Redo", elem_id="caption-redo")
         export = gr.Button("Export for a spreadsheet", elem_id="caption-export")
     export_file = gr.File(label="Captions for a spreadsheet (cells that start with = + - @ get a leading ')",
                           interactive=False, height=80, visible=True, elem_id="caption-export-file")
@@ -48,8 +51,8 @@ def render(studio) -> SimpleNamespace:
                          buttons=["download"], elem_id="caption-chart")
         preview = gr.HTML(label="Structured prompts", elem_id="caption-preview", max_height=520)
     ui = SimpleNamespace(folder=folder, load=load, required=required, message=message, lint=lint, table=table,
-                         save=save, check=check, undo=undo, export=export, export_file=export_file, chart=chart,
-                         preview=preview, desk=CaptionDesk(studio))
+                         save=save, check=check, undo=undo, redo=redo, export=export, export_file=export_file,
+                         chart=chart, preview=preview, desk=CaptionDesk(studio))
     _render_edits(ui)
     _render_helper(ui)
     _render_auto(ui)
@@ -57,10 +60,10 @@ def render(studio) -> SimpleNamespace:
 
 
 def _render_edits(ui: SimpleNamespace) -> None:
-    with gr.Accordion("Bulk edits (written to metadata.csv; the previous version is kept for Undo)", open=True):
+    with gr.Accordion("Bulk edits (written to metadata.csv; Undo takes each one back)", open=True):
         with gr.Row():
-            ui.template = gr.Textbox(label="Template", value="**{caption}**, high quality, detailed", scale=4,
-                                     elem_id="caption-template")
+            ui.template = gr.Textbox(label="Template ({caption} is where each caption goes)", value="", scale=4,
+                                     placeholder=TEMPLATE_EXAMPLE, elem_id="caption-template")
             ui.template_apply = gr.Button("Apply template", scale=1, elem_id="caption-template-apply")
         with gr.Row():
             ui.prefix = gr.Textbox(label="Prefix (trigger word)", scale=2, elem_id="caption-prefix")
@@ -114,6 +117,12 @@ def shown(view) -> tuple:
     return view.table(), view.summary(), str(view.chart) if view.chart else None, structured_preview(view.rows)
 
 
+def written(view, message: str) -> tuple:
+    """After a change to the files: the folder it went to (a copy, for a shipped demo), the message (with where the
+    copy is) and the view."""
+    return (str(view.folder), f"{message}\n\n{view.copied}" if view.copied else message, *shown(view))
+
+
 UNCHANGED = (gr.update(),) * 4
 
 
@@ -129,8 +138,8 @@ def save_table(desk, text: str, value, required: str):
     try:
         path, view = desk.save(text, table_rows(value), required)
     except Exception as error:
-        return (error_text(error), *UNCHANGED)
-    return (f"✓ saved {path} (the previous version is kept as {path.name}.bak; Undo puts it back)", *shown(view))
+        return (gr.update(), error_text(error), *UNCHANGED)
+    return written(view, f"✓ saved {path} (the previous version is kept as {path.name}.bak; Undo puts it back)")
 
 
 def check_table(desk, text: str, value, required: str):
@@ -145,21 +154,24 @@ def bulk_edit(desk, kind: str, text: str, value, required: str, *args):
     try:
         result, view = desk.edit(text, table_rows(value), kind, *args, required=required)
     except Exception as error:
-        return (error_text(error), *UNCHANGED)
+        return (gr.update(), error_text(error), *UNCHANGED)
     if not result.changed_rows:
-        return (f"nothing changed: no caption needed this edit; {result.path.name} was not touched", *shown(view))
+        return written(view, f"nothing changed: no caption needed this edit; {result.path.name} was not touched")
     names = ", ".join(result.changed_files[:3]) + (" …" if result.changed_rows > 3 else "")
-    return (f"✓ changed {result.changed_rows} of {len(view.rows)} captions ({names}) in {result.path}; the previous "
-            f"version is {result.backup.name}: Undo puts it back", *shown(view))
+    return written(view, f"✓ changed {result.changed_rows} of {len(view.rows)} captions ({names}) in {result.path}; "
+                   "Undo takes it back")
 
 
-def undo_edit(desk, text: str, value, required: str):
+def step_edit(desk, direction: str, text: str, value, required: str):
+    """Undo or Redo one step of the caption history."""
     try:
-        result, view = desk.undo(text, table_rows(value), required)
+        result, view = getattr(desk, direction)(text, table_rows(value), required)
     except Exception as error:
-        return (error_text(error), *UNCHANGED)
-    return (f"↩ restored {result.path.name} from {result.backup.name} ({result.changed_rows} captions differ); "
-            "click Undo again to redo", *shown(view))
+        return (gr.update(), error_text(error), *UNCHANGED)
+    undo_left, redo_left = desk.history(view.folder).steps()
+    done = "went back one step" if direction == "undo" else "went forward one step"
+    return written(view, f"✓ {done} in {result.path} ({result.changed_rows} captions differ); {undo_left} more "
+                   f"step(s) to undo, {redo_left} to redo")
 
 
 def export_table(desk, text: str, value):
@@ -190,25 +202,27 @@ def select_row(value, event: gr.SelectData):
 
 
 def auto_caption(desk, text: str, value, required: str, model: str, batch, which: str):
+    """Auto-caption button: (progress, folder, message, table, lint, chart, preview) while it runs and at the end."""
+    same = (gr.update(),) * 6
     try:
-        desk.start_auto_caption(text, table_rows(value), model, batch or 0, which == ALL)
+        folder = desk.start_auto_caption(text, table_rows(value), model, batch or 0, which == ALL)
     except Exception as error:
-        yield (gr.update(), error_text(error), *UNCHANGED)
+        yield (gr.update(), gr.update(), error_text(error), *UNCHANGED)
         return
     state = desk.auto.state()
     while state.active:
-        yield (progress_html(state), gr.update(), *UNCHANGED)
+        yield (progress_html(state), *same)
         time.sleep(POLL_SECONDS)
         state = desk.auto.state()
     if state.status == "failed":
-        yield (progress_html(state), error_text(state.message), *UNCHANGED)
+        yield (progress_html(state), str(folder), error_text(state.message), *UNCHANGED)
         return
     try:
-        view = desk.open(text, required)
+        view = desk.open(str(folder), required)
     except Exception as error:
-        yield (progress_html(state), error_text(error), *UNCHANGED)
+        yield (progress_html(state), str(folder), error_text(error), *UNCHANGED)
         return
-    yield (progress_html(state), ("✓ " if state.status == "finished" else "■ ") + state.message, *shown(view))
+    yield (progress_html(state), *written(view, ("✓ " if state.status == "finished" else "■ ") + state.message))
 
 
 def cancel_auto(desk):
@@ -219,23 +233,25 @@ def cancel_auto(desk):
 
 def listen(ui: SimpleNamespace, studio) -> None:
     desk, views = ui.desk, [ui.message, ui.table, ui.lint, ui.chart, ui.preview]
+    changed = [ui.folder] + views  # after a change to the files: the folder may now be a demo's copy
     named, with_table = [ui.folder, ui.required], [ui.folder, ui.table, ui.required]
     for trigger in (ui.load.click, ui.folder.submit, ui.required.submit):
         trigger(partial(load_table, desk), inputs=named, outputs=views)
-    ui.save.click(partial(save_table, desk), inputs=with_table, outputs=views)
+    ui.save.click(partial(save_table, desk), inputs=with_table, outputs=changed)
     ui.check.click(partial(check_table, desk), inputs=with_table, outputs=views)
-    ui.undo.click(partial(undo_edit, desk), inputs=with_table, outputs=views)
+    ui.undo.click(partial(step_edit, desk, "undo"), inputs=with_table, outputs=changed)
+    ui.redo.click(partial(step_edit, desk, "redo"), inputs=with_table, outputs=changed)
     ui.export.click(partial(export_table, desk), inputs=[ui.folder, ui.table], outputs=[ui.message, ui.export_file])
     edits = {"template": (ui.template_apply, [ui.template]), "prefix": (ui.prefix_apply, [ui.prefix]),
              "suffix": (ui.suffix_apply, [ui.suffix]),
              "replace": (ui.replace_apply, [ui.find, ui.replace, ui.regex, ui.ignore_case])}
     for kind, (button, fields) in edits.items():
-        button.click(partial(bulk_edit, desk, kind), inputs=with_table + fields, outputs=views)
+        button.click(partial(bulk_edit, desk, kind), inputs=with_table + fields, outputs=changed)
     ui.table.select(select_row, inputs=ui.table, outputs=[ui.selected, ui.selected_note])
     for field in ui.formula:
         field.change(build_caption, inputs=ui.formula, outputs=ui.built)
     for button, append in ((ui.insert, False), (ui.append, True)):
         button.click(partial(place, desk, append), inputs=with_table + [ui.selected] + ui.formula, outputs=views)
     ui.auto_start.click(partial(auto_caption, desk), inputs=with_table + [ui.model, ui.batch, ui.which],
-                        outputs=[ui.auto_progress] + views)
+                        outputs=[ui.auto_progress] + changed)
     ui.auto_cancel.click(partial(cancel_auto, desk), outputs=ui.auto_progress)

@@ -1,5 +1,6 @@
-"""The Dataset tab's quality report: scan the folder, show the verdict, the counts per reason and the flagged
-images (thumbnail, reason badges with their numbers, keep/drop), save the choices, and prepare a clean copy."""
+"""The Dataset tab's quality report: scan the folder for the resolution the user will train at, show the verdict,
+the counts per reason and the flagged images (thumbnail, reason badges with their numbers, keep/drop), save the
+choices, and prepare a clean copy. A new folder clears the previous folder's report."""
 from __future__ import annotations
 
 import html
@@ -23,8 +24,10 @@ _COLOURS = {"unreadable": ("#fbd5d5", "#7f1d1d"), "drop": ("#fde8c8", "#7c3f00")
 def render(studio) -> SimpleNamespace:
     gr.Markdown("### Quality report")
     with gr.Row():
-        min_side = gr.Number(value=512, precision=0, minimum=1, label="Min side (px)", scale=1,
-                             elem_id="dataset-min-side")
+        resolution = gr.Number(value=service.DEFAULT_RESOLUTION, precision=0, minimum=1, scale=1,
+                               label="Training resolution (px)", elem_id="dataset-resolution",
+                               info="512 for SD 1.x, 1024 for SDXL, 32 for the toy worlds: smaller pictures are "
+                                    "flagged, the clean copy is resized to it")
         recursive = gr.Checkbox(label="Include sub-folders", scale=1, elem_id="dataset-recursive")
         show_all = gr.Checkbox(label="List every image, not only flagged ones", scale=2, elem_id="dataset-show-all")
         scan = gr.Button("Scan", variant="primary", scale=1, elem_id="dataset-scan")
@@ -42,9 +45,11 @@ def render(studio) -> SimpleNamespace:
         prepare = gr.Button("Prepare clean copy", scale=1, elem_id="dataset-prepare")
     prepare_message = gr.Markdown(elem_id="dataset-prepare-message")
     scanned = gr.State("")  # the folder the table shows: choices and prepare apply to it, whatever the textbox says
-    return SimpleNamespace(min_side=min_side, recursive=recursive, show_all=show_all, scan=scan, verdict=verdict,
-                           table=table, choice_message=choice_message, report_file=report_file, out=out,
-                           prepare=prepare, prepare_message=prepare_message, scanned=scanned)
+    suggested = gr.State(service.DEFAULT_RESOLUTION)  # the resolution the tab filled in itself, not the user
+    return SimpleNamespace(resolution=resolution, suggested=suggested, recursive=recursive, show_all=show_all,
+                           scan=scan, verdict=verdict, table=table, choice_message=choice_message,
+                           report_file=report_file, out=out, prepare=prepare, prepare_message=prepare_message,
+                           scanned=scanned)
 
 
 def _badge(text: str, kind: str, title: str = "", code: str = "") -> str:
@@ -81,26 +86,46 @@ def summary(review: service.Review, show_all: bool) -> str:
     listed = len(review.listed(show_all))
     shown = min(listed, service.MAX_ROWS)
     what = "images" if show_all else "flagged images"
-    lines.append(f"{len(report.images)} images scanned in `{review.folder}`; the table lists {shown} of {listed} "
-                 f"{what}" + ("" if shown == listed else " (the JSON report lists them all)") + ".")
+    lines.append(f"{len(report.images)} images scanned in `{review.folder}` for training at {review.resolution} px; "
+                 f"the table lists {shown} of {listed} {what}"
+                 + ("" if shown == listed else " (the JSON report lists them all)") + ".")
     if review.read_only:
         lines.append("This demo dataset is read-only: keep/drop choices cannot be saved for it.")
     notes = "\n".join(f"- ⚠ {html.escape(note)}" for note in review.notes()[:12])
     return "\n\n".join(lines + ([notes] if notes else []))
 
 
-def scan(studio, text: str, min_side, recursive: bool, show_all: bool, progress=gr.Progress()):
-    """Scan button: (scanned folder, verdict, table, JSON report, choice message)."""
+def scan(studio, text: str, resolution, recursive: bool, show_all: bool, progress=gr.Progress()):
+    """Scan button: (scanned folder, verdict, table, JSON report, choice message, prepare message)."""
 
     def report_progress(done: int, total: int) -> None:
         progress((done, total), desc="Scanning", unit="images")
 
     try:
-        review = service.scan_dataset(studio, text, min_side=int(min_side or 512), recursive=recursive,
-                                      progress=report_progress)
+        review = service.scan_dataset(studio, text, resolution=int(resolution or service.DEFAULT_RESOLUTION),
+                                      recursive=recursive, progress=report_progress)
     except Exception as error:  # shown on the page, never a stack trace
-        return gr.update(), error_text(error), gr.update(), gr.update(), ""
-    return str(review.folder), summary(review, show_all), table_rows(review, show_all), str(review.report_path), ""
+        return gr.update(), error_text(error), gr.update(), gr.update(), "", ""
+    return (str(review.folder), summary(review, show_all), table_rows(review, show_all), str(review.report_path), "",
+            "")
+
+
+def new_folder(studio, text: str, resolution, suggested):
+    """The folder changed: the previous folder's report, choices and clean-copy lines go, and the training
+    resolution follows the folder when it says what it is for (a demo, a clean copy). A value the user typed stays;
+    one the tab filled in goes back to the default for a folder that says nothing.
+
+    Returns (resolution, suggested, scanned, verdict, table, JSON report, choice message, prepare message)."""
+    suggestion = service.suggested_resolution(studio, text)
+    current = int(resolution or service.DEFAULT_RESOLUTION)
+    note = ""
+    if suggestion is not None:
+        current, why = suggestion
+        suggested = current
+        note = f"Training resolution set to {current} px: {why}. Press Scan to check the pictures."
+    elif current == suggested:
+        current = suggested = service.DEFAULT_RESOLUTION
+    return current, suggested, "", note, [], None, "", ""
 
 
 def relist(studio, folder: str, show_all: bool):
@@ -148,14 +173,17 @@ def prepare(studio, folder: str, out_text: str, progress=gr.Progress()):
         result = service.prepare_copy(studio, folder, out_text, progress=report_progress)
     except Exception as error:
         return error_text(error)
-    lines = [f"✓ {result.summary()}"]
+    lines = [f"{'✓' if result.written else '✗'} {result.summary()}"]
     lines += [f"- {html.escape(relpath)}: {html.escape(why)}" for relpath, why in list(result.skipped.items())[:30]]
     return "\n".join(lines)
 
 
 def listen(ui: SimpleNamespace, studio, folder) -> None:
-    ui.scan.click(partial(scan, studio), inputs=[folder, ui.min_side, ui.recursive, ui.show_all],
-                  outputs=[ui.scanned, ui.verdict, ui.table, ui.report_file, ui.choice_message])
+    ui.scan.click(partial(scan, studio), inputs=[folder, ui.resolution, ui.recursive, ui.show_all],
+                  outputs=[ui.scanned, ui.verdict, ui.table, ui.report_file, ui.choice_message, ui.prepare_message])
+    folder.change(partial(new_folder, studio), inputs=[folder, ui.resolution, ui.suggested],
+                  outputs=[ui.resolution, ui.suggested, ui.scanned, ui.verdict, ui.table, ui.report_file,
+                           ui.choice_message, ui.prepare_message])
     ui.show_all.input(partial(relist, studio), inputs=[ui.scanned, ui.show_all],
                       outputs=[ui.table, ui.verdict])
     ui.table.input(partial(save_choices, studio), inputs=[ui.scanned, ui.table, ui.show_all],

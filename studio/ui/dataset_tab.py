@@ -44,9 +44,10 @@ def show_dataset(studio, text: str):
         view = studio.load_dataset(text)
     except Exception as error:  # shown on the page, never a stack trace
         return [], error_text(error)
-    captions = dict(view.rows)
-    items = [(_thumbnail(path), captions.get(path.name, "(no caption)")) for path in view.images]
-    summary = f"**{view.folder}** — {len(view.images)} pictures, {len(view.rows)} captions"
+    by_name = dict(view.rows)
+    items = [(_thumbnail(path), by_name.get(path.name, "(no caption)")) for path in view.images]
+    captions = f"{len(view.rows)} captions" if view.rows else "no captions yet"
+    summary = f"**{view.folder}** — {len(view.images)} pictures, {captions}"
     notes = view.problems + view.warnings
     if notes:
         summary += "\n\n" + "\n".join(f"- ⚠ {n}" for n in notes[:20])

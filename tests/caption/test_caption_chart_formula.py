@@ -4,7 +4,9 @@ from __future__ import annotations
 from PIL import Image
 
 from studio.caption import FORMULA_FIELDS, build_caption, keyword_chart
-from studio.data import CaptionRecord
+from studio.caption.chart import chart_bars
+from studio.data import CaptionRecord, read_metadata
+from studio.service import DEMO_ROOT
 
 
 def test_keyword_chart_writes_a_png(tmp_path):
@@ -28,3 +30,14 @@ def test_build_caption_joins_four_parts_and_skips_empty_ones():
 def test_formula_fields_follow_the_tutorial_order():
     assert [name for name, _label, _example in FORMULA_FIELDS] == ["subject", "attributes", "scene", "style"]
     assert build_caption(*(example for _name, _label, example in FORMULA_FIELDS)).startswith("anime girl, long")
+
+
+def test_the_chart_splits_sentence_captions_into_their_words_and_keeps_tags_whole():
+    """The star demo's captions are sentences: the chart shows the words they share, not 20 one-caption 'tags'."""
+    captions = [record.prompt for record in read_metadata(DEMO_ROOT / "star" / "metadata.csv").records]
+    bars = dict(chart_bars(captions))
+    assert bars["star"] == bars["zq"] == bars["background"] == 20
+    assert sum(bars[colour] for colour in ("red", "green", "blue", "yellow", "purple", "orange")) == 20
+    assert not {"a", "on"} & set(bars) and max(len(keyword.split()) for keyword in bars) == 1
+    tagged = dict(chart_bars(["**zq star**, long silver hair, red eyes", "zq star, black and white, red eyes"]))
+    assert tagged == {"red eyes": 2, "zq star": 2, "black and white": 1, "long silver hair": 1}

@@ -1,9 +1,11 @@
-"""Bulk caption edits: pure functions, then applied to metadata.csv with a backup that one undo restores."""
+"""Bulk caption edits: pure functions, then applied to metadata.csv with a backup (Undo and Redo over many steps:
+test_caption_history)."""
 from __future__ import annotations
 
 import pytest
 
 from studio.caption import (
+    CaptionHistory,
     EditError,
     add_prefix,
     add_suffix,
@@ -12,7 +14,6 @@ from studio.caption import (
     edit_metadata,
     find_replace,
     set_caption,
-    undo_last_edit,
 )
 from studio.data import CaptionRecord, read_metadata
 
@@ -84,20 +85,13 @@ def _write(path, text):
     return path
 
 
-def test_edit_metadata_keeps_backup_and_undo_swaps(tmp_path):
+def test_edit_metadata_keeps_the_previous_file_as_backup(tmp_path):
     original = "filename,prompt\na.png,a cat\nb.png,\"a dog, grass\"\n"
     csv_path = _write(tmp_path / "metadata.csv", original)
     result = edit_metadata(csv_path, lambda rows: add_prefix(rows, "zq"))
     assert (result.changed_rows, result.changed_files) == (2, ("a.png", "b.png"))
     assert result.backup == backup_path(csv_path) and result.backup.read_text() == original
     assert [r.prompt for r in read_metadata(csv_path).records] == ["zq, a cat", "zq, a dog, grass"]
-    edited = csv_path.read_bytes()
-
-    undone = undo_last_edit(csv_path)
-    assert csv_path.read_text() == original and backup_path(csv_path).read_bytes() == edited
-    assert set(undone.changed_files) == {"a.png", "b.png"}
-    undo_last_edit(csv_path)  # undoing the undo restores the edit
-    assert csv_path.read_bytes() == edited
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
@@ -116,12 +110,6 @@ def test_failed_edit_changes_nothing(tmp_path):
     with pytest.raises(EditError, match="keep every row"):
         edit_metadata(csv_path, lambda rows: rows[:0])
     assert csv_path.read_text() == "filename,prompt\na.png,a cat\n" and not backup_path(csv_path).exists()
-
-
-def test_undo_without_backup_is_refused(tmp_path):
-    csv_path = _write(tmp_path / "metadata.csv", "filename,prompt\na.png,a cat\n")
-    with pytest.raises(EditError, match="Nothing to undo"):
-        undo_last_edit(csv_path)
 
 
 def test_edit_refuses_rows_that_would_be_lost(tmp_path):
@@ -145,9 +133,11 @@ def test_edit_refuses_rows_that_would_be_lost(tmp_path):
 ])
 def test_csv_quirks_round_trip_through_an_edit(tmp_path, raw):
     csv_path = _write(tmp_path / "metadata.csv", raw)
-    edit_metadata(csv_path, lambda rows: apply_template(rows, TEMPLATE))
+    history = CaptionHistory(csv_path, tmp_path / "versions")
+    with history.recording():
+        edit_metadata(csv_path, lambda rows: apply_template(rows, TEMPLATE))
     assert [(r.filename, r.prompt) for r in read_metadata(csv_path).records] == [
         ("a.png", "**a cat, sofa**, high quality, detailed")]
     assert backup_path(csv_path).read_bytes() == raw.encode("utf-8")
-    undo_last_edit(csv_path)
+    history.undo()
     assert csv_path.read_bytes() == raw.encode("utf-8")

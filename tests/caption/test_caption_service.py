@@ -10,7 +10,8 @@ from studio.caption import EditError
 from studio.caption.tokens import load_token_counter
 from studio.caption_job import AutoCaptionBusy, AutoCaptionJob
 from studio.caption_service import CaptionDesk, place_caption, structured_preview, table_rows, unsaved_rows
-from studio.service import Studio
+from studio.data.scan import save_decisions
+from studio.service import DEMO_ROOT, Studio
 
 CSV = ('filename,prompt\n'
        'a.png,"**zq star**, a beautiful star, *calm*"\n'
@@ -88,8 +89,28 @@ def test_bulk_prefix_keeps_the_exact_previous_file_and_undo_restores_it(desk, da
     undone, undone_view = desk.undo(str(dataset), view.rows)
     assert csv_path.read_bytes() == original and undone.changed_rows == 3
     assert [prompt for _, prompt in undone_view.rows][2] == "a blue star on white"
-    desk.undo(str(dataset), undone_view.rows)  # undo the undo: the prefix is back
+    with pytest.raises(EditError, match="Nothing to undo"):  # a second Undo does not re-apply the prefix
+        desk.undo(str(dataset), undone_view.rows)
+    desk.redo(str(dataset), undone_view.rows)
     assert csv_path.read_text(encoding="utf-8").count("zq style, ") == 3
+    assert not list(dataset.glob("*.undo")) and desk.history(dataset).store.is_relative_to(desk.studio.workspace)
+
+
+def test_undo_walks_back_through_a_save_and_two_edits_one_step_at_a_time(desk, dataset):
+    rows = desk.open(str(dataset)).rows
+    rows[2] = ("c.png", "a blue star on a white background")
+    _, view = desk.save(str(dataset), rows)
+    _, view = desk.edit(str(dataset), view.rows, "prefix", "zq")
+    _, view = desk.edit(str(dataset), view.rows, "suffix", "flat colours")
+    captions = []
+    for _ in range(3):
+        _, view = desk.undo(str(dataset), view.rows)
+        captions.append(view.rows[2][1])
+    assert captions == ["zq, a blue star on a white background", "a blue star on a white background",
+                        "a blue star on white"]
+    assert (dataset / "metadata.csv").read_text(encoding="utf-8") == CSV
+    _, view = desk.redo(str(dataset), view.rows)
+    assert view.rows[2][1] == "a blue star on a white background" and desk.history(dataset).steps() == (1, 2)
 
 
 @pytest.mark.parametrize("kind, args, expected", [
@@ -123,9 +144,12 @@ def test_edits_undo_and_auto_caption_refuse_while_the_table_has_unsaved_changes(
     rows[1] = ("b.jpg", "edited on the page")
     with pytest.raises(EditError, match=r"unsaved changes \(b.jpg\); bulk edits change .*click Save first"):
         desk.edit(str(dataset), rows, "prefix", "zq")
-    (dataset / "metadata.csv.bak").write_text("filename,prompt\na.png,older\n", encoding="utf-8")
+    desk.edit(str(dataset), desk.open(str(dataset)).rows, "suffix", "flat")  # a step to undo
+    edited = [(name, "edited on the page" if name == "b.jpg" else prompt) for name, prompt in desk.open(
+        str(dataset)).rows]
     with pytest.raises(EditError, match=r"unsaved changes \(b.jpg\); Undo replaces"):
-        desk.undo(str(dataset), rows)
+        desk.undo(str(dataset), edited)
+    desk.undo(str(dataset), desk.open(str(dataset)).rows)
     with pytest.raises(EditError, match=r"unsaved changes \(b.jpg\); auto-captioning rewrites"):
         desk.start_auto_caption(str(dataset), rows, "any", 8, replace_all=False)
     assert (dataset / "metadata.csv").read_text(encoding="utf-8") == CSV and desk.auto.state().status == "idle"
@@ -136,8 +160,10 @@ def test_edits_undo_and_auto_caption_refuse_while_the_table_has_unsaved_changes(
 
 
 def test_nothing_to_undo_is_a_clear_sentence(desk, dataset):
-    with pytest.raises(EditError, match="Nothing to undo: metadata.csv.bak does not exist"):
+    with pytest.raises(EditError, match="Nothing to undo: no caption change was made here"):
         desk.undo(str(dataset), desk.open(str(dataset)).rows)
+    with pytest.raises(EditError, match="Nothing to redo"):
+        desk.redo(str(dataset), desk.open(str(dataset)).rows)
 
 
 def test_without_metadata_csv_captions_typed_in_the_table_count_as_unsaved(desk, image_folder):
@@ -196,6 +222,7 @@ def test_auto_caption_without_a_model_offline_gives_the_engine_sentence(desk, da
     desk.start_auto_caption(str(dataset), desk.open(str(dataset)).rows, "nobody/no-such-blip", 8, replace_all=True)
     state = desk.auto.wait(60)
     assert state.status == "failed" and state.message.startswith("No BLIP model here: nobody/no-such-blip")
+    assert "BLIP model field" in state.message and "--model" not in state.message  # the studio's field, no CLI flag
     assert (dataset / "metadata.csv").read_text(encoding="utf-8") == CSV
 
 
@@ -252,3 +279,50 @@ def test_the_spreadsheet_export_disarms_formulas_and_leaves_metadata_csv_verbati
     cells = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     assert cells[1:] == [["a.png", "'=cmd|' /C calc'!A0"], ["b.jpg", "'+SUM(1,2)"], ["c.png", "a blue star on white"]]
     assert (dataset / "metadata.csv").read_text(encoding="utf-8") == saved and "=cmd|" in saved
+
+
+def _checksums(folder):
+    import hashlib
+
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+
+
+def test_saving_a_shipped_demo_saves_a_copy_in_the_workspace_and_the_demo_stays_as_it_was(desk):
+    demo = DEMO_ROOT / "star"
+    before = _checksums(demo)
+    rows = desk.open("star").rows
+    rows[0] = (rows[0][0], "a orange zq star, flat colours")
+    path, view = desk.save(str(demo), rows)
+    copy = desk.studio.workspace / "datasets" / "star"
+    assert path == copy / "metadata.csv" and view.folder == copy and view.rows[0][1] == "a orange zq star, flat colours"
+    assert f"copied (pictures and captions) to {copy}" in view.copied and "stays read-only" in view.copied
+    assert len(list(copy.glob("*.png"))) == 20 and _checksums(demo) == before
+    result, view = desk.edit(str(copy), view.rows, "suffix", "toy world")  # the copy is the user's now
+    assert result.changed_rows == 20 and view.copied == "" and _checksums(demo) == before
+    _, view = desk.undo(str(copy), view.rows)
+    _, view = desk.undo(str(copy), view.rows)  # back to the demo's own captions, in the copy
+    assert (copy / "metadata.csv").read_bytes() == (demo / "metadata.csv").read_bytes()
+    with pytest.raises(EditError, match="Nothing to undo"):
+        desk.undo("star", desk.open("star").rows)
+    _, second = desk.edit("star", desk.open("star").rows, "prefix", "zq")  # another change of the demo: a new copy
+    assert second.folder == copy.with_name("star-2") and _checksums(demo) == before
+
+
+def test_unreadable_and_dropped_pictures_are_left_out_of_captioning(desk, image_folder, tmp_path):
+    (image_folder / "x.png").write_text("a text file named like a picture")
+    save_decisions(image_folder, {"b.jpg": False, "c.png": True})
+    view = desk.open(str(image_folder))
+    assert [name for name, _ in view.rows] == ["a.png", "c.png", "e.webp", "sub/d.png"]
+    assert "x.png is not a picture" in view.note and "b.jpg is dropped in the Dataset tab" in view.note
+    (image_folder / "metadata.csv").write_text("filename,prompt\na.png,a red one\nx.png,text\nb.jpg,a green one\n")
+    lint = dict((row[0], row[2]) for row in desk.open(str(image_folder)).table())
+    assert lint["x.png"].startswith("✗ left_out: x.png is not a picture") and lint["a.png"] == "✓"
+    assert lint["b.jpg"].startswith("⚠ left_out: b.jpg is dropped")
+    captioner = _GatedCaptioner()
+    captioner.release.set()
+    auto = CaptionDesk(desk.studio, counter=desk.counter(), auto=AutoCaptionJob(loader=lambda _m: captioner))
+    auto.start_auto_caption(str(image_folder), auto.open(str(image_folder)).rows, "any", 8, replace_all=False)
+    state = auto.auto.wait(30)
+    assert state.status == "finished" and state.done == 3, state.message  # c.png, e.webp, sub/d.png
+    captioned = {name for name, prompt in auto.open(str(image_folder)).rows}
+    assert captioned == {"a.png", "x.png", "b.jpg", "c.png", "e.webp", "sub/d.png"}

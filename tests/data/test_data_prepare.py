@@ -116,3 +116,9 @@ def test_names_that_clash_in_the_new_format_stay_apart(tmp_path):
     assert sorted((item.source, item.output) for item in result.written) == [("a.jpg", "a.png"),
                                                                              ("a.png", "a-png.png")]
     assert sorted(path.name for path in (tmp_path / "out").glob("*.png")) == ["a-png.png", "a.png"]
+
+
+def test_a_copy_without_any_picture_says_so_instead_of_reporting_success(dataset, tmp_path):
+    result = prepare_dataset(scan_folder(dataset, workers=1, min_side=2048), tmp_path / "out", workers=1)
+    assert result.written == [] and len(result.skipped) == 4
+    assert result.summary().startswith("Wrote no images to ") and "all 4 were left out" in result.summary()

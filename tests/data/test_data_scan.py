@@ -17,6 +17,9 @@ from studio.data.decode import decode_rgb
 from studio.data.quality import BLUR_THRESHOLD, calibrate_blur
 from studio.data.scan import ScanReport, load_decisions, save_decisions, scan_folder
 from studio.data.synthetic import synthetic_image
+from studio.service import DEMO_ROOT
+
+DEMOS = sorted(path for path in DEMO_ROOT.iterdir() if (path / "metadata.csv").is_file())
 
 
 def _save(folder, name, seed=0, size=(640, 480), **options):
@@ -254,3 +257,44 @@ def test_missing_folder_and_bad_settings_are_clear_errors(tmp_path):
     with pytest.raises(DatasetError, match="not an RGB colour"):
         scan_folder(tmp_path, background=(300, 0, 0))
     assert np.isclose(scan_folder(tmp_path, workers=1).ready_count, 0)
+
+
+@pytest.mark.parametrize("demo", DEMOS, ids=lambda path: path.name)
+def test_every_shipped_demo_is_ready_at_the_toy_worlds_training_resolution(demo):
+    """The demos are for the toy worlds, which train at 32 px: nothing small, blurry or duplicated there."""
+    report = scan_folder(demo, workers=1, min_side=32)
+    assert report.verdict == "All 20 images are ready for training"
+    assert report.counts_by_flag == {} and report.duplicate_groups == [] and not report.needs_action
+
+
+def test_the_same_shape_in_other_colours_is_no_near_duplicate(tmp_path):
+    """A yellow and a red star on white hash 4 bits apart (pHash sees brightness structure only); a resized,
+    re-saved copy of one of them is still a near-duplicate."""
+    for name in ("star_12.png", "star_15.png"):
+        shutil.copy(DEMO_ROOT / "star" / name, tmp_path / name)
+    Image.open(tmp_path / "star_15.png").resize((28, 28), Image.Resampling.BICUBIC).save(tmp_path / "copy.jpg",
+                                                                                          quality=90)
+    report = scan_folder(tmp_path, workers=1, min_side=16)
+    assert _codes(report, "star_12.png") == [] and _codes(report, "star_15.png") == []
+    assert [(group.kind, group.members) for group in report.duplicate_groups] == [("near", ["copy.jpg",
+                                                                                           "star_15.png"])]
+
+
+def test_a_tiny_picture_soft_everywhere_is_blurry_and_a_sharp_flat_one_is_not(tmp_path):
+    """32 px pictures are measured with tiles scaled to their size: a flat sharp square is sharp."""
+    square = Image.new("RGB", (32, 32), (128, 128, 128))
+    square.paste((30, 160, 40), (6, 6, 26, 26))
+    square.save(tmp_path / "square.png")
+    square.filter(ImageFilter.GaussianBlur(2)).save(tmp_path / "soft.png")
+    report = scan_folder(tmp_path, workers=1, min_side=32)
+    assert _codes(report, "square.png") == [] and "blurry" in _codes(report, "soft.png")
+
+
+@pytest.mark.parametrize("content, words", [(b"hello, this is text", "is not a picture"),
+                                            (b"", "is an empty file")])
+def test_a_file_that_is_no_picture_gets_a_reason_in_plain_words(tmp_path, content, words):
+    (tmp_path / "x.png").write_bytes(content)
+    [flag] = scan_folder(tmp_path, workers=1, min_side=32).image("x.png").flags
+    assert flag.code == "corrupt" and words in flag.message
+    for internal in ("Pillow", "BytesIO", "0x", "<", "Error"):
+        assert internal not in flag.message, flag.message

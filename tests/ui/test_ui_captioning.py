@@ -83,9 +83,48 @@ def test_lint_chart_bulk_prefix_and_undo(page, dataset):
     assert "zq style, a red zq star" in _row_text(page, "star_01.png")
 
     page.click("#caption-undo")
-    _wait_message(page, "restored")
+    assert "went back one step" in _wait_message(page, "went back one step")
     assert csv_path.read_bytes() == original
     assert "zq style" not in page.inner_text("#caption-table")
+    page.click("#caption-undo")  # a second Undo goes further back (there is nothing before), never re-applies
+    assert "Nothing to undo" in _wait_message(page, "Nothing to undo")
+    assert csv_path.read_bytes() == original and "zq style" not in page.inner_text("#caption-table")
+    page.click("#caption-redo")
+    assert "went forward one step" in _wait_message(page, "went forward one step")
+    assert csv_path.read_text(encoding="utf-8").count("zq style, ") == 3
+    assert "zq style, a red zq star" in _row_text(page, "star_01.png")
+
+
+def test_the_template_starts_empty_so_one_click_rewrites_nothing(page, dataset):
+    _load(page, dataset)
+    assert page.locator("#caption-template textarea, #caption-template input").first.input_value() == ""
+    page.click("#caption-template-apply")
+    assert "The template is empty" in _wait_message(page, "The template is empty")
+    assert (dataset / "metadata.csv").read_text(encoding="utf-8") == CAPTIONS
+
+
+def test_saving_the_shipped_demo_saves_a_copy_in_the_workspace(page, studio_server):
+    """The demo stays as it ships; the page says where the copy is and works on it from then on."""
+    _, workspace = studio_server
+    shipped = {path.name: path.read_bytes() for path in STAR.iterdir()}
+    open_tab(page, "Captioning")
+    fill(page, "caption-folder", str(STAR))
+    page.click("#caption-load")
+    _wait_message(page, "20 captions")
+    page.click("#caption-save")
+    copy = workspace / "datasets" / "star"
+    message = _wait_message(page, "✓ saved")
+    assert f"✓ saved {copy / 'metadata.csv'}" in message and "ships with the studio and stays read-only" in message
+    assert f"copied (pictures and captions) to {copy}" in message
+    folder_field = page.locator("#caption-folder textarea, #caption-folder input").first
+    page.wait_for_function("(path) => document.querySelector('#caption-folder textarea, #caption-folder input')"
+                           ".value === path", arg=str(copy))
+    assert folder_field.input_value() == str(copy)
+    fill(page, "caption-suffix", "toy world")
+    page.click("#caption-suffix-apply")
+    assert "changed 20 of 20 captions" in _wait_message(page, "changed 20 of 20")
+    assert (copy / "metadata.csv").read_text(encoding="utf-8").count(', toy world"\n') == 20
+    assert {path.name: path.read_bytes() for path in STAR.iterdir()} == shipped  # no new file, no change, no .bak
 
 
 def test_prompt_helper_fills_the_selected_row(page, dataset):

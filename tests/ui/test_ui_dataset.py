@@ -10,7 +10,11 @@ from PIL import ImageFilter
 
 from studio.data.quality import BLUR_THRESHOLD
 from studio.data.synthetic import synthetic_image
-from ui_helpers import fill
+from studio.service import DEMO_ROOT
+from ui_helpers import fill, pick
+
+DEMOS = sorted(path.name for path in DEMO_ROOT.iterdir() if (path / "metadata.csv").is_file())
+VERDICT = "document.querySelector('#dataset-verdict').innerText"
 
 REASONS = {  # file -> what its row must say
     "blurred.jpg": ["blurry (sharpness", f"< {BLUR_THRESHOLD:g})"],
@@ -116,3 +120,54 @@ def test_scan_shows_flagged_images_with_reasons_saves_keep_drop_and_prepares(pag
         "metadata.csv", "original.png", "small.png"]
     assert "small.png,a picture called small.png" in (out / "metadata.csv").read_text()
     assert _checksums(folder) == before  # the originals were only read
+
+
+def _wait_verdict(page, text: str, timeout: int = 120_000) -> str:
+    try:
+        page.wait_for_function(f"text => {VERDICT}.includes(text)", arg=text, timeout=timeout)
+    except Exception:  # say what the page showed instead
+        raise AssertionError(f"waited for {text!r}; the verdict is {page.inner_text('#dataset-verdict')!r}")
+    return page.inner_text("#dataset-verdict")
+
+
+def _resolution(page) -> str:
+    return page.locator("#dataset-resolution input").first.input_value()
+
+
+def test_every_shipped_demo_scans_ready_at_the_resolution_the_tab_fills_in(page, studio_server):
+    """Picking a demo sets the training resolution to the toy worlds' 32 px; each demo is then ready, its clean copy
+    has every picture, and the next folder starts without the previous folder's report."""
+    _, workspace = studio_server
+    before = {name: _checksums(DEMO_ROOT / name) for name in DEMOS}
+    for name in DEMOS:
+        pick(page, "dataset-demo", name)
+        assert "Training resolution set to 32 px" in _wait_verdict(page, "Press Scan")
+        assert _resolution(page) == "32"
+        page.click("#dataset-scan")
+        verdict = _wait_verdict(page, "images are ready")
+        assert "All 20 images are ready for training" in verdict and "for training at 32 px" in verdict, verdict
+        assert _rows(page) == 0  # nothing flagged
+        page.click("#dataset-prepare")
+        page.wait_for_function("() => document.querySelector('#dataset-prepare-message').innerText.includes('Wrote')",
+                               timeout=120_000)
+        assert page.inner_text("#dataset-prepare-message").startswith(f"✓ Wrote 20 image(s) to {workspace}")
+    pick(page, "dataset-demo", DEMOS[0])  # another folder: nothing of the last one's report stays
+    _wait_verdict(page, "Press Scan")
+    assert "ready" not in page.inner_text("#dataset-verdict") and _rows(page) == 0
+    assert page.inner_text("#dataset-prepare-message").strip() == ""
+    assert {name: _checksums(DEMO_ROOT / name) for name in DEMOS} == before
+
+
+def test_a_clean_copy_without_pictures_is_a_failure_not_a_success(page, studio_server):
+    """The star demo scanned for a 512 px training: every picture is too small, and the copy says it wrote none."""
+    pick(page, "dataset-demo", "star")
+    _wait_verdict(page, "Press Scan")
+    fill(page, "dataset-resolution", "512")
+    page.click("#dataset-scan")
+    assert "0 of 20 images are ready; 20 too small" in _wait_verdict(page, "images are ready")
+    fill(page, "dataset-prepare-out", "star-at-512")
+    page.click("#dataset-prepare")
+    page.wait_for_function("() => document.querySelector('#dataset-prepare-message').innerText.includes('Wrote')",
+                           timeout=120_000)
+    message = page.inner_text("#dataset-prepare-message")
+    assert message.startswith("✗ Wrote no images") and "all 20 were left out" in message and "✓" not in message

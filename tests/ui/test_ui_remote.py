@@ -85,7 +85,7 @@ def test_a_share_link_user_reaches_only_the_workspace_and_brings_data_in_by_uplo
     page.wait_for_function("() => document.querySelectorAll('#dataset-gallery img').length === 3")
     assert page.locator("#dataset-folder input, #dataset-folder textarea").first.input_value() == str(uploaded)
 
-    fill(page, "dataset-min-side", "32")
+    fill(page, "dataset-resolution", "32")
     page.click("#dataset-scan")
     _wait_text(page, "dataset-verdict", "images scanned")
     fill(page, "dataset-prepare-out", "../../..")
