@@ -46,9 +46,7 @@ def report_markdown(report) -> str:
     if not report.presets:
         return "No preset chosen: pick one or more above, then Apply."
     order = " → ".join(p.name for p in report.presets)
-    lines = [f"**⚠ {_cell(warning)}**" for warning in report.warnings]
-    if lines:
-        lines.append("")
+    lines = [f"**⚠ {_cell(warning)}**\n" for warning in report.warnings]  # a paragraph each
     lines += [f"Applied in this order, a later preset winning: {order}.", "",
               "| setting | now | set by | overridden | before |", "| --- | --- | --- | --- | --- |"]
     origins = sorted(report.origins, key=lambda origin: not origin.overridden)
