@@ -3,7 +3,8 @@
     OMP_WAIT_POLICY=PASSIVE python bench/run_all.py [--quick] [--dry-run] [--only NAME ...] [--no-write]
 
 Benchmarks: training (bench_train.py), grid (bench_grid.py), caption (bench_caption.py), scan (bench_scan.py),
-startup (bench_startup.py); each exposes ``run(quick) -> dict`` and runs here in its own subprocess, so one
+startup (bench_startup.py), demo (bench_demo.py: the demo preset's wall time with the old and the new default
+thread count); each exposes ``run(quick) -> dict`` and runs here in its own subprocess, so one
 benchmark's threads, imports and memory never touch the next one's. A module that is not there is reported as
 "not available" and skipped; one that fails is reported as failed (exit status 1) and the others still run.
 ``--dry-run`` lists what would run and imports nothing heavy. The summary goes into ``## Summary
@@ -30,7 +31,7 @@ from common import describe_machine, machine, markdown_table, replace_section, v
 
 SECTION = "## Summary (bench/run_all.py)"
 BENCHMARKS = {"training": "bench_train", "grid": "bench_grid", "caption": "bench_caption", "scan": "bench_scan",
-              "startup": "bench_startup"}
+              "startup": "bench_startup", "demo": "bench_demo"}
 HEADER = ["benchmark", "measure", "ours", "reference", "ratio", "goal", "met?"]
 
 
@@ -121,8 +122,15 @@ def rows_startup(result: dict) -> list[list]:
              f"{result['ratio']:.2f} (studio/bare)", "< 10 s", verdict(result["studio_s"] < 10.0)]]
 
 
+def rows_demo(result: dict) -> list[list]:
+    old, new = result["rows"]
+    return [["demo training", f"`train --config presets/demo/demo-star.yaml`, wall s, {new['steps']} steps "
+             f"({new['threads']} vs {old['threads']} torch threads)", f"{new['seconds']:.1f}",
+             f"{old['seconds']:.1f} (old default)", _x(result["ratio"]), "—", "n/a"]]
+
+
 ROWS = {"training": rows_training, "grid": rows_grid, "caption": rows_caption, "scan": rows_scan,
-        "startup": rows_startup}
+        "startup": rows_startup, "demo": rows_demo}
 
 
 def table_rows(name: str, result: dict | None) -> list[list]:
@@ -142,7 +150,7 @@ def markdown(rows: list[list], info: dict, timings: dict, command: str, quick: b
     each = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in timings.items())
     mode = ("`--quick`: fewer steps and repeats than the full runs (training: toy 1 + 5 and SD 1.5 1 + 3 steps; "
             "grid: 10 steps, 1 repeat; captioning: tiny BLIP only; scan: 100 pictures, one pass each; "
-            "start-up: one start). " if quick else "")
+            "start-up: one start; demo: 20 steps, 2 prior images). " if quick else "")
     gpu = (" No GPU was at hand, so the SD 1.5-shaped training benchmark has not been run on a GPU "
            "(`python bench/bench_gpu.py --quick` measures it, and the grid, where one is)."
            if info["gpu"] == "none" else "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -243,8 +244,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoTorchvisionFallbackNotice(logging.Filter):
+    """Drops transformers' notice that an image processor falls back to its PIL version without torchvision.
+
+    diffusers imports CLIP's and SigLIP's image processors with every pipeline, so each command that loads a model
+    printed two such lines; the studio never uses torchvision, and the PIL versions are what it wants. Every other
+    record of that logger still shows.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed); falling back" not in record.getMessage()
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spin-waiting threads on shared CPUs
+    logging.getLogger("transformers.utils.import_utils").addFilter(_NoTorchvisionFallbackNotice())
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):

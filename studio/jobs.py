@@ -2,7 +2,8 @@
 
 gradio's ``cancels=`` cannot stop a function that is already running, so the job owns a stop event that the
 trainer polls after every step (OneTrainer's callbacks/commands pair). The page polls ``snapshot()`` on a timer;
-a reloaded page sees the same live run because the job lives in the service, not in the page.
+a reloaded page sees the same live run because the job lives in the service, not in the page. A failure reaches
+the page as its message alone; the traceback of one that is not the user's to fix goes to ``debug_log``.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
 
 ACTIVE = ("starting", "running", "stopping")
 MAX_LOG_LINES = 200
@@ -38,6 +41,7 @@ class TrainingSnapshot:
     logs: tuple[str, ...] = ()
     run_dir: str = ""
     last_checkpoint: str = ""
+    final_lora: str = ""  # the diffusers LoRA file of a finished run
     error: str = ""
     started_at: float = 0.0
 
@@ -74,10 +78,15 @@ def progress_line(snapshot: TrainingSnapshot) -> str:
 
 
 class TrainingJob:
-    """Runs ``run_training`` in a daemon thread; start/stop/snapshot are safe from any thread."""
+    """Runs ``run_training`` in a daemon thread; start/stop/snapshot are safe from any thread.
 
-    def __init__(self, runner=None):
+    ``debug_log``: a file that collects the tracebacks of failures that are not the user's to fix (a bug, a crash
+    in a library); without it they go to this module's logger.
+    """
+
+    def __init__(self, runner=None, debug_log: str | Path | None = None):
         self._runner = runner  # the training function; injectable for tests of the job itself
+        self._debug_log = Path(debug_log) if debug_log else None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,16 +169,19 @@ class TrainingJob:
             from studio.cli import _user_errors
 
             message = str(error) or type(error).__name__
+            users = _user_errors()  # the user's own mistake (also one that stopped a started run) needs its words only
+            mine = isinstance(error, users) or isinstance(error.__cause__, users)
+            details = None if mine else self._keep_traceback(message)
             with self._lock:
                 run_dir = str(getattr(error, "run_dir", "") or self._state.run_dir)
                 self._state = replace(self._state, status="failed", error=message, run_dir=run_dir, eta_s=None)
                 self._logs.append(f"error: {message}")
-                if not isinstance(error, _user_errors()):  # the user's own mistake needs its sentence only
-                    self._logs.extend(traceback.format_exc().splitlines()[-3:])
+                if details:
+                    self._logs.append(f"the technical details are in {details}")
             return
         with self._lock:
             self._state = replace(self._state, status=result.status, step=result.step, eta_s=None,
-                                  run_dir=str(result.run_dir),
+                                  run_dir=str(result.run_dir), final_lora=str(result.diffusers_lora or ""),
                                   last_checkpoint=str(result.last_checkpoint or self._state.last_checkpoint))
             if result.status == "finished":
                 self._logs.append(f"finished: {result.diffusers_lora}")
@@ -177,3 +189,20 @@ class TrainingJob:
                     self._logs.append(f"WebUI/kohya file: {result.webui_lora}")
             else:
                 self._logs.append(f"stopped at step {result.step}; Resume continues from {result.last_checkpoint}")
+
+    def _keep_traceback(self, message: str) -> Path | None:
+        """Append the failure being handled, with its traceback, to ``debug_log``; returns the file (None when
+        there is no file or it cannot be written: the traceback then goes to the logger)."""
+        import logging
+
+        text = f"--- {datetime.now():%Y-%m-%d %H:%M:%S} training failed: {message}\n{traceback.format_exc()}"
+        if self._debug_log is not None:
+            try:
+                self._debug_log.parent.mkdir(parents=True, exist_ok=True)
+                with open(self._debug_log, "a", encoding="utf-8") as handle:
+                    handle.write(text)
+                return self._debug_log
+            except OSError:
+                pass
+        logging.getLogger(__name__).error("%s", text)
+        return None

@@ -59,7 +59,7 @@ class Studio:
         roots = tuple(parse_data_dir(text) for text in data_dirs)
         self.access = Access.for_remote(self.workspace, roots) if remote else Access.for_operator(self.workspace)
         self.output_dir = self.workspace / "output"
-        self.training = TrainingJob()
+        self.training = TrainingJob(debug_log=self.workspace / "logs" / "training-errors.log")
         self.pipeline_cache: dict = {}
 
     # ---- datasets -----------------------------------------------------------------------------------
@@ -133,15 +133,29 @@ class Studio:
         values.update(changes)
         return self.config_yaml(config_from_dict(values))
 
-    def apply_presets(self, yaml_text: str, task=None, rank=None, epochs=None, demo=None, model=None) -> str:
-        from studio.config import apply_presets
+    def apply_presets(self, yaml_text: str, task=None, rank=None, epochs=None, demo=None, model=None):
+        """(the YAML with the presets applied, a ``PresetReport``: what each preset set and which advice breaks)."""
+        from studio.config.preset_report import explain_presets
+        from studio.config.presets import apply_chosen, chosen_presets
 
-        config = apply_presets(self.parse_config(yaml_text), rank=rank or None, epochs=epochs or None,
-                               task=task or None, demo=demo or None, model=model or None)
+        before = self.parse_config(yaml_text)
+        chosen = chosen_presets(rank=rank or None, epochs=epochs or None, task=task or None, demo=demo or None,
+                                model=model or None)
+        config = apply_chosen(before, chosen)
         if demo:  # demo presets name folders of this repository and write under the workspace
             config = config.resolve_paths(REPO_ROOT)
             config = _with(config, output_dir=str(self.output_dir / Path(config.output_dir).name))
-        return self.config_yaml(config)
+        return self.config_yaml(config), explain_presets(before, chosen, config, self._picture_count(config))
+
+    def _picture_count(self, config) -> int | None:
+        """Rows of the config's captions file, for the run-length estimate; None when it cannot be read here."""
+        from studio.data import read_metadata
+
+        try:
+            path = self.access.resolve(config.resolved_metadata_path(), what="the captions file")
+            return len(read_metadata(path).records)
+        except (OSError, ValueError):  # no dataset yet, or not readable by this user: no estimate
+            return None
 
     def model_family_line(self, yaml_text: str) -> str:
         """One line saying which family the config's base model is (read from its files, nothing loaded)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("training", "grid", "caption", "scan", "startup")
+NAMES = ("training", "grid", "caption", "scan", "startup", "demo")
 
 
 def test_dry_run_lists_every_benchmark_and_exits_zero():
@@ -143,3 +143,18 @@ def test_gpu_benchmark_lists_sdxl_variants_without_torch():
             for state in ("on", "off"):
                 assert f"sdxl 1024 px batch {batch} {precision} checkpointing {state}:" in done.stdout
 
+
+
+def test_demo_benchmark_reports_both_thread_defaults_and_their_ratio():
+    bench_demo, run_all, common = (_bench_module(name) for name in ("bench_demo", "run_all", "common"))
+    rows = [{"default": "old default (torch: one thread per core)", "threads": 2, "steps": 1700, "seconds": 525.0,
+             "each": [525.0], "load_after": [1.1]},
+            {"default": "new default (by the model's size)", "threads": 1, "steps": 1700, "seconds": 175.0,
+             "each": [175.0], "load_after": [1.0]}]
+    result = {"rows": rows, "quick": False, "rounds": 1, "ratio": 3.0}
+    text = bench_demo.markdown(result, common.machine(), "OMP_WAIT_POLICY=PASSIVE python bench/bench_demo.py")
+    assert text.startswith("## Demo training time (bench/bench_demo.py)") and "3.00× faster here" in text
+    assert "| old default (torch: one thread per core) | 2 | 1700 | 525.0 |" in text
+    assert run_all.rows_demo(result) == [["demo training", "`train --config presets/demo/demo-star.yaml`, wall s, "
+                                          "1700 steps (1 vs 2 torch threads)", "175.0", "525.0 (old default)",
+                                          "3.00×", "—", "n/a"]]

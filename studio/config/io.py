@@ -22,6 +22,9 @@ from .reader import Entry, entries_from_mapping, entries_from_text, entry_from_o
 from .schema import SECTIONS, TrainConfig, config_fields, field_specs, fields_by_section
 from .validate import normalise
 
+# A preset file's ``description`` (for people) and ``advice`` (limits the studio checks, see presets.py): a config
+# file may hold them too, and loading it as a config ignores them, so preset files load as configs.
+PRESET_TEXT_KEYS = ("description", "advice")
 HEADER = (
     "# LoRA Studio training configuration.\n"
     "# Relative paths are resolved against the folder lora-studio is started from.\n"
@@ -66,19 +69,19 @@ def load_config(
     """Read a config file (flat or nested YAML) or a mapping, apply ``--set key=value`` overrides, validate.
 
     Settings missing from the source keep their value in ``base`` (the defaults when ``None``); overrides win
-    over the source. A top-level ``description:`` text is accepted and ignored, so preset files load too.
+    over the source. A top-level ``description:`` text and ``advice:`` are accepted and ignored, so preset files load too.
     Raises ``ConfigError`` listing every problem, each with its file and line where known.
     """
     if isinstance(path_or_mapping, Mapping):
-        entries, extras, problems = entries_from_mapping(path_or_mapping, extra=("description",))
+        entries, extras, problems = entries_from_mapping(path_or_mapping, extra=PRESET_TEXT_KEYS)
     elif isinstance(path_or_mapping, (str, os.PathLike)):
         text, source = read_text(path_or_mapping)
         if not _is_yaml_file(source):  # its settings alone first: their problems are told without its text
             try:
-                _load_entries(entries_from_text(text, source, extra=("description",)), [], base)
+                _load_entries(entries_from_text(text, source, extra=PRESET_TEXT_KEYS), [], base)
             except ConfigError as error:
                 raise _unquoted(error, source) from None
-        entries, extras, problems = entries_from_text(text, source, extra=("description",))
+        entries, extras, problems = entries_from_text(text, source, extra=PRESET_TEXT_KEYS)
     else:
         raise TypeError(f"load_config needs a path or a mapping, not {type(path_or_mapping).__name__}")
     return _load_entries((entries, extras, problems), overrides, base)
@@ -102,7 +105,7 @@ def _load_entries(found: tuple[list[Entry], dict, list[str]], overrides: Iterabl
 
 def config_from_text(text: str, source: str = "the YAML box", base: TrainConfig | None = None) -> TrainConfig:
     """A config from YAML text (e.g. the studio's editor): same checks and line numbers as a file."""
-    entries, extras, problems = entries_from_text(text or "", source, extra=("description",))
+    entries, extras, problems = entries_from_text(text or "", source, extra=PRESET_TEXT_KEYS)
     return build_config(entries, problems, base)
 
 

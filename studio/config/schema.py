@@ -119,6 +119,9 @@ class TrainConfig:
     min_snr_gamma: float | None = _f(None, "training", "Min-SNR loss weighting gamma (5 is usual); empty = off.", gt=0)
     seed: int = _f(42, "training", "Random seed, for repeatable runs.", min=0, max=2**32 - 1)
     cache_latents: bool = _f(True, "training", "Encode each image once and reuse its latents (faster, more memory).")
+    cpu_threads: int | None = _f(
+        None, "training", "CPU threads torch trains with; empty = by the model's size (one for a small model such as "
+        "the toy world, one per core for a large one), or OMP_NUM_THREADS when that is set.", min=1)
     # output
     output_dir: str = _f("./output", "output", "Folder for the LoRA, checkpoints, logs and samples.", path=True)
     output_name: str = _f("", "output", "File name (stem) of the LoRA; empty = the name of output_dir.")

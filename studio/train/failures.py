@@ -4,6 +4,8 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from studio.data.metadata import DatasetError
+
 from .loop import NonFiniteLoss
 
 
@@ -44,4 +46,11 @@ def describe_failure(error: BaseException, config, last_checkpoint: Path | None)
             f"the disk is full{where}. Free some space or set output_dir to another disk; nothing half-written "
             f"is left under a checkpoint's name.{kept}"
         )
-    return f"{type(error).__name__}: {error}.{kept}" if str(error) else f"{type(error).__name__}.{kept}"
+    if isinstance(error, DatasetError):  # a picture that passed the check before training but fails to decode
+        return f"{_sentence(str(error))}{kept}"
+    return f"{type(error).__name__}: {_sentence(str(error))}{kept}" if str(error) else f"{type(error).__name__}.{kept}"
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending in exactly one full stop."""
+    return text.rstrip().rstrip(".") + "."

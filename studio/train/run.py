@@ -156,9 +156,12 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
     """
     from .setup import build_setup
 
+    import torch
+
     warn, note = _reporters(emit)
     run_dir, resume_from = _resume_point(config)
     lock = lock_for_all_processes(run_dir, warn) if run_dir else None
+    threads_before = torch.get_num_threads()  # the run picks its own count (threads.py); the process gets it back
     try:
         if run_dir:
             resume_from = _checkpoint_under_lock(config, run_dir, resume_from)
@@ -172,6 +175,7 @@ def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = ne
             run_dir, lock = _new_run_dir(config, setup, warn)
         return _Session(setup, run_dir, resume_from, start_step, emit, warn).train(should_stop)
     finally:
+        torch.set_num_threads(threads_before)
         if lock:
             lock.release()
 
@@ -189,6 +193,7 @@ class _Session:
         recorder.update(status="running", step=start_step, total_steps=setup.total_steps, error=None,
                         num_processes=setup.accelerator.num_processes, effective_batch=setup.effective_batch,
                         prior_images=setup.prior_count, prior_folder=setup.prior_folder or None,
+                        cpu_threads=setup.threads.count if setup.threads else None,
                         resumed_from=str(resume_from) if resume_from else recorder.info.get("resumed_from"))
         self.recorder = recorder
         self.last = {"checkpoint": resume_from, "epoch": 0, "step": start_step}

@@ -9,6 +9,7 @@ import torch
 
 from .adapters import add_lora_adapters, load_initial_lora
 from .batches import BatchSource, TextConditioner
+from .threads import use_threads
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class TrainingSetup:
     validator: object = None  # validation.Validator on the main process when validation_steps > 0
     prior_count: int = 0  # prior pictures mixed in (they follow the training pictures in ``batches``)
     prior_folder: str = ""
+    threads: object = None  # threads.ThreadChoice: the CPU threads this run trains with, and why
 
     def validation_loss(self) -> float | None:
         if self.validator is None:
@@ -170,6 +172,7 @@ def build_setup(config, warn=log.warning, progress=None, note=log.info) -> Train
     data = load_data(config, accelerator.num_processes)
     components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle,
                                  prediction_type=config.prediction_type)
+    threads = use_threads(config, components.unet, accelerator, note)  # before the priors: they are drawn with it
     data = _with_priors(data, config, components, accelerator, note)
     images, captions, buckets, sampler = data.images, data.captions, data.buckets, data.sampler
     params, weight_dtype = _prepare_models(components, config, accelerator)
@@ -201,7 +204,7 @@ def build_setup(config, warn=log.warning, progress=None, note=log.info) -> Train
     return TrainingSetup(
         config, accelerator, components, params, optimizer, lr_scheduler, source, text, total,
         len(images) - data.prior_count, tag_frequency(concept_captions), validator, data.prior_count,
-        str(data.prior_folder or ""),
+        str(data.prior_folder or ""), threads,
     )
 
 

@@ -33,7 +33,7 @@ def build_app(studio) -> gr.Blocks:
         evaluation_page.select(lambda current: evaluation_tab.run_choices(studio, current), inputs=evaluation.run,
                                outputs=evaluation.run)
         app.load(lambda: training_tab.poll(studio), outputs=[training.progress, training.loss_plot, training.samples,
-                                                             training.logs, training.message, training.shown_error])
+                                                             training.logs, training.message, training.shown_end])
         app.load(lambda: evaluation_tab.run_choices(studio), outputs=evaluation.run)
         app.load(training_processes.on_page_load, outputs=[training.processes_row, training.processes])
     app.css = CSS

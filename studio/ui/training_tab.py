@@ -5,23 +5,26 @@ the YAML updates the form when the box loses focus. Progress comes from polling 
 """
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
-import pandas as pd
 
-from studio.jobs import progress_line
+from studio.jobs import TrainingSnapshot
 
-from . import training_processes
+from . import training_presets, training_processes, training_progress
 from .common import error_text
+from .training_progress import poll  # noqa: F401 - the app polls through this module on page load
 
 FORM_FIELDS = (
     "train_data_dir", "base_model", "output_name", "resolution", "lora_rank", "lora_alpha", "batch_size",
     "epochs", "max_steps", "learning_rate", "save_steps", "mixed_precision", "train_text_encoder",
     "trigger_word", "prior_data_dir", "prior_count", "prior_prompt", "validation_steps", "sample_steps",
 )
-POLL_SECONDS = 1.0
+
+
+def _optional_number(spec) -> bool:
+    """A number setting that may be empty (``lora_alpha``, ``max_steps``): a text field, empty when unset."""
+    return spec.optional and spec.kind in ("int", "float")
 
 
 def _widget(name: str, spec, value):
@@ -29,6 +32,10 @@ def _widget(name: str, spec, value):
 
     label, info = name.replace("_", " "), field_help(name)
     choices = spec.meta.get("choices")
+    if _optional_number(spec):  # gradio's Number shows an empty value as 0, which is no "empty"
+        empty = info.partition("empty = ")[2].rstrip(".")
+        return gr.Textbox(value=_field_text(value), label=label, info=info, elem_id=f"form-{name}",
+                          placeholder=f"empty = {empty}" if empty else "empty")
     if choices:
         return gr.Dropdown(choices=list(choices), value=value, label=label, info=info, elem_id=f"form-{name}")
     if spec.kind == "bool":
@@ -39,26 +46,13 @@ def _widget(name: str, spec, value):
     return gr.Textbox(value=value, label=label, info=info, elem_id=f"form-{name}")
 
 
-def _preset_choices(kind: str) -> list[str]:
-    from studio.config import list_presets
-
-    return [p.name for p in list_presets(kind)]
-
-
 def render(studio) -> SimpleNamespace:
     from studio.config import config_to_dict
     from studio.config.schema import field_specs
 
     config = studio.default_config()
     values, specs = config_to_dict(config), field_specs()
-    with gr.Row():
-        model = gr.Dropdown(["", *_preset_choices("model")], value="", label="Model preset", elem_id="preset-model")
-        task = gr.Dropdown(["", *_preset_choices("task")], value="", label="Task preset", elem_id="preset-task")
-        rank = gr.Dropdown(["", *_preset_choices("rank")], value="", label="Rank preset", elem_id="preset-rank")
-        epochs = gr.Dropdown(["", *_preset_choices("epochs")], value="", label="Epoch preset", elem_id="preset-epochs")
-        demo = gr.Dropdown(["", *_preset_choices("demo")], value="", label="Demo preset", elem_id="preset-demo")
-        apply = gr.Button("Apply presets", elem_id="preset-apply")
-    preset_notes = gr.Markdown(elem_id="preset-notes")
+    presets = training_presets.render()
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Group():
@@ -78,96 +72,61 @@ def render(studio) -> SimpleNamespace:
         resume = gr.Button("Resume latest", elem_id="train-resume")
     message = gr.Markdown(elem_id="train-message")
     progress = gr.HTML(elem_id="train-progress")
-    loss_plot = gr.LinePlot(x="step", y="loss", color="series", title="Loss (training, and validation when on)",
-                            height=260, elem_id="train-loss")
+    loss_plot = gr.LinePlot(training_progress.loss_frame(TrainingSnapshot()), x="step", y="loss", color="series",
+                            title="Loss (training, and validation when on)", height=260, elem_id="train-loss")
     samples = gr.Gallery(label="Samples (fixed prompts and seeds, with and without the trigger)", columns=6,
                          height=220, object_fit="contain", elem_id="train-samples")
     logs = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True, elem_id="train-log")
-    timer = gr.Timer(POLL_SECONDS)
-    shown_error = gr.State("")
+    timer = gr.Timer(training_progress.POLL_SECONDS)
+    shown_end = gr.State("")  # the run end the message line has told (see training_progress.poll)
     synced = gr.State(studio.config_yaml(config))  # the YAML as of the last form/YAML sync
-    return SimpleNamespace(model=model, family=family, task=task, rank=rank, epochs=epochs, demo=demo, apply=apply, preset_notes=preset_notes,
-                           form=form, yaml=yaml_box, import_file=import_file, export=export, export_file=export_file, start=start,
-                           stop=stop, resume=resume, message=message, progress=progress, loss_plot=loss_plot,
-                           samples=samples, logs=logs, timer=timer, shown_error=shown_error, synced=synced,
-                           processes_row=processes_row, processes=processes, effective=effective)
+    return SimpleNamespace(presets=presets, family=family, form=form, yaml=yaml_box, import_file=import_file,
+                           export=export, export_file=export_file, start=start, stop=stop, resume=resume,
+                           message=message, progress=progress, loss_plot=loss_plot, samples=samples, logs=logs,
+                           timer=timer, shown_end=shown_end, synced=synced, processes_row=processes_row,
+                           processes=processes, effective=effective)
 
 
 def form_changes(values) -> dict:
-    """Form values → config values. gradio's Number shows an empty optional field as 0: that means "not set"."""
+    """Form values → config values (an optional number's empty text means "not set")."""
     from studio.config.schema import field_specs
 
     specs = field_specs()
     changes = {}
     for name, value in zip(FORM_FIELDS, values):
-        spec = specs[name]
-        if spec.optional and spec.kind in ("int", "float") and value in (0, None, ""):
-            value = None
+        if _optional_number(specs[name]):
+            value = _field_number(value)
         changes[name] = value
     return changes
 
 
+def _field_text(value) -> str:
+    """An optional number as its text field shows it: "" when unset, ``32`` rather than ``32.0``."""
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _field_number(text):
+    """An optional number's text as a value: None when empty, else the number (text that is no number is passed on
+    as it is, so the config's own message names the field)."""
+    text = "" if text is None else str(text).strip()
+    if not text:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 def form_values(studio, yaml_text: str) -> list:
     from studio.config import config_to_dict
+    from studio.config.schema import field_specs
 
-    values = config_to_dict(studio.parse_config(yaml_text))
-    return [values[name] for name in FORM_FIELDS]
-
-
-def progress_html(snapshot) -> str:
-    percent = round(100 * snapshot.fraction)
-    colour = {"failed": "#c62828", "stopped": "#ef6c00", "finished": "#2e7d32"}.get(snapshot.status, "#1565c0")
-    return (
-        f'<div class="train-progress" data-status="{snapshot.status}" data-step="{snapshot.step}" '
-        f'data-total="{snapshot.total_steps}">'
-        f'<div style="background:#e0e0e0;border-radius:4px;height:14px">'
-        f'<div style="width:{percent}%;background:{colour};height:14px;border-radius:4px"></div></div>'
-        f'<div style="margin-top:4px">{progress_line(snapshot)}</div></div>'
-    )
-
-
-def poll(studio, shown_error: str = ""):
-    """Progress, loss plot, samples and log; a failure message is shown once (then the user's own messages stay)."""
-    snapshot = studio.training.snapshot()
-    rows = [(step, loss, "training") for step, loss in snapshot.losses]
-    rows += [(step, loss, "validation") for step, loss in snapshot.val_losses]
-    frame = pd.DataFrame(rows, columns=["step", "loss", "series"])
-    failure = f"{snapshot.started_at}:{snapshot.error}" if snapshot.status == "failed" else ""
-    message = error_text(snapshot.error) if failure and failure != shown_error else gr.update()
-    return (progress_html(snapshot), frame, sample_items(snapshot), "\n".join(snapshot.logs[-40:]), message,
-            failure or shown_error)
-
-
-def sample_items(snapshot) -> list:
-    """The latest samples as (image, caption), enlarged when tiny; files that vanished are skipped."""
-    from PIL import Image
-
-    items = []
-    for path in snapshot.samples:
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-        except OSError:
-            continue
-        factor = max(1, 128 // max(image.size))
-        name = Path(path).stem[3:].replace("-", " ")
-        items.append((image.resize((image.width * factor, image.height * factor), Image.NEAREST),
-                      f"step {snapshot.sample_step}: {name}"))
-    return items
-
-
-def _start(studio, yaml_text: str, resume: bool, processes=1):
-    count = int(processes or 1)
-    try:
-        studio.start_training(yaml_text, resume=resume, num_processes=count)
-    except Exception as error:
-        return error_text(error)
-    return ("▶ training started" + (f" in {count} processes" if count > 1 else "")
-            + (" (resuming the latest checkpoint)" if resume else ""))
-
-
-def _stop(studio):
-    return "■ stopping after this step; a checkpoint will be saved" if studio.training.stop() else "nothing is running"
+    values, specs = config_to_dict(studio.parse_config(yaml_text)), field_specs()
+    return [_field_text(values[name]) if _optional_number(specs[name]) else values[name] for name in FORM_FIELDS]
 
 
 def current_yaml(studio, yaml_text: str, synced: str, values) -> str:
@@ -223,8 +182,8 @@ def listen(ui: SimpleNamespace, studio) -> None:
             try:
                 text = current_yaml(studio, yaml_text, synced, values)
             except Exception as error:
-                return error_text(error)
-            return _start(studio, text, resume, processes)
+                return (error_text(error), *(gr.update() for _ in range(4)))
+            return training_progress.start(studio, text, resume, processes)
         return handler
 
     def export(yaml_text, synced, *values):
@@ -234,27 +193,32 @@ def listen(ui: SimpleNamespace, studio) -> None:
             return gr.update(), error_text(error)
 
     ui.export.click(export, inputs=state, outputs=[ui.export_file, ui.message])
-    ui.start.click(start(False), inputs=[ui.processes, *state], outputs=ui.message)
-    ui.resume.click(start(True), inputs=[ui.processes, *state], outputs=ui.message)
+    live = [ui.progress, ui.loss_plot, ui.samples, ui.logs]
+    ui.start.click(start(False), inputs=[ui.processes, *state], outputs=[ui.message, *live])
+    ui.resume.click(start(True), inputs=[ui.processes, *state], outputs=[ui.message, *live])
     training_processes.listen(ui, studio)
-    ui.stop.click(lambda: _stop(studio), outputs=ui.message)
-    ui.timer.tick(lambda shown: poll(studio, shown), inputs=ui.shown_error,
-                  outputs=[ui.progress, ui.loss_plot, ui.samples, ui.logs, ui.message, ui.shown_error])
+    ui.stop.click(lambda: training_progress.stop(studio), outputs=ui.message)
+    ui.timer.tick(lambda shown: training_progress.poll(studio, shown), inputs=ui.shown_end,
+                  outputs=[*live, ui.message, ui.shown_end])
 
 
 def _listen_presets_and_import(ui: SimpleNamespace, studio, fields: list, show_family) -> None:
     """Apply presets and Import YAML: both replace the YAML box and refill the form from it."""
 
-    def on_presets(yaml_text, synced, model, task, rank, epochs, demo, *values):
+    presets = ui.presets
+    chosen = [getattr(presets, kind) for kind, _ in training_presets.DROPDOWNS]
+
+    def on_presets(yaml_text, synced, *values):
+        names = dict(zip((kind for kind, _ in training_presets.DROPDOWNS), values))
         try:
-            new_yaml = studio.apply_presets(current_yaml(studio, yaml_text, synced, values), task=task, rank=rank,
-                                            epochs=epochs, demo=demo, model=model)
+            new_yaml, report = studio.apply_presets(current_yaml(studio, yaml_text, synced, values[len(chosen):]),
+                                                    **names)
         except Exception as error:
             return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
-        return [new_yaml, new_yaml, *form_values(studio, new_yaml), _preset_descriptions(model, task, rank, epochs, demo)]
+        return [new_yaml, new_yaml, *form_values(studio, new_yaml), training_presets.report_markdown(report)]
 
-    ui.apply.click(on_presets, inputs=[ui.yaml, ui.synced, ui.model, ui.task, ui.rank, ui.epochs, ui.demo, *fields],
-                   outputs=[ui.yaml, ui.synced, *fields, ui.preset_notes]).then(
+    presets.apply.click(on_presets, inputs=[ui.yaml, ui.synced, *chosen, *fields],
+                        outputs=[ui.yaml, ui.synced, *fields, presets.notes]).then(
         show_family, inputs=ui.yaml, outputs=ui.family)
 
     def on_import(file):
@@ -279,10 +243,3 @@ def family_text(studio, yaml_text: str) -> str:
 def _export(studio, yaml_text):
     path = studio.export_config(yaml_text)
     return str(path), f"exported to {path}"
-
-
-def _preset_descriptions(*names) -> str:
-    from studio.config import list_presets
-
-    chosen = [p for p in list_presets() if p.name in names and p.name]
-    return "\n\n".join(f"**{p.kind}: {p.name}** — {p.description}" for p in chosen)

@@ -110,3 +110,50 @@ def test_a_model_preset_before_a_demo_preset_changes_nothing_the_demo_trains():
         alone = apply_presets(demo=demo)
         for model in [p.name for p in list_presets("model")]:
             assert apply_presets(model=model, demo=demo) == alone, (model, demo)
+
+
+def _report(image_count: int | None = 20, **names):
+    from studio.config.preset_report import explain_presets
+    from studio.config.presets import apply_chosen, chosen_presets
+
+    chosen = chosen_presets(**names)
+    return explain_presets(TrainConfig(), chosen, apply_chosen(TrainConfig(), chosen), image_count)
+
+
+def test_a_combination_says_which_preset_set_each_setting_what_it_overrode_and_the_advice_it_breaks():
+    """rank-8 + short over demo-star: rank 8 and 5 epochs win, demo-star's 3e-3 stays without its 1700 steps."""
+    report = _report(demo="demo-star", rank="rank-8", epochs="short")
+    origins = {origin.setting: origin for origin in report.origins}
+    assert origins["lora_rank"].chain == (("demo-star", 16), ("rank-8", 8)) and origins["lora_rank"].now == 8
+    assert origins["lora_rank"].overridden == (("demo-star", 16),) and origins["lora_rank"].before == 8
+    assert (origins["max_steps"].set_by, origins["max_steps"].overridden) == ("short", (("demo-star", 1700),))
+    assert (origins["learning_rate"].set_by, origins["learning_rate"].overridden) == ("demo-star", ())
+    assert report.steps == 15  # 20 pictures + 10 % priors in batches of 8: 3 steps per epoch, 5 epochs
+    steps, rate = report.warnings
+    assert "demo-star advises at least 1700 training steps" in steps and "short replaced its training length" in steps
+    assert "trains about 15 (5 epochs × 3 steps of batch 8 over 20 pictures)" in steps
+    assert rate == ("short advises learning_rate at most 0.0003 (above 3e-4 training tends to oscillate), but it is "
+                    "0.003, set by demo-star.")
+
+
+def test_each_demo_alone_and_a_task_with_its_usual_rank_and_length_break_no_advice():
+    for demo in by_name("demo"):
+        assert _report(demo=demo).warnings == [], demo
+    assert _report(task="style", rank="rank-16", epochs="long").warnings == []
+    assert _report(None, demo="demo-star", epochs="short").steps is None  # epochs over an unknown dataset: no guess
+
+
+def test_advice_in_a_preset_file_is_read_and_checked(tmp_path):
+    root = make_presets(tmp_path, "description: a test preset\nadvice:\n  learning_rate: {max: 3e-4, why: too fast}\n"
+                                  "  steps: {min: 100}\n")
+    (preset,) = list_presets("task", root=root)
+    assert [(a.setting, a.low, a.high, a.why) for a in preset.advice] == [
+        ("learning_rate", None, 3e-4, "too fast"), ("steps", 100.0, None, "")]
+    (tmp_path / "task" / "broken.yaml").write_text(
+        "description: a test preset\nadvice:\n  learnin_rate: {max: 1}\n  epochs: {max: many}\n  steps: [1, 2]\n",
+        encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        list_presets("task", root=root)
+    problems = caught.value.problems
+    assert len(problems) == 3 and all("broken.yaml: advice for" in problem for problem in problems)
+    assert "'learnin_rate': name a numeric setting" in problems[0] and "must be numbers" in problems[1]

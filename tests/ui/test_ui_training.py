@@ -1,0 +1,172 @@
+"""The Training tab in Chromium, read as a user reads it: what a preset combination set and what it breaks, empty
+optional numbers shown empty, the loss plot's drawn line against the run's loss log, and the progress and message
+lines before, during and after a run."""
+from __future__ import annotations
+
+import json
+
+from ui_helpers import STATUS_JS, STEP_JS, fill, open_tab, pick
+
+from studio.train.recorder import read_loss_log
+
+NOTES_JS = "(text) => document.querySelector('#preset-notes').innerText.includes(text)"
+MESSAGE_JS = "(text) => document.querySelector('#train-message').innerText.includes(text)"
+# What the loss plot drew: each axis's description and tick labels (value, centre on screen), and each line's
+# vertices on screen (vega draws a line as one SVG path, "M x,y L x,y ...", in the coordinates of its group).
+DRAWN_PLOT_JS = r"""() => {
+  const svg = document.querySelector('#train-loss svg');
+  if (!svg) return null;
+  const centre = (el) => { const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; };
+  const axes = {};
+  for (const axis of svg.querySelectorAll('[aria-label^="X-axis"], [aria-label^="Y-axis"]')) {
+    const key = axis.getAttribute('aria-label')[0].toLowerCase();
+    const ticks = [...axis.querySelectorAll('.role-axis-label text')]
+      .map(text => [Number(text.textContent.replace(/,/g, '')), ...centre(text)]);
+    axes[key] = {description: axis.getAttribute('aria-label'), ticks};
+  }
+  const lines = [...svg.querySelectorAll('.mark-line path')].map(path => {
+    const matrix = path.getScreenCTM();
+    const numbers = (path.getAttribute('d') || '').match(/-?\d*\.?\d+(?:e-?\d+)?/g) || [];
+    const points = [];
+    for (let i = 0; i + 1 < numbers.length; i += 2) {
+      const point = new DOMPoint(Number(numbers[i]), Number(numbers[i + 1])).matrixTransform(matrix);
+      points.push([point.x, point.y]);
+    }
+    return points;
+  });
+  return {axes, lines};
+}"""
+
+
+def _form(page, name: str) -> str:
+    return page.locator(f"#form-{name} input, #form-{name} textarea").first.input_value()
+
+
+def _axis_map(ticks: list, coordinate: int):
+    """Screen position → value along one axis, fitted through its tick labels (least squares)."""
+    positions, values = [tick[coordinate] for tick in ticks], [tick[0] for tick in ticks]
+    count = len(ticks)
+    mean_p, mean_v = sum(positions) / count, sum(values) / count
+    slope = sum((p - mean_p) * (v - mean_v) for p, v in zip(positions, values)) / sum(
+        (p - mean_p) ** 2 for p in positions)
+    return lambda position: mean_v + slope * (position - mean_p)
+
+
+def drawn_losses(page) -> tuple[list[tuple[float, float]], float]:
+    """The training line's points as (step, loss) read off the drawing, and the y axis's span of values."""
+    drawn = page.evaluate(DRAWN_PLOT_JS)
+    assert drawn and {"x", "y"} <= set(drawn["axes"]), f"no loss plot with two axes: {drawn}"
+    for key in ("x", "y"):  # numbers on a scale, not every value a category of its own
+        assert "linear scale" in drawn["axes"][key]["description"], drawn["axes"][key]["description"]
+        assert len(drawn["axes"][key]["ticks"]) >= 2, drawn["axes"][key]
+    to_step, to_loss = _axis_map(drawn["axes"]["x"]["ticks"], 1), _axis_map(drawn["axes"]["y"]["ticks"], 2)
+    assert len(drawn["lines"]) == 1, f"expected the training line alone, got {len(drawn['lines'])} lines"
+    loss_ticks = [tick[0] for tick in drawn["axes"]["y"]["ticks"]]
+    return [(to_step(x), to_loss(y)) for x, y in drawn["lines"][0]], max(loss_ticks) - min(loss_ticks)
+
+
+def assert_plot_matches_log(page, run_dir, at_least: int) -> int:
+    """Every drawn point lies on the loss log's value for its step (within 2 % of the axis), steps 1, 2, … in
+    order; returns how many points are drawn."""
+    points, span = drawn_losses(page)
+    logged = {record["step"]: record["loss"] for record in read_loss_log(run_dir)}
+    steps = [round(step) for step, _ in points]
+    assert steps == list(range(1, len(points) + 1)) and len(points) >= at_least, (steps, at_least)
+    for (step, loss), number in zip(points, steps):
+        assert abs(step - number) < 0.1, f"point {number} drawn at step {step:.2f}"
+        assert abs(loss - logged[number]) <= 0.02 * span, f"step {number}: drawn {loss:.4f}, log {logged[number]:.4f}"
+    return len(points)
+
+
+def test_unset_optional_numbers_show_empty_not_zero(page):
+    open_tab(page, "Training")
+    for name, hint in (("lora_alpha", "empty = equal to the rank"), ("max_steps", "empty")):
+        assert _form(page, name) == "", f"{name} is unset and must show empty"
+        placeholder = page.locator(f"#form-{name} textarea, #form-{name} input").first.get_attribute("placeholder")
+        assert hint in (placeholder or ""), (name, placeholder)
+
+
+def test_presets_show_what_each_set_what_was_overridden_and_the_advice_broken(page):
+    open_tab(page, "Training")
+    pick(page, "preset-demo", "demo-star")
+    pick(page, "preset-rank", "rank-8")
+    pick(page, "preset-epochs", "short")
+    page.click("#preset-apply")
+    page.wait_for_function(NOTES_JS, arg="demo-star → rank-8 → short")
+    notes = page.inner_text("#preset-notes")
+    assert "this combination trains about 15 (5 epochs × 3 steps of batch 8 over 20 pictures)" in notes
+    assert "short advises learning_rate at most 0.0003" in notes and "it is 0.003, set by demo-star" in notes
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in notes.splitlines() if "\t" in line}
+    assert rows["lora_rank"][:3] == ["8", "rank-8", "demo-star: 16"], rows["lora_rank"]
+    assert rows["max_steps"][:3] == ["empty", "short", "demo-star: 1700"], rows["max_steps"]
+    assert rows["learning_rate"][:3] == ["0.003", "demo-star", "—"], rows["learning_rate"]
+    assert rows["epochs"][:2] == ["5", "short"], rows["epochs"]
+    assert (_form(page, "lora_rank"), _form(page, "lora_alpha"), _form(page, "max_steps")) == ("8", "", "")
+
+    for elem_id in ("preset-rank", "preset-epochs"):  # back to the demo alone: nothing overridden, no advice broken
+        page.click(f"#{elem_id} input")
+        page.locator("ul[role=listbox] li").first.click()  # the empty choice
+        page.wait_for_timeout(300)
+    page.click("#preset-apply")
+    page.wait_for_function(NOTES_JS, arg="a later preset winning: demo-star.")
+    notes = page.inner_text("#preset-notes")
+    assert "⚠" not in notes and "advises" not in notes
+    assert (_form(page, "lora_rank"), _form(page, "lora_alpha"), _form(page, "max_steps")) == ("16", "32", "1700")
+
+
+def _short_demo_run(page, steps: int) -> None:
+    """The star demo on the embedded toy model, cut to ``steps`` steps without priors, samples or validation."""
+    pick(page, "preset-demo", "demo-star")
+    page.click("#preset-apply")
+    page.wait_for_function(NOTES_JS, arg="demo: demo-star")
+    for name, value in (("max_steps", str(steps)), ("prior_count", "0"), ("sample_steps", "0"),
+                        ("validation_steps", "0"), ("save_steps", "0")):
+        fill(page, f"form-{name}", value)
+
+
+RECORD_JS = """() => {
+  window.seenAfterStart = [];
+  const read = () => [document.querySelector('#train-message').innerText,
+                      document.querySelector('#train-progress .train-progress')?.dataset.status];
+  new MutationObserver(() => window.seenAfterStart.push(read()))
+    .observe(document.querySelector('#tab-training'), {subtree: true, childList: true, characterData: true,
+                                                      attributes: true});
+}"""
+
+
+def _run_dir(workspace, total_steps: int):
+    return next(path.parent for path in workspace.glob("output/**/run.json")
+                if json.loads(path.read_text())["total_steps"] == total_steps)
+
+
+def test_loss_plot_draws_the_loss_log_at_step_8_and_at_the_end(page, studio_server):
+    _, workspace = studio_server
+    open_tab(page, "Training")
+    _short_demo_run(page, 40)
+    page.click("#train-start")
+    page.wait_for_function(f"() => ({STEP_JS})() >= 8", timeout=300_000)
+    page.wait_for_timeout(1500)  # the next poll draws what the page's step counter already shows
+    run_dir = _run_dir(workspace, 40)
+    early = assert_plot_matches_log(page, run_dir, at_least=8)
+    page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=300_000)
+    page.wait_for_timeout(2500)
+    assert assert_plot_matches_log(page, run_dir, at_least=40) == 40 > early
+    assert "CPU threads: 1 (OMP_NUM_THREADS=1)" in page.locator("#train-log textarea").input_value()
+
+
+def test_after_start_the_page_shows_the_new_run_and_after_the_end_how_it_ended(page):
+    open_tab(page, "Training")
+    _short_demo_run(page, 2)
+    page.click("#train-start")
+    page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=300_000)
+    page.wait_for_function(MESSAGE_JS, arg="✓ training finished: 2/2 steps", timeout=30_000)
+    assert "training started" not in page.inner_text("#train-message")
+
+    fill(page, "form-max_steps", "3")
+    page.evaluate(RECORD_JS)
+    page.click("#train-start")
+    page.wait_for_function(MESSAGE_JS, arg="training started")
+    started = [status for message, status in page.evaluate("window.seenAfterStart") if "training started" in message]
+    assert started and "finished" not in started, f"the previous run's bar showed after Start: {started}"
+    page.wait_for_function(MESSAGE_JS, arg="✓ training finished: 3/3 steps", timeout=300_000)
+    assert "3/3" in page.inner_text("#train-progress")
