@@ -50,7 +50,8 @@ def _features(metrics: dict, verdict: Verdict) -> str:
         base = metrics.get("concept_rate_base")
         base_text = f" (weight 0: {base:.0%})" if base is not None else ""
         rows = f" {metrics['rows']}" if metrics.get("rows") else ""
-        return f"The checker reads the concept in {rate:.0%} of the pictures{rows} at the recommended weights{base_text}."
+        return (f"The checker reads the concept in {rate:.0%} of the pictures{rows} at the recommended "
+                f"weights{base_text}.")
     return ("No automatic feature check for this model: compare the grid's pictures with your training images "
             "(face, outline, colours, the key details).")
 

@@ -142,7 +142,8 @@ def lora_captions(lora_path: Path | None) -> tuple[list[str], str]:
     try:
         with safe_open(str(lora_path), framework="pt") as handle:
             frequency = json.loads((handle.metadata() or {}).get("ss_tag_frequency", "{}"))
-        tags = [tag for folder in frequency.values() for tag, count in folder.items() for _ in range(min(int(count), 1000))]
+        tags = [tag for folder in frequency.values() for tag, count in folder.items()
+                for _ in range(min(int(count), 1000))]
     except (OSError, ValueError, TypeError, AttributeError, json.JSONDecodeError):
         return [], ""
     return tags, f"the tag list inside {Path(lora_path).name}"
