@@ -37,11 +37,11 @@ def render(studio) -> SimpleNamespace:
     message = gr.Markdown(elem_id="eval-message")
     with gr.Row():
         grid = gr.Image(label="Grid", type="filepath", interactive=False, scale=3, elem_id="eval-grid")
-        metrics = gr.Markdown(elem_id="eval-metrics")
+        with gr.Column(scale=2, min_width=360):  # wide enough that no table cell breaks a word
+            metrics = gr.Markdown(elem_id="eval-metrics")
     cells = gr.Gallery(label="Cells", columns=6, height=360, object_fit="contain", elem_id="eval-cells")
-    with gr.Row():
-        download = gr.File(label="Download grid PNG", interactive=False, elem_id="eval-download")
-        verdict = gr.Markdown(elem_id="eval-verdict")
+    download = gr.File(label="Download grid PNG", interactive=False, elem_id="eval-download")
+    verdict = gr.Markdown(elem_id="eval-verdict")  # the page's full width: the report's tables need it
     return SimpleNamespace(run=run, checkpoint=checkpoint, refresh=refresh, prompts=prompts, seeds=seeds,
                            weights=weights, trigger=trigger, steps=steps, guidance=guidance, sampler=sampler,
                            render=render_button, message=message, grid=grid, metrics=metrics, cells=cells,
