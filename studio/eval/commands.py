@@ -113,16 +113,28 @@ def _run(spec, out_dir: Path, quiet: bool):
 
 
 def _print_summary(result) -> None:
+    """Where the files went, the prompts as drawn, then the numbers of the rows the verdict reads."""
     from .spec import weight_label
+    from .verdict import rows_read
 
     print(f"grid: {result.grid_png}")
     print(f"cells: {result.grid_png.parent / 'cells'} ({len(result.cells)} pictures)")
     print(f"index: {result.index_json}")
-    for key, name in (("change_by_weight", "change from weight 0"), ("concept_rate_by_weight", "concept rate"),
-                      ("clip_score_by_weight", "CLIP score"), ("seed_spread_by_weight", "seed spread")):
-        values = result.metrics.get(key)
+    metrics = rows_read(result.metrics)
+    if metrics.get("trigger_placement"):
+        print(metrics["trigger_placement"])
+    for prompt in dict.fromkeys(cell.prompt for cell in result.cells):
+        print(f"prompt: {prompt}")
+    leak = ((metrics.get("trigger") or {}).get("without") or {}).get("concept_rate_by_weight")
+    rows = f" ({metrics['rows']})" if metrics["rows"] else ""
+    for values, name in ((metrics.get("change_by_weight"), "change from weight 0"),
+                         (metrics.get("concept_rate_by_weight"), "concept rate"),
+                         (metrics.get("clip_score_by_weight"), "CLIP score"),
+                         (metrics.get("seed_spread_by_weight"), "seed spread"),
+                         (leak, "concept rate without the trigger (leak)")):
         if values:
-            print(f"{name}: " + "  ".join(f"{weight_label(w)}={v:.3g}" for w, v in values.items()))
+            label = name if "leak" in name else name + rows
+            print(f"{label}: " + "  ".join(f"{weight_label(w)}={v:.3g}" for w, v in values.items()))
 
 
 def cmd_grid(args) -> int:
@@ -139,17 +151,10 @@ def cmd_grid(args) -> int:
 
 def default_prompts(run_dir: Path, count: int = 2) -> list[str]:
     """The first ``count`` distinct captions of the run's training data, for ``evaluate`` without ``--prompt``."""
-    from studio.config import ConfigError, load_config
-    from studio.data import DatasetError, read_metadata
-
     from .spec import EvalError
+    from .trigger import run_captions
 
-    try:
-        csv_path = load_config(run_dir / "config.yaml").resolved_metadata_path()
-        captions = [r.prompt for r in read_metadata(csv_path).records if r.prompt.strip()] if csv_path else []
-    except (ConfigError, DatasetError, OSError):
-        captions = []
-    prompts = list(dict.fromkeys(captions))[:count]
+    prompts = list(dict.fromkeys(run_captions(run_dir)[0]))[:count]
     if not prompts:
         raise EvalError(f"{run_dir}: its training captions cannot be read, so there is no default prompt: "
                         "pass --prompt.")

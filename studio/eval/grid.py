@@ -17,6 +17,7 @@ from .resolve import default_search_dirs, find_run_dir, grid_checkpoints, resolv
 from .samplers import sampler_name, use_sampler
 from .session import Adapters, generate, get_pipeline, image_size, pick_device
 from .spec import MAX_CELLS, EvalError, GridResult, GridSpec, check_spec, column_weights
+from .trigger import placement_for
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,14 @@ class GridRow:
     trigger: bool | None
 
 
-def plan_rows(spec: GridSpec, groups: list[tuple[str, Path]], search_dirs: list[Path]) -> list[GridRow]:
-    """Rows in drawing order: checkpoint, then prompt (with / without trigger), then seed."""
+def plan_rows(spec: GridSpec, groups: list[tuple[str, Path]], search_dirs: list[Path],
+              placement=None) -> list[GridRow]:
+    """Rows in drawing order: checkpoint, then prompt (with / without trigger, put where ``placement`` says),
+    then seed."""
     rows: list[GridRow] = []
     resolved: dict[str, Path] = {}
     for label, lora in groups:
-        for prompt, trigger in prompt_rows(spec.prompts, spec.trigger):
+        for prompt, trigger in prompt_rows(spec.prompts, spec.trigger, placement):
             parsed = parse_prompt(prompt)
             extra = []
             for tag in parsed.loras:
@@ -185,8 +188,8 @@ def measure(spec: GridSpec, rows: list[GridRow], images: dict, checker: bool, cl
     return cells
 
 
-def grid_metrics(rows: list[GridRow], cells: dict, columns: list[float], checker: bool, spec: GridSpec) -> dict:
-    """The whole grid's summary, plus per checkpoint, per prompt and with / without the trigger."""
+def _summary(rows: list[GridRow], cells: dict, columns: list[float]) -> dict:
+    """The numbers of ``rows``, plus per checkpoint and per prompt when there are several."""
     summary = m.summarise(rows, cells, columns)
     groups = list(dict.fromkeys(r.group for r in rows))
     if len(groups) > 1:
@@ -194,10 +197,21 @@ def grid_metrics(rows: list[GridRow], cells: dict, columns: list[float], checker
     prompts = list(dict.fromkeys(r.prompt for r in rows))
     if len(prompts) > 1:
         summary["by_prompt"] = {p: m.summarise([r for r in rows if r.prompt == p], cells, columns) for p in prompts}
+    return summary
+
+
+def grid_metrics(rows: list[GridRow], cells: dict, columns: list[float], checker: bool, spec: GridSpec) -> dict:
+    """The whole grid's summary, plus per checkpoint, per prompt and with / without the trigger.
+
+    With a trigger, ``trigger.with`` holds the same breakdown over the rows with the trigger only: the numbers
+    the verdict reads (in a row without the trigger the concept showing is a leak, not the LoRA working).
+    """
+    summary = _summary(rows, cells, columns)
     if spec.trigger.strip():
-        summary["trigger"] = {name: m.summarise([r for r in rows if r.trigger is flag], cells, columns)
-                              for name, flag in (("with", True), ("without", False))}
-    summary.update(checker=checker, clip_model=spec.clip_model, columns=columns, checkpoints=groups)
+        summary["trigger"] = {"with": _summary([r for r in rows if r.trigger is True], cells, columns),
+                              "without": m.summarise([r for r in rows if r.trigger is False], cells, columns)}
+    summary.update(checker=checker, clip_model=spec.clip_model, columns=columns,
+                   checkpoints=list(dict.fromkeys(r.group for r in rows)), trigger_word=spec.trigger.strip())
     return summary
 
 
@@ -216,7 +230,8 @@ def render_grid(spec: GridSpec, out_dir, progress=None, should_stop=None,
     search_dirs = default_search_dirs(run_dir, spec.lora_dirs)
     groups = grid_checkpoints(lora_path, run_dir, spec.checkpoints, search_dirs)
     base, base_config = (spec.base_model, "") if spec.base_model.strip() else run_base_model(run_dir)
-    rows = plan_rows(spec, groups, search_dirs)
+    placement = placement_for(spec.trigger, run_dir, lora_path)
+    rows = plan_rows(spec, groups, search_dirs, placement)
     columns = column_weights(spec)
     weights = columns + ([] if 0.0 in columns else [0.0])
     if len(rows) * len(weights) > MAX_CELLS:
@@ -233,6 +248,8 @@ def render_grid(spec: GridSpec, out_dir, progress=None, should_stop=None,
         scorer = load_clip_scorer(spec.clip_model, device, pipeline_cache)
     cells = measure(spec, rows, images, checker, scorer)
     summary = grid_metrics(rows, cells, columns, checker, spec)
+    if spec.trigger.strip():
+        summary["trigger_placement"] = placement.describe(spec.trigger.strip())
     return write_outputs(Path(out_dir), spec, rows, columns, images, cells, summary,
                          lora_path=lora_path, run_dir=run_dir, base_model=base, stopped=stopped)
 

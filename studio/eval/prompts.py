@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .spec import EvalError
 
-_TAG = re.compile(r"<lora:([^<>]*)>", re.IGNORECASE)
+LORA_TAG = re.compile(r"<lora:([^<>]*)>", re.IGNORECASE)
 
 
 @dataclass
@@ -66,7 +66,7 @@ def tidy(text: str) -> str:
 def parse_prompt(prompt: str) -> ParsedPrompt:
     """Split ``a cat <lora:ink:0.6>, sketch`` into ``a cat, sketch`` and ``[LoraTag('ink', 0.6, 0.6)]``."""
     merged: dict[str, LoraTag] = {}
-    for match in _TAG.finditer(prompt):
+    for match in LORA_TAG.finditer(prompt):
         tag = _tag(match.group(1), prompt)
         if tag.name in merged:
             seen = merged[tag.name]
@@ -74,35 +74,40 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
             seen.te_weight += tag.te_weight
         else:
             merged[tag.name] = tag
-    return ParsedPrompt(tidy(_TAG.sub(" ", prompt)), list(merged.values()))
+    return ParsedPrompt(tidy(LORA_TAG.sub(" ", prompt)), list(merged.values()))
 
 
-def _trigger_pattern(trigger: str) -> re.Pattern:
+def trigger_pattern(trigger: str) -> re.Pattern:
+    """The trigger as a whole word (or phrase), any case."""
     return re.compile(r"(?<!\w)" + re.escape(trigger.strip()) + r"(?!\w)", re.IGNORECASE)
 
 
 def has_trigger(prompt: str, trigger: str) -> bool:
-    return bool(trigger.strip()) and bool(_trigger_pattern(trigger).search(prompt))
+    return bool(trigger.strip()) and bool(trigger_pattern(trigger).search(prompt))
 
 
-def with_trigger(prompt: str, trigger: str) -> str:
-    """The prompt as written when it holds the trigger, else ``trigger, prompt``."""
+def with_trigger(prompt: str, trigger: str, placement=None) -> str:
+    """The prompt as written when it holds the trigger, else the trigger added where ``placement`` (a
+    ``trigger.TriggerPlacement``) puts it, or ``trigger, prompt`` without one."""
+    if placement is not None:
+        return placement.insert(prompt, trigger)
     return prompt if has_trigger(prompt, trigger) else tidy(f"{trigger.strip()}, {prompt}")
 
 
 def without_trigger(prompt: str, trigger: str) -> str:
     """The prompt with every occurrence of the trigger taken out."""
-    return tidy(_trigger_pattern(trigger).sub(" ", prompt))
+    return tidy(trigger_pattern(trigger).sub(" ", prompt))
 
 
-def prompt_rows(prompts: list[str], trigger: str = "") -> list[tuple[str, bool | None]]:
-    """(prompt, uses the trigger) for every row: each prompt once, or with and without ``trigger`` when set."""
+def prompt_rows(prompts: list[str], trigger: str = "", placement=None) -> list[tuple[str, bool | None]]:
+    """(prompt, uses the trigger) for every row: each prompt once, or with and without ``trigger`` when set
+    (added where ``placement`` puts it)."""
     rows: list[tuple[str, bool | None]] = []
     for prompt in prompts:
         if not str(prompt).strip():
             continue
         if trigger.strip():
-            rows += [(with_trigger(prompt, trigger), True), (without_trigger(prompt, trigger), False)]
+            rows += [(with_trigger(prompt, trigger, placement), True), (without_trigger(prompt, trigger), False)]
         else:
             rows.append((prompt.strip(), None))
     return rows

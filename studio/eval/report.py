@@ -13,7 +13,7 @@ from studio.util.fs import atomic_write_text
 
 from .metrics import METRIC_HELP
 from .output import lora_title
-from .verdict import Verdict, make_verdict
+from .verdict import Verdict, make_verdict, rows_read
 
 QUESTIONS = (
     "Is its style consistent?", "Are its features kept?", "Does it generalise?",
@@ -49,7 +49,9 @@ def _features(metrics: dict, verdict: Verdict) -> str:
     if rate is not None:
         base = metrics.get("concept_rate_base")
         base_text = f" (weight 0: {base:.0%})" if base is not None else ""
-        return f"The checker reads the concept in {rate:.0%} of pictures at the recommended weights{base_text}."
+        rows = f" {metrics['rows']}" if metrics.get("rows") else ""
+        return (f"The checker reads the concept in {rate:.0%} of the pictures{rows} at the recommended "
+                f"weights{base_text}.")
     return ("No automatic feature check for this model: compare the grid's pictures with your training images "
             "(face, outline, colours, the key details).")
 
@@ -103,7 +105,8 @@ def _follows_text(metrics: dict, verdict: Verdict) -> str:
 
 
 def answers(metrics: dict, verdict: Verdict, diagnosis) -> list[tuple[str, str]]:
-    """The six questions with their answers."""
+    """The six questions with their answers, from the rows the verdict reads (``rows_read``)."""
+    metrics = rows_read(metrics)
     loss = f"{diagnosis.message} {diagnosis.advice}" if diagnosis is not None else "No loss.jsonl for this LoRA."
     texts = (_consistency(metrics, verdict), _features(metrics, verdict), _generalises(metrics, verdict), loss,
              _controllable(metrics), _follows_text(metrics, verdict))
@@ -111,15 +114,27 @@ def answers(metrics: dict, verdict: Verdict, diagnosis) -> list[tuple[str, str]]
 
 
 def _numbers_table(metrics: dict) -> list[str]:
-    columns = (("change_by_weight", "change from weight 0"), ("seed_spread_by_weight", "seed spread"),
-               ("clip_score_by_weight", "CLIP score"), ("concept_rate_by_weight", "concept rate"))
-    present = [(key, name) for key, name in columns if metrics.get(key)]
-    lines = ["| weight | " + " | ".join(name for _, name in present) + " |",
-             "|---" * (len(present) + 1) + "|"]
+    """Per weight: the numbers of the rows the verdict reads, and the leak of the rows without the trigger."""
+    view = rows_read(metrics)
+    leak = ((metrics.get("trigger") or {}).get("without") or {}).get("concept_rate_by_weight")
+    columns = [(view.get(key), name) for key, name in (
+        ("change_by_weight", "change from weight 0"), ("seed_spread_by_weight", "seed spread"),
+        ("clip_score_by_weight", "CLIP score"), ("concept_rate_by_weight", "concept rate"))]
+    columns += [(leak, "concept rate without the trigger (leak)")]
+    present = [(values, name) for values, name in columns if values]
+    lines = [f"Rows {view['rows']}." if view["rows"] else "All rows.", "",
+             "| weight | " + " | ".join(name for _, name in present) + " |", "|---" * (len(present) + 1) + "|"]
     for weight in metrics.get("columns", []):
-        cells = [metrics[key].get(weight) for key, _ in present]
+        cells = [values.get(weight) for values, _ in present]
         lines.append(f"| {weight:g} | " + " | ".join("-" if v is None else f"{v:.3g}" for v in cells) + " |")
     return lines
+
+
+def _prompts_drawn(grid_result) -> list[str]:
+    """Each prompt as it was drawn (the trigger where it was put), once, after where the trigger goes and why."""
+    placement = (grid_result.metrics or {}).get("trigger_placement")
+    drawn = dict.fromkeys(cell.prompt for cell in grid_result.cells)
+    return ([placement, ""] if placement else []) + [f"- `{prompt}`" for prompt in drawn]
 
 
 def _grid_copy(target: Path, grid_png: Path) -> str:
@@ -162,6 +177,7 @@ def write_evaluation(run_dir, grid_result, diagnosis=None, *, verdict: Verdict |
         lines += [f"- **Loss curve: {diagnosis.kind.replace('_', ' ')}** - {diagnosis.advice}"]
     lines += ["", "## Six questions", "", "| question | answer |", "|---|---|"]
     lines += [f"| {q} | {a.replace('|', '/')} |" for q, a in answers(metrics, verdict, diagnosis)]
+    lines += ["", "## Prompts drawn", ""] + _prompts_drawn(grid_result)
     lines += ["", "## Numbers per weight", ""] + _numbers_table(metrics)
     lines += ["", *[f"- {text}" for key, text in METRIC_HELP.items() if key != "loss_curve"]]
     lines += ["", "## Grid", "", f"![grid]({image})", ""]

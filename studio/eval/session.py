@@ -6,6 +6,8 @@ sampler is put back, so a cached pipeline is always left as the base model.
 """
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 from contextlib import contextmanager
 
@@ -80,7 +82,7 @@ class Adapters:
             name = f"{ADAPTER_PREFIX}{len(self.names)}"
             _check_family(self.pipe, key)
             try:
-                with _quiet_loading():
+                with _quiet_loading(name):
                     self.pipe.load_lora_weights(key, adapter_name=name)
             except (ValueError, RuntimeError, KeyError, OSError) as error:
                 first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
@@ -193,18 +195,55 @@ def _check_family(pipe, lora_path: str) -> None:
                         f"trained on an {base.label} model, or an {trained_on.label} base model.")
 
 
+class EarlierAdaptersReport(logging.Filter):
+    """Drops transformers' "LOAD REPORT" when all it lists is the weights of adapters loaded earlier, as MISSING.
+
+    Loading one more LoRA into a text encoder, transformers (5.x) expects the weights of every adapter the model
+    holds, so each adapter after the first gets a report of some 50 lines naming the earlier adapters' weights
+    MISSING, though those are loaded and untouched. A report with any other row (a weight of the adapter being
+    loaded, an unexpected or a mismatched key) is a real problem and passes.
+    """
+
+    def __init__(self, loading: str):
+        super().__init__()
+        self.loading = loading
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = _ANSI.sub("", record.getMessage())
+        if "LOAD REPORT" not in text:
+            return True
+        rows = [[cell.strip() for cell in line.split("|")] for line in text.splitlines() if line.count("|") >= 2]
+        rows = [(key, status) for key, status, *_ in rows if status and status != "Status"]
+        if not rows:
+            return True
+        for key, status in rows:
+            adapter = _ADAPTER_IN_KEY.search(key)
+            if status != "MISSING" or adapter is None or adapter.group(1) == self.loading:
+                return True
+        return False
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ADAPTER_IN_KEY = re.compile(r"\.lora_(?:A|B|embedding_A|embedding_B|magnitude_vector)\.([^.\s]+)")
+TRANSFORMERS_PEFT_LOGGER = "transformers.integrations.peft"
+
+
 @contextmanager
-def _quiet_loading():
-    """Silence what diffusers / PEFT say on every load of a second adapter or a UNet-only LoRA: expected here."""
+def _quiet_loading(adapter: str = ""):
+    """Silence what diffusers / PEFT / transformers say on every load of a second adapter or a UNet-only LoRA:
+    expected here (``adapter``: the one being loaded, "" when none is)."""
     from diffusers.utils import logging as diffusers_logging
 
     level = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()
+    report_filter = EarlierAdaptersReport(adapter)
+    logging.getLogger(TRANSFORMERS_PEFT_LOGGER).addFilter(report_filter)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*(peft_config|was active which is now deleted).*")
             yield
     finally:
+        logging.getLogger(TRANSFORMERS_PEFT_LOGGER).removeFilter(report_filter)
         diffusers_logging.set_verbosity(level)
 
 

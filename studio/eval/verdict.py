@@ -35,6 +35,24 @@ class Verdict:
         return f"{self.weight_low:g}-{self.weight_high:g}"
 
 
+GRID_KEYS = ("columns", "checkpoints", "checker", "clip_model", "trigger", "trigger_word", "trigger_placement")
+
+
+def rows_read(metrics: dict) -> dict:
+    """The numbers the verdict and the report read: with a trigger, those of the rows with it only.
+
+    A star in a row without the trigger is a leak, not the LoRA working: averaged in, it would halve the concept
+    rate of a LoRA that keeps its concept on its trigger, and count that row's prompt as one it fails on.
+    ``rows`` says which rows the numbers are from ("" = all of them).
+    """
+    with_trigger = (metrics.get("trigger") or {}).get("with")
+    if not with_trigger:
+        return {**metrics, "rows": ""}
+    grid = {key: metrics[key] for key in GRID_KEYS if key in metrics}
+    word = metrics.get("trigger_word") or ""
+    return {**grid, **with_trigger, "rows": f"with the trigger \"{word}\"" if word else "with the trigger"}
+
+
 def _positive(values: dict) -> dict[float, float]:
     return {float(w): float(v) for w, v in (values or {}).items() if float(w) > 0 and v is not None}
 
@@ -50,8 +68,9 @@ def _lower_bound(metrics: dict, weights: list[float], reasons: list[str]) -> lis
         best = max(concept.values())
         kept = [w for w in weights if concept.get(w, 0.0) >= CONCEPT_KEEP * best]
         top = max(concept, key=concept.get)
-        reasons.append(f"the checker reads the concept in {best:.0%} of pictures at weight {top:g}, and in at least "
-                       f"{CONCEPT_KEEP * best:.0%} at {_span(kept)}")
+        rows = f" {metrics['rows']}" if metrics.get("rows") else ""
+        reasons.append(f"the checker reads the concept in {best:.0%} of the pictures{rows} at weight {top:g}, and in "
+                       f"at least {CONCEPT_KEEP * best:.0%} at {_span(kept)}")
         return kept
     if concept:
         reasons.append("the checker never read the concept at these weights: the LoRA has not learned it - "
@@ -153,7 +172,9 @@ def pick_checkpoint(metrics: dict, low: float | None, high: float | None,
 
 
 def make_verdict(metrics: dict, diagnosis=None) -> Verdict:
-    """The recommended weight range and best checkpoint for a grid's ``metrics`` (and loss ``diagnosis``)."""
+    """The recommended weight range and best checkpoint for a grid's ``metrics`` (and loss ``diagnosis``), read
+    from the rows with the trigger when the grid has them (``rows_read``)."""
+    metrics = rows_read(metrics)
     low, high, weight_reasons = recommend_weights(metrics)
     best, checkpoint_reasons = pick_checkpoint(metrics, low, high, diagnosis)
     return Verdict(low, high, best, weight_reasons, checkpoint_reasons)

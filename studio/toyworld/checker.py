@@ -11,7 +11,10 @@ Deterministic and numpy/scipy only, so it can score thousands of generated image
 5. coverage: each pixel is unmixed into background + the shape's colour(s) to a soft alpha, which gives an area
    and a bounding box free of the anti-aliasing bias of a hard threshold;
 6. shape: bounding-box fill ratio and convex-hull solidity (square ~1/1, circle ~0.79/0.95, triangle ~0.5/0.9,
-   star ~0.4/0.6), and the number of points of the radial profile (a star has 5).
+   star ~0.4/0.6), and the number of points of the radial profile (a star has 5);
+7. a concave shape not read as a star gets a second look (``shape_fit``): the world's shapes, stars fat and thin
+   among them, are laid over its coverage, and a star fits best in a LoRA's blurred star whose points were too
+   short to count.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from .shape_fit import second_look
 from .world import BACKGROUNDS, COLOURS, IMAGE_SIZE, stripe_colour
 
 _BG_NAMES = list(BACKGROUNDS)
@@ -63,6 +67,7 @@ class Reading:
     area: float = 0.0  # soft area of the shape, in pixels of the 32 x 32 image
     stripe_score: float = 0.0
     stripe_contrast: float = 0.0
+    star_fit: float = 0.0  # best overlap with a star template (0..1), when the second look was taken
     confidence: float = 0.0  # 0..1: how clearly every decision was made
 
     def as_dict(self) -> dict:
@@ -248,17 +253,18 @@ def _classify(fill: float, solidity: float, points: int) -> tuple[str | None, fl
     return None, 0.0
 
 
-def _geometry(pixels, background, component, fills) -> tuple[float, float, float, int]:
-    """(soft area, fill ratio, solidity, points) of the shape."""
+def _geometry(pixels, background, component, fills) -> tuple[float, float, float, int, np.ndarray]:
+    """(soft area, fill ratio, solidity, points, coverage) of the shape."""
     region = ndimage.binary_dilation(component, iterations=1)
     alpha = _alpha(pixels, background, fills) * region
     area = float(alpha.sum())
     if area < 1.0:  # the fill's colour is the background's (a filled ring, say): nothing to measure
-        return area, 0.0, 0.0, 0
+        return area, 0.0, 0.0, 0, alpha
     width, height = alpha.max(axis=0).sum(), alpha.max(axis=1).sum()
     fill = area / (width * height) if width * height > 0 else 0.0
     solid = ndimage.binary_fill_holes(alpha >= 0.5)
-    return area, float(fill), _solidity(solid), _count_points(_radial_profile(alpha))
+    return area, float(fill), _solidity(solid), _count_points(_radial_profile(alpha)), alpha
+
 
 
 def check_image(image: Image.Image) -> Reading:
@@ -277,8 +283,8 @@ def check_image(image: Image.Image) -> Reading:
     striped = stripe_score >= MIN_STRIPE_SCORE and contrast >= MIN_STRIPE_CONTRAST
     fill_pixels, fill_bands = (rows_mask, bands) if striped else (core, None)
     colour_index, colour_distance, spread, fills = _read_colour(pixels, fill_pixels, fill_bands)
-    area, fill, solidity, points = _geometry(pixels, background, component, fills)
-    shape, margin = _classify(fill, solidity, points)
+    area, fill, solidity, points, alpha = _geometry(pixels, background, component, fills)
+    shape, margin, star_fit = second_look(alpha, *_classify(fill, solidity, points), solidity)
     colour_ok = colour_distance <= MAX_COLOUR_DISTANCE and spread <= MAX_COLOUR_SPREAD
     confidence = min(
         agreement * max(0.0, 1 - bg_distance / MAX_BACKGROUND_DISTANCE),
@@ -290,7 +296,7 @@ def check_image(image: Image.Image) -> Reading:
         fill_ratio=round(fill, 4), solidity=round(solidity, 4), points=points,
         colour_distance=round(colour_distance, 2), colour_spread=round(spread, 2),
         background_distance=round(bg_distance, 2), area=round(area, 2),
-        stripe_score=round(stripe_score, 4), stripe_contrast=round(contrast, 2),
+        stripe_score=round(stripe_score, 4), stripe_contrast=round(contrast, 2), star_fit=round(star_fit, 4),
         confidence=round(float(confidence), 4),
     )
 

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 IMAGE_SIZE = 32
 SUPERSAMPLE = 4
+STAR_INNER = 0.42  # a star's inner radius over its outer one
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30),
@@ -98,15 +99,17 @@ def random_scene(
     )
 
 
-def shape_polygon(shape: str, cx: float, cy: float, side: float) -> list[tuple[float, float]]:
-    """Vertices of a polygonal shape with a bounding box of ``side`` centred on (cx, cy), in pixels."""
+def shape_polygon(shape: str, cx: float, cy: float, side: float,
+                  star_inner: float = STAR_INNER) -> list[tuple[float, float]]:
+    """Vertices of a polygonal shape with a bounding box of ``side`` centred on (cx, cy), in pixels; a star's
+    inner corners lie at ``star_inner`` times its outer radius."""
     half = side / 2
     if shape == "square":
         return [(cx - half, cy - half), (cx + half, cy - half), (cx + half, cy + half), (cx - half, cy + half)]
     if shape == "triangle":
         return [(cx, cy - half), (cx + half, cy + half), (cx - half, cy + half)]
     if shape == "star":
-        outer, inner = half, half * 0.42
+        outer, inner = half, half * star_inner
         points = []
         for k in range(10):
             radius = outer if k % 2 == 0 else inner

@@ -3,6 +3,7 @@ a labelled grid, the metrics with a one-line explanation each, and the verdict w
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
@@ -36,11 +37,11 @@ def render(studio) -> SimpleNamespace:
     message = gr.Markdown(elem_id="eval-message")
     with gr.Row():
         grid = gr.Image(label="Grid", type="filepath", interactive=False, scale=3, elem_id="eval-grid")
-        metrics = gr.Markdown(elem_id="eval-metrics")
+        with gr.Column(scale=2, min_width=360):  # wide enough that no table cell breaks a word
+            metrics = gr.Markdown(elem_id="eval-metrics")
     cells = gr.Gallery(label="Cells", columns=6, height=360, object_fit="contain", elem_id="eval-cells")
-    with gr.Row():
-        download = gr.File(label="Download grid PNG", interactive=False, elem_id="eval-download")
-        verdict = gr.Markdown(elem_id="eval-verdict")
+    download = gr.File(label="Download grid PNG", interactive=False, elem_id="eval-download")
+    verdict = gr.Markdown(elem_id="eval-verdict")  # the page's full width: the report's tables need it
     return SimpleNamespace(run=run, checkpoint=checkpoint, refresh=refresh, prompts=prompts, seeds=seeds,
                            weights=weights, trigger=trigger, steps=steps, guidance=guidance, sampler=sampler,
                            render=render_button, message=message, grid=grid, metrics=metrics, cells=cells,
@@ -62,10 +63,19 @@ def run_details(studio, run_name: str | None):
         run = studio.find_run(run_name)
     except Exception:
         return gr.update(choices=["final"], value="final"), gr.update()
-    choices = (["final"] if run.final_lora else []) + [str(c) for c in reversed(run.checkpoints)]
+    choices = [("final", "final")] if run.final_lora else []
+    choices += [checkpoint_choice(folder) for folder in reversed(run.checkpoints)]
     if len(run.checkpoints) > 1 or (run.checkpoints and run.final_lora):
-        choices.append(ALL_CHECKPOINTS)
-    return gr.update(choices=choices or ["final"], value=(choices or ["final"])[0]), gr.update(value=run.trigger_word)
+        choices.append((ALL_CHECKPOINTS, ALL_CHECKPOINTS))
+    choices = choices or [("final", "final")]
+    return gr.update(choices=choices, value=choices[0][1]), gr.update(value=run.trigger_word)
+
+
+def checkpoint_choice(folder) -> tuple[str, str]:
+    """(what the dropdown shows, what it hands over): ``step 500`` for the checkpoint folder's full path."""
+    from studio.eval.resolve import LORA_FILE, checkpoint_label
+
+    return checkpoint_label(Path(folder) / LORA_FILE), str(folder)
 
 
 def _cell_image(path) -> Image.Image:
@@ -75,24 +85,36 @@ def _cell_image(path) -> Image.Image:
         return image.resize((image.width * factor, image.height * factor), Image.NEAREST)
 
 
-def _rate_table(title: str, rates: dict) -> list[str]:
-    lines = [f"**{title}**", "", "| weight | " + " | ".join(f"{float(w):g}" for w in rates) + " |",
-             "| --- |" + " --- |" * len(rates), "| rate | " + " | ".join(f"{float(r):.0%}" for r in rates.values()) + " |"]
+def rate_table(metrics: dict) -> list[str]:
+    """The concept rate as one row per weight (a narrow table that fits beside the grid): with the trigger and
+    without it (the leak) when a trigger was set, else over all rows."""
+    sides = (metrics.get("trigger") or {})
+    columns = [((sides.get("with") or {}).get("concept_rate_by_weight"), "with the trigger"),
+               ((sides.get("without") or {}).get("concept_rate_by_weight"), "without it (leak)")]
+    columns = [(rates, name) for rates, name in columns if rates]
+    if not columns and metrics.get("concept_rate_by_weight"):
+        columns = [(metrics["concept_rate_by_weight"], "concept rate")]
+    if not columns:
+        return []
+    lines = ["**Concept rate by weight** (toy-world checker: share of pictures that show what the prompt names)",
+             "", "| weight | " + " | ".join(name for _, name in columns) + " |", "|---:|" + "---:|" * len(columns)]
+    for weight in columns[0][0]:
+        cells = [rates.get(weight) for rates, _ in columns]
+        lines.append(f"| {float(weight):g} | " + " | ".join("-" if r is None else f"{float(r):.0%}" for r in cells)
+                     + " |")
     return lines + [""]
 
 
 def metrics_markdown(result) -> str:
-    """Concept rates (with/without the trigger) beside the grid, then each metric with its one-line meaning."""
+    """Concept rates (with / without the trigger) beside the grid, then each metric with its one-line meaning,
+    measured on the rows the verdict reads."""
     from studio.eval.metrics import METRIC_HELP
+    from studio.eval.verdict import rows_read
 
-    metrics = result.metrics or {}
-    lines = []
-    if metrics.get("concept_rate_by_weight"):
-        lines += _rate_table("Concept rate by weight (toy-world checker)", metrics["concept_rate_by_weight"])
-    for side, label in (("with", "with the trigger"), ("without", "without the trigger: leak")):
-        rates = (metrics.get("trigger") or {}).get(side, {}).get("concept_rate_by_weight")
-        if rates:
-            lines += _rate_table(f"Concept rate {label}", rates)
+    metrics = rows_read(result.metrics or {})
+    lines = rate_table(metrics)
+    if metrics["rows"]:
+        lines += [f"Numbers below: the rows {metrics['rows']}.", ""]
     shown = {"change_by_weight": "change_from_base", "monotonic_share": "monotonic_share",
              "steepest_step_share": "steepest_step_share", "seed_spread_by_weight": "seed_spread",
              "clip_score_by_weight": "clip_score"}
@@ -100,9 +122,17 @@ def metrics_markdown(result) -> str:
         value = metrics.get(key)
         if value is None:
             continue
-        text = ", ".join(f"{float(w):g}: {v:.3g}" for w, v in value.items()) if isinstance(value, dict) else f"{value:.3g}"
+        text = (", ".join(f"{float(w):g}: {v:.3g}" for w, v in value.items()) if isinstance(value, dict)
+                else f"{value:.3g}")
         lines.append(f"- **{help_key.replace('_', ' ')}** — {text}  \n  _{METRIC_HELP[help_key]}_")
     return "\n".join(lines)
+
+
+def report_for_page(report: str, run_folder) -> str:
+    """``evaluation.md`` as the page shows it: without its last section, the grid picture, which the page
+    already shows beside the numbers (and whose link, relative to the run folder, the page cannot follow)."""
+    text = report.split("\n## Grid\n")[0].rstrip()
+    return f"{text}\n\n_The full report with the grid: `{Path(run_folder) / 'evaluation.md'}`_"
 
 
 def render_grid(studio, run_name, checkpoint, prompts, seeds, weights, trigger, steps, guidance, sampler,
@@ -119,7 +149,8 @@ def render_grid(studio, run_name, checkpoint, prompts, seeds, weights, trigger, 
     items = [(_cell_image(c.path), f"{c.checkpoint} · weight {c.weight:g} · seed {c.seed} · {c.prompt}")
              for c in result.cells]
     note = f"✓ {len(result.cells)} images → {result.grid_png}"
-    return note, str(result.grid_png), metrics_markdown(result), items, str(result.grid_png), evaluation
+    return (note, str(result.grid_png), metrics_markdown(result), items, str(result.grid_png),
+            report_for_page(evaluation, result.run_dir or result.grid_png.parent))
 
 
 def listen(ui: SimpleNamespace, studio) -> None:

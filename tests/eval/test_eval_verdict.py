@@ -7,6 +7,7 @@ from PIL import Image
 
 from studio.eval import GridResult, diagnose_loss, make_verdict, write_evaluation
 from studio.eval.loss import LossDiagnosis
+from studio.eval.report import answers
 from studio.eval.verdict import pick_checkpoint
 
 WEIGHTS = [0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -75,3 +76,75 @@ def test_eval_write_evaluation_md_with_verdict_six_answers_and_grid(tmp_path):
     assert "a consistent style" in text and "like a dial" in text
     assert "![grid](evaluation/grid.png)" in text and (run / "evaluation" / "grid.png").is_file()
     assert "| 0.6 | 0.03 | 0.05 |" in text
+
+
+def _demo_grid(star_cells: dict) -> dict:
+    """The grid metrics of a demo-like grid: two star prompts with and without the trigger, seeds 0 and 1, at
+    every weight; ``star_cells`` maps (checkpoint, prompt, seed) to the weights whose picture is a star."""
+    import numpy as np
+
+    from studio.eval.grid import GridRow, grid_metrics
+    from studio.eval.spec import GridSpec
+
+    prompts = [("a red zq star on a white background", True), ("a red star on a white background", False),
+               ("a blue zq star on a black background", True), ("a blue star on a black background", False)]
+    checkpoints = sorted({key[0] for key in star_cells}, key=lambda label: label != "step 10")
+    rows = [GridRow(0, group, None, prompt, prompt, (), seed, trigger)
+            for group in checkpoints for prompt, trigger in prompts for seed in (0, 1)]
+    rows = [GridRow(i, r.group, r.lora, r.prompt, r.text, r.extra, r.seed, r.trigger) for i, r in enumerate(rows)]
+    cells = {}
+    for row in rows:
+        stars = star_cells.get((row.group, row.prompt, row.seed), ())
+        for weight in [0.0] + WEIGHTS:
+            cells[(row.index, weight)] = {"change": weight / 10, "thumb": np.full((8, 8, 3), weight), "clip": None,
+                                          "concept": weight in stars}
+    return grid_metrics(rows, cells, WEIGHTS, True, GridSpec(lora="x", prompts=["p"], trigger="zq"))
+
+
+def test_eval_verdict_and_answers_read_the_rows_with_the_trigger():
+    """The demo's case: stars with the trigger at 0.8 and 0.9 on half the seeds, never without the trigger.
+
+    Averaged with the star-free rows without the trigger the rate would read 25 %, and the prompt "a red star"
+    (no trigger, rightly no star) would count as one the LoRA fails to generalise to."""
+    stars = {("final", "a red zq star on a white background", 0): (0.8, 0.9),
+             ("final", "a blue zq star on a black background", 1): (0.8, 0.9)}
+    metrics = _demo_grid(stars)
+    verdict = make_verdict(metrics)
+    assert verdict.weight_range == "0.8-0.9"
+    assert ("the checker reads the concept in 50% of the pictures with the trigger \"zq\" at weight 0.8"
+            in verdict.weight_reasons[0])
+    said = dict(answers(metrics, verdict, None))
+    assert said["Are its features kept?"].startswith("The checker reads the concept in 50% of the pictures with")
+    assert said["Does it generalise?"] == "The LoRA acts on every prompt (concept rate 0.5-0.5)."
+    assert "with the trigger word concept rate 0.5, without 0 - the trigger word works" in said[
+        "Does it follow the text?"]
+
+
+def test_eval_best_checkpoint_is_scored_on_the_rows_with_the_trigger():
+    """step 10 leaks (stars without the trigger too); final keeps the star on its trigger and draws more of them."""
+    red, plain_red = "a red zq star on a white background", "a red star on a white background"
+    blue, plain_blue = "a blue zq star on a black background", "a blue star on a black background"
+    everywhere = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    stars = {("step 10", red, 0): everywhere, ("step 10", plain_red, 0): everywhere,
+             ("step 10", plain_red, 1): everywhere, ("step 10", plain_blue, 0): everywhere,
+             ("step 10", plain_blue, 1): everywhere,
+             ("final", red, 0): everywhere, ("final", red, 1): everywhere, ("final", blue, 0): everywhere}
+    verdict = make_verdict(_demo_grid(stars))
+    assert verdict.best_checkpoint == "final"
+    assert "concept rate at weights 0.4-0.9: step 10 0.25, final 0.75" in verdict.checkpoint_reasons[0]
+
+
+def test_eval_report_numbers_are_the_rows_with_the_trigger_and_the_leak_beside_them(tmp_path):
+    stars = {("final", "a red zq star on a white background", 0): (0.8, 0.9),
+             ("final", "a blue zq star on a black background", 1): (0.8, 0.9),
+             ("final", "a blue star on a black background", 0): (0.9,)}
+    grid_dir = tmp_path / "grid"
+    grid_dir.mkdir()
+    Image.new("RGB", (64, 32), "white").save(grid_dir / "grid.png")
+    result = GridResult(grid_dir / "grid.png", [], grid_dir / "grid.json", _demo_grid(stars), out_dir=grid_dir)
+    text = write_evaluation(None, result).read_text()
+    numbers = text.split("## Numbers per weight")[1]
+    assert "Rows with the trigger \"zq\"." in numbers
+    assert "| weight | change from weight 0 | seed spread | concept rate | concept rate without the trigger (leak) |" \
+        in numbers
+    assert "| 0.8 | 0.08 | 0 | 0.5 | 0 |" in numbers and "| 0.9 | 0.09 | 0 | 0.5 | 0.25 |" in numbers

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +103,20 @@ def test_score_counts_rates():
     assert score([], []) == {"n": 0}
     with pytest.raises(ValueError):
         score(readings, scenes[:1])
+
+
+LORA_PICTURES = Path(__file__).parent / "lora_pictures"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in LORA_PICTURES.glob("*.png")))
+def test_reads_the_demo_loras_own_pictures(name):
+    """Cells of the demo-star LoRA's weight grid (32 px, as drawn): fat, blurred stars whose short points the
+    outline alone missed, and the squares, cups and circles the same LoRA draws at low weight or without the
+    trigger. The file name says what the picture shows: ``<colour>-<shape>-on-<background>-w<weight>-…``."""
+    colour, shape, *_ = name.split("-")
+    background = name.split("-on-")[1].split("-")[0]
+    reading = check_image(Image.open(LORA_PICTURES / name))
+    assert reading.is_star is (shape == "star"), reading
+    assert (reading.colour, reading.background) == (colour, background)
+    if shape == "star":
+        assert reading.shape == "star" and reading.star_fit >= 0.65
