@@ -1,4 +1,4 @@
-"""Headless entry points: ``python studio.py train | check-config …`` — the same engine the studio uses.
+"""Headless entry points: ``python studio.py train | check-config | inspect …`` — the same engine the studio uses.
 
 Exit codes: 0 done, 2 a problem with what the user passed (config, data, model, resume), 3 training failed,
 130 stopped by the user (a checkpoint was saved first).
@@ -16,7 +16,8 @@ from pathlib import Path
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 130
 
 # Modules that add their own sub-commands: each has ``register(subparsers)`` and sets ``handler`` defaults.
-COMMAND_MODULES: tuple[str, ...] = ("studio.caption.commands", "studio.data.commands", "studio.eval.commands")
+COMMAND_MODULES: tuple[str, ...] = ("studio.caption.commands", "studio.data.commands", "studio.eval.commands",
+                                   "studio.lora.commands")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -47,7 +47,8 @@ class ClientCheck:
 
     @property
     def ok(self) -> bool:
-        return not self.note and not self.ignored and not self.problems
+        """Every key loads on the right layer (a client that was not checked fails nothing)."""
+        return not self.ignored and not self.problems
 
 
 @dataclass
@@ -73,12 +74,14 @@ class LoraReport:
 
     def summary(self) -> str:
         """One line: "loads in ComfyUI and A1111: 528/528 keys, alpha 2.0 on every module" or what fails."""
-        names = " and ".join(c.client for c in self.clients if c.ok)
-        total = self.clients[0].total if self.clients else 0
-        if self.ok:
-            return f"loads in {names}: {self.clients[0].loaded}/{total} keys, {alpha_summary(self.modules)}"
-        parts = [f"{c.client} {'not checked' if c.note else f'{c.loaded}/{c.total} keys'}" for c in self.clients]
-        return f"{', '.join(parts)}; {self.first_problem() or self.clients[-1].note}"
+        checked = [c for c in self.clients if not c.note]
+        unchecked = "".join(f" ({c.client} not checked: {c.note})" for c in self.clients if c.note)
+        if self.ok and checked:
+            names = " and ".join(c.client for c in checked)
+            return (f"loads in {names}: {checked[0].loaded}/{checked[0].total} keys, "
+                    f"{alpha_summary(self.modules)}{unchecked}")
+        parts = [f"{c.client} {c.loaded}/{c.total} keys" for c in checked]
+        return f"{', '.join(parts)}; {self.first_problem()}{unchecked}"
 
 
 def alpha_summary(modules: dict[str, Module]) -> str:
