@@ -133,7 +133,8 @@ def _fit_problem(module: Module, shape, client: str) -> str | None:
     return None
 
 
-def _check_client(client: str, modules: dict[str, Module], layout: BaseLayout, expected) -> ClientCheck:
+def _check_client(client: str, modules: dict[str, Module], layout: BaseLayout, expected, shapes: bool
+                  ) -> ClientCheck:
     check = ClientCheck(client, total=sum(len(m.keys) for m in modules.values()))
     if client == "A1111" and not layout.standard:
         check.note = "A1111 builds only the released SD 1.x / SDXL block layouts, and this base model has another"
@@ -151,7 +152,7 @@ def _check_client(client: str, modules: dict[str, Module], layout: BaseLayout, e
         want = (expected or {}).get(name)
         if want is not None and tuple(want) != tuple(target):
             check.problems.append(f"{name} patches {target[0]} {target[1]} instead of {want[0]} {want[1]}")
-        problem = _fit_problem(module, _target_shape(layout, target), client)
+        problem = _fit_problem(module, _target_shape(layout, target), client) if shapes else None
         if problem:
             check.problems.append(problem)
     return check
@@ -184,16 +185,19 @@ def _trained_alpha(metadata: dict[str, str]) -> float | None:
 
 
 def check_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], layout: BaseLayout, *,
-                  fmt: str = "kohya", path: str = "", layout_name: str = "", expected=None) -> LoraReport:
+                  fmt: str = "kohya", path: str = "", layout_name: str = "", expected=None, shapes: bool = True
+                  ) -> LoraReport:
+    """``shapes``: also require every module to fit its layer's weight (off when the base model is a stand-in)."""
     modules = group_modules(tensors)
-    checks = [_check_client(client, modules, layout, expected) for client in CLIENTS]
+    checks = [_check_client(client, modules, layout, expected, shapes) for client in CLIENTS]
     shown = {k: v for k, v in metadata.items() if k.startswith(("ss_", "sshs_", "modelspec."))}
     return LoraReport(str(path), fmt, layout.family, layout_name or f"the {layout.family} base model", modules,
                       checks, _alpha_problems(modules, metadata), shown)
 
 
 def check_file(path: str | os.PathLike, family: str = "") -> LoraReport:
-    """The report for any LoRA file, checked against the released model of its family (SD 1.5 / SDXL base)."""
+    """The report for any LoRA file: its keys checked against the layer names of its family's released model
+    (SD 1.5 / SDXL base); shapes are not compared, since the file may be for a model of other widths."""
     from safetensors.torch import load_file
 
     from .formats import LoraFormatError, _read_metadata, detect_format, lora_file_path
@@ -211,4 +215,4 @@ def check_file(path: str | os.PathLike, family: str = "") -> LoraReport:
     family = family or _family_name(tensors, metadata) or "sd1"
     names = {"sd1": "SD 1.5", "sdxl": "SDXL base 1.0"}
     return check_tensors(tensors, metadata, standard_layout(family), fmt=fmt, path=str(source),
-                         layout_name=f"the {names.get(family, family)} layout")
+                         layout_name=f"the {names.get(family, family)} layout", shapes=False)
