@@ -65,3 +65,19 @@ def test_a_file_a_client_would_not_load_fails_the_save_and_keeps_the_previous_on
                                              r"loaded\); the previous file is kept"):
         save_kohya_lora(target, state, None, 2, 2.0, layout=layout)
     assert target.read_bytes() == before
+
+
+def test_a_run_from_a_single_file_model_records_its_hashes_as_kohya_does(write_config, tiny_sd_dir, tmp_path):
+    import hashlib
+
+    from studio.models import export_single_file
+
+    base = export_single_file(tiny_sd_dir, tmp_path / "base.safetensors")
+    result = run_training(load_config(write_config(output_dir=str(tmp_path / "h"), max_steps=2, save_steps=2,
+                                                   base_model=str(base))))
+    data = base.read_bytes()
+    for written in (result.webui_lora, result.diffusers_lora):
+        _, metadata = _keys(written)
+        assert metadata["ss_sd_model_name"] == "base.safetensors"
+        assert metadata["ss_sd_model_hash"] == hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
+        assert metadata["ss_new_sd_model_hash"] == hashlib.sha256(data).hexdigest()
