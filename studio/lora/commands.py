@@ -6,8 +6,10 @@ be read as a LoRA.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from .check import LoraReport, Module
+if TYPE_CHECKING:  # torch is imported only when the command runs
+    from .check import LoraReport, Module
 
 LONG_VALUE = 100  # metadata values longer than this (tag frequencies, dataset lists) are shortened
 LISTED = 8  # keys listed per client before "… and N more"
@@ -28,7 +30,7 @@ def _values(numbers) -> str:
 
 def module_groups(modules: dict[str, Module]) -> list[str]:
     """One line per part of the model: module count, rank, alpha and DoRA scales."""
-    groups: dict[str, list[Module]] = {}
+    groups: dict[str, list] = {}
     for module in modules.values():
         if module.down is not None or module.up is not None:
             groups.setdefault(_component(module.name), []).append(module)
