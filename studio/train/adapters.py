@@ -131,17 +131,18 @@ def _kohya_to_peft(tensors: dict, unet, text_encoders: dict, family, source: Pat
     from studio.lora import kohya_module_map
 
     modules = kohya_module_map(unet, text_encoders, family)
-    suffixes = {"lora_down.weight": "lora_A.weight", "lora_up.weight": "lora_B.weight"}
+    suffixes = {"lora_down.weight": "lora_A.weight", "lora_up.weight": "lora_B.weight", "dora_scale": "dora_scale"}
     unet_state, texts = {}, {}
     for key, value in tensors.items():
         module, _, suffix = key.partition(".")
         if suffix == "alpha":
             continue
         if module not in modules or suffix not in suffixes:
-            raise AdapterError(f"init_lora {source}: tensor {key} fits no layer of this model (or is not plain LoRA)")
+            raise AdapterError(f"init_lora {source}: tensor {key} fits no layer of this model (or is not a LoRA / "
+                               "WebUI DoRA)")
         component, path = modules[module]
         target = unet_state if component == "unet" else texts.setdefault(component, {})
-        target[f"{path}.{suffixes[suffix]}"] = value
+        target[f"{path}.{suffixes[suffix]}"] = value.reshape(-1) if suffix == "dora_scale" else value
     return unet_state, texts
 
 

@@ -81,3 +81,15 @@ def test_a_run_from_a_single_file_model_records_its_hashes_as_kohya_does(write_c
         assert metadata["ss_sd_model_name"] == "base.safetensors"
         assert metadata["ss_sd_model_hash"] == hashlib.sha256(data[0x100000:0x110000]).hexdigest()[:8]
         assert metadata["ss_new_sd_model_hash"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_dora_webui_file_can_start_another_dora_run(write_config, tmp_path):
+    from safetensors.torch import load_file
+
+    first = run_training(load_config(write_config(output_dir=str(tmp_path / "a"), max_steps=2, save_steps=2,
+                                                  use_dora=True)))
+    more = run_training(load_config(write_config(output_dir=str(tmp_path / "b"), max_steps=1, save_steps=1,
+                                                 use_dora=True, learning_rate=1e-9, init_lora=str(first.webui_lora))))
+    before, after = load_file(str(first.webui_lora)), load_file(str(more.webui_lora))
+    assert set(before) == set(after) and any(k.endswith(".dora_scale") for k in before)
+    assert max((before[k] - after[k]).abs().max().item() for k in before) < 1e-5
