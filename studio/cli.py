@@ -169,8 +169,8 @@ def cmd_train(args) -> int:
         print(f"stopped at step {result.step}; resume with --resume {result.last_checkpoint}", file=sys.stderr)
         return EXIT_STOPPED
     print(f"run folder: {result.run_dir}")
-    print(f"diffusers LoRA: {result.diffusers_lora}")
-    print(f"WebUI/kohya LoRA: {result.webui_lora}")
+    print(f"diffusers LoRA: {result.diffusers_lora or 'none (diffusers cannot hold a dora_axis: webui DoRA)'}")
+    print(f"LoRA for ComfyUI / A1111 / Forge: {result.webui_lora}")
     return EXIT_OK
 
 
