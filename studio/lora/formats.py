@@ -2,10 +2,11 @@
 
 * diffusers: ``<dir>/pytorch_lora_weights.safetensors`` written by the model family's pipeline
   (``save_lora_weights``) with the PEFT adapter configs as metadata, so ``lora_alpha`` survives the round trip
-  (without them diffusers reloads the LoRA with alpha = rank).
+  (without them diffusers reloads the LoRA with alpha = rank); text-encoder keys keep ``text_model.``.
 * kohya / WebUI: one ``.safetensors`` with ``lora_unet_*`` and per-encoder ``lora_te_*`` (SD 1.x) or
-  ``lora_te1_*`` / ``lora_te2_*`` (SDXL) modules, a real ``.alpha`` per module, kohya's ``ss_*`` metadata and
-  additional-network hashes (see ``kohya.py``).
+  ``lora_te1_*`` / ``lora_te2_*`` (SDXL) modules, a real ``.alpha`` per module (``.dora_scale`` for a WebUI-axis
+  DoRA), kohya's ``ss_*`` metadata and additional-network hashes (see ``kohya.py``), optionally checked against
+  ComfyUI's and A1111's key rules before it is written (``check.py``).
 
 Both savers take ``peft.utils.get_peft_model_state_dict(model)`` outputs and write atomically.
 """
