@@ -1,4 +1,4 @@
-"""Headless entry points: ``python studio.py train | check-config …`` — the same engine the studio uses.
+"""Headless entry points: ``python studio.py train | check-config | inspect …`` — the same engine the studio uses.
 
 Exit codes: 0 done, 2 a problem with what the user passed (config, data, model, resume), 3 training failed,
 130 stopped by the user (a checkpoint was saved first).
@@ -17,7 +17,8 @@ from pathlib import Path
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 130
 
 # Modules that add their own sub-commands: each has ``register(subparsers)`` and sets ``handler`` defaults.
-COMMAND_MODULES: tuple[str, ...] = ("studio.caption.commands", "studio.data.commands", "studio.eval.commands")
+COMMAND_MODULES: tuple[str, ...] = ("studio.caption.commands", "studio.data.commands", "studio.eval.commands",
+                                   "studio.lora.commands")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -169,8 +170,8 @@ def cmd_train(args) -> int:
         print(f"stopped at step {result.step}; resume with --resume {result.last_checkpoint}", file=sys.stderr)
         return EXIT_STOPPED
     print(f"run folder: {result.run_dir}")
-    print(f"diffusers LoRA: {result.diffusers_lora}")
-    print(f"WebUI/kohya LoRA: {result.webui_lora}")
+    print(f"diffusers LoRA: {result.diffusers_lora or 'none (diffusers cannot hold a dora_axis: webui DoRA)'}")
+    print(f"LoRA for ComfyUI / A1111 / Forge: {result.webui_lora}")
     return EXIT_OK
 
 

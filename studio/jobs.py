@@ -184,9 +184,9 @@ class TrainingJob:
                                   run_dir=str(result.run_dir), final_lora=str(result.diffusers_lora or ""),
                                   last_checkpoint=str(result.last_checkpoint or self._state.last_checkpoint))
             if result.status == "finished":
-                self._logs.append(f"finished: {result.diffusers_lora}")
+                self._logs.append(f"finished: {result.diffusers_lora or result.webui_lora}")
                 if result.webui_lora:
-                    self._logs.append(f"WebUI/kohya file: {result.webui_lora}")
+                    self._logs.append(f"LoRA for ComfyUI / A1111 / Forge: {result.webui_lora}")
             else:
                 self._logs.append(f"stopped at step {result.step}; Resume continues from {result.last_checkpoint}")
 

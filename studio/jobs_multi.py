@@ -191,7 +191,7 @@ def _result(config, seen: dict, output: _Output, returncode: int):
     result = RunResult(done.message, run_dir, done.step, done.total_steps,
                        last_checkpoint=Path(info["last_checkpoint"]) if info.get("last_checkpoint") else None)
     if done.message == "finished":
-        result.diffusers_lora = run_dir / FINAL_LORA
+        result.diffusers_lora = run_dir / FINAL_LORA if (run_dir / FINAL_LORA).is_file() else None  # none: WebUI DoRA
         webui = run_dir / f"{config.resolved_output_name()}.safetensors"
         result.webui_lora = webui if webui.is_file() else None
     return result

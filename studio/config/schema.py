@@ -92,6 +92,10 @@ class TrainConfig:
         DEFAULT_UNET_MODULES, "lora", "UNet layers that get a LoRA (attention projections by default).", split=","
     )
     use_dora: bool = _f(False, "lora", "Train a DoRA (weight-decomposed LoRA) instead of a plain LoRA.")
+    dora_axis: str = _f(
+        "webui", "lora", "DoRA's decomposition: webui normalises input columns as ComfyUI, A1111 and Forge apply "
+        "dora_scale (the WebUI file reproduces the run); diffusers normalises output rows as PEFT does (only the "
+        "diffusers file reproduces the run).", choices=("webui", "diffusers"))
     train_text_encoder: bool = _f(False, "lora", "Also put LoRA layers into the text encoder (helps new words).")
     text_encoder_lr: float | None = _f(None, "lora", "Learning rate of the text encoder; empty = learning_rate.", gt=0)
     text_encoder_target_modules: list[str] = _f(

@@ -1,9 +1,22 @@
-"""LoRA files: diffusers and kohya/WebUI formats, their metadata, and reading either back."""
-from .formats import LoraFormatError, load_lora_file, save_diffusers_lora, save_kohya_lora
-from .info import LoraInfo, read_lora_info
-from .kohya import build_kohya_metadata, kohya_module_map
+"""LoRA files: diffusers and kohya/WebUI formats, their metadata, reading either back, and which keys ComfyUI and
+A1111 load (``check.py``).
 
-__all__ = [
-    "save_diffusers_lora", "save_kohya_lora", "build_kohya_metadata", "kohya_module_map", "load_lora_file",
-    "read_lora_info", "LoraFormatError", "LoraInfo",
-]
+The names below are imported on first use, so ``studio.py inspect`` (``commands.py``) registers without torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "save_diffusers_lora": "formats", "save_kohya_lora": "formats", "load_lora_file": "formats",
+    "LoraFormatError": "formats", "read_lora_info": "info", "LoraInfo": "info",
+    "build_kohya_metadata": "kohya", "kohya_module_map": "kohya",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'studio.lora' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

@@ -2,10 +2,11 @@
 
 * diffusers: ``<dir>/pytorch_lora_weights.safetensors`` written by the model family's pipeline
   (``save_lora_weights``) with the PEFT adapter configs as metadata, so ``lora_alpha`` survives the round trip
-  (without them diffusers reloads the LoRA with alpha = rank).
+  (without them diffusers reloads the LoRA with alpha = rank); text-encoder keys keep ``text_model.``.
 * kohya / WebUI: one ``.safetensors`` with ``lora_unet_*`` and per-encoder ``lora_te_*`` (SD 1.x) or
-  ``lora_te1_*`` / ``lora_te2_*`` (SDXL) modules, a real ``.alpha`` per module, kohya's ``ss_*`` metadata and
-  additional-network hashes (see ``kohya.py``).
+  ``lora_te1_*`` / ``lora_te2_*`` (SDXL) modules, a real ``.alpha`` per module (``.dora_scale`` for a WebUI-axis
+  DoRA), kohya's ``ss_*`` metadata and additional-network hashes (see ``kohya.py``), optionally checked against
+  ComfyUI's and A1111's key rules before it is written (``check.py``).
 
 Both savers take ``peft.utils.get_peft_model_state_dict(model)`` outputs and write atomically.
 """
@@ -104,7 +105,7 @@ def save_diffusers_lora(
     with tempfile.TemporaryDirectory(dir=out, prefix=".saving-") as scratch:
         _family_for(family, texts).pipeline_class().save_lora_weights(scratch, safe_serialization=True, **layers)
         written = Path(scratch) / DIFFUSERS_WEIGHT_NAME
-        tensors = load_file(str(written))
+        tensors = _with_text_model_part(load_file(str(written)))
         file_metadata = _read_metadata(written)
     file_metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
     return atomic_write_bytes(out / DIFFUSERS_WEIGHT_NAME, save(tensors, file_metadata))
@@ -119,13 +120,16 @@ def save_kohya_lora(
     metadata: dict[str, str] | None = None,
     family=None,
     unet_config: dict | None = None,
+    layout=None,
 ) -> Path:
     """Write a kohya/WebUI LoRA file (A1111, ComfyUI, Forge) with ``ss_*`` metadata and ``sshs_*`` hashes.
 
     ``text_encoder_state`` as for ``save_diffusers_lora``. SDXL files name UNet modules by their original
-    ("LDM") block names, which needs the UNet's ``unet_config``. DoRA adapters are refused with a
-    ``ValueError``: ComfyUI applies ``dora_scale`` with a different norm than PEFT, so such a file would not
-    reproduce the trained model.
+    ("LDM") block names, which needs the UNet's ``unet_config``. A DoRA trained along the input axis
+    (``studio.lora.dora``) is written with ``.dora_scale`` tensors; a PEFT DoRA is refused with a ``ValueError``.
+    With ``layout`` (``studio.lora.layout``) the bytes are checked against ComfyUI's and A1111's key rules before
+    they replace ``path``: a module either client would skip or put on another layer raises ``LoraCheckError``
+    naming it, and the previous file stays.
     """
     from safetensors.torch import save
 
@@ -140,7 +144,40 @@ def save_kohya_lora(
     file_metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
     model_hash, legacy_hash = kohya.addnet_hashes(tensors, file_metadata)
     file_metadata["sshs_model_hash"], file_metadata["sshs_legacy_hash"] = model_hash, legacy_hash
-    return atomic_write_bytes(target, save(tensors, file_metadata))
+    data = save(tensors, file_metadata)
+    if layout is not None:
+        _check_before_replacing(target, data, layout, kohya.kohya_targets(unet_state, texts, namer))
+    return atomic_write_bytes(target, data)
+
+
+class LoraCheckError(ValueError):
+    """A LoRA file that ComfyUI or A1111 would not load as trained; the message names the module."""
+
+
+def _check_before_replacing(target: Path, data: bytes, layout, expected) -> None:
+    from safetensors.torch import load
+
+    from .check import check_tensors
+
+    header = int.from_bytes(data[:8], "little")
+    metadata = json.loads(data[8 : 8 + header]).get("__metadata__", {})
+    report = check_tensors(load(data), metadata, layout, expected=expected)
+    if not report.ok:
+        raise LoraCheckError(f"{target.name} would not load as trained ({report.first_problem()}); "
+                             f"{'the previous file is kept' if target.exists() else 'nothing was written'}.")
+
+
+def _with_text_model_part(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Text-encoder keys as ``text_encoder[_2].text_model.encoder.…``: the module paths of transformers 4, which
+    loads them as they are, while diffusers strips ``text_model.`` again for transformers 5's flattened CLIP (and
+    ComfyUI maps only this form). transformers 5 writes them without that part."""
+    renamed = {}
+    for key, value in tensors.items():
+        component, _, rest = key.partition(".")
+        if component in ("text_encoder", "text_encoder_2") and not rest.startswith("text_model."):
+            key = f"{component}.text_model.{rest}"
+        renamed[key] = value
+    return renamed
 
 
 def _encoder_layers(state: dict[str, torch.Tensor]) -> list[int] | None:

@@ -10,6 +10,7 @@ UNet keys as ``lora_unet_`` + diffusers path with ``.`` -> ``_``; scale = alpha 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ _PEFT_INTERNALS = {
 _PEFT_SUFFIXES = {
     ".lora_A.weight": "down", ".lora_B.weight": "up",
     ".lora_magnitude_vector": "magnitude", ".lora_magnitude_vector.weight": "magnitude",
+    ".dora_scale": "dora_scale",
 }
 
 
@@ -128,9 +130,12 @@ def split_peft_state(state: Mapping[str, torch.Tensor]) -> dict[str, dict[str, t
 
 def to_kohya_state(unet_state, text_states, rank: int, alpha: float, namer: KohyaNamer | None = None
                    ) -> dict[str, torch.Tensor]:
-    """PEFT state dicts -> ``{name}.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` tensors.
+    """PEFT state dicts -> ``{name}.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` tensors, and
+    ``.dora_scale`` ([1, in] or [1, in, 1, 1]) for a DoRA trained along the input axis (``studio.lora.dora``).
 
     ``text_states``: ``{"text_encoder": state[, "text_encoder_2": state]}`` (``formats.text_states_by_encoder``)."""
+    from .dora import file_shape
+
     namer = namer or KohyaNamer()
     parts_to_save = [(unet_state or {}, None)] + [(state, name) for name, state in (text_states or {}).items()]
     tensors: dict[str, torch.Tensor] = {}
@@ -138,8 +143,9 @@ def to_kohya_state(unet_state, text_states, rank: int, alpha: float, namer: Kohy
         for path, parts in split_peft_state(state).items():
             if "magnitude" in parts:
                 raise ValueError(
-                    "DoRA LoRAs cannot be saved in the kohya/WebUI format (ComfyUI normalises DoRA magnitudes differently "
-                    "from PEFT, so the file would not reproduce the trained model): save the diffusers file instead."
+                    f"{path}: a DoRA trained with dora_axis: diffusers (PEFT normalises output rows) cannot be saved "
+                    "in the kohya/WebUI format, whose dora_scale ComfyUI and A1111 apply per input column: train "
+                    "with dora_axis: webui for a WebUI file, or use the diffusers file."
                 )
             down, up = parts["down"].detach().cpu().contiguous(), parts["up"].detach().cpu().contiguous()
             if down.shape[0] != rank:
@@ -148,9 +154,21 @@ def to_kohya_state(unet_state, text_states, rank: int, alpha: float, namer: Kohy
             tensors[f"{name}.lora_down.weight"] = down
             tensors[f"{name}.lora_up.weight"] = up
             tensors[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=down.dtype)
+            if "dora_scale" in parts:
+                tensors[f"{name}.dora_scale"] = file_shape(parts["dora_scale"], down).to(down.dtype).contiguous()
     if not tensors:
         raise ValueError("there are no LoRA weights to save: pass the UNet and/or text-encoder PEFT state dicts.")
     return tensors
+
+
+def kohya_targets(unet_state, text_states, namer: KohyaNamer) -> dict[str, tuple[str, str]]:
+    """``{WebUI module name: (component, layer path)}`` of the modules ``to_kohya_state`` writes (text paths
+    without transformers 4's ``text_model.``), the layers a client must patch with them."""
+    targets = {namer.unet(path): ("unet", path) for path in split_peft_state(unet_state or {})}
+    for encoder, state in (text_states or {}).items():
+        targets.update({namer.text(encoder, path): (encoder, path.removeprefix("text_model."))
+                        for path in split_peft_state(state)})
+    return targets
 
 
 def addnet_hashes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> tuple[str, str]:
@@ -173,6 +191,21 @@ def a1111_legacy_model_hash(path: str | os.PathLike) -> str:
     with open(path, "rb") as handle:
         handle.seek(0x100000)
         return hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
+
+
+@functools.lru_cache(maxsize=4)
+def _sha256_of(path: str, _size: int, _mtime: float) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a whole file (kohya's ``ss_new_sd_model_hash``), computed once per file version."""
+    stat = os.stat(path)
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime)
 
 
 def _timestamp(value) -> float:
@@ -214,8 +247,8 @@ def build_kohya_metadata(values: Mapping[str, object], family=None) -> dict[str,
     learning_rate, unet_lr, text_encoder_lr, lr_scheduler, optimizer, num_train_images, num_epochs, epoch,
     steps, network_dim, network_alpha, use_dora, mixed_precision, resolution (int or (w, h)), base_model_name,
     noise_offset, min_snr_gamma, tag_frequency ({dir: {tag: count}}), dataset_dirs ({dir: {"n_repeats",
-    "img_count"}}); optional: clip_skip, keep_tokens, zero_terminal_snr, base_model_path (adds A1111's model
-    hash), prediction_type, trigger_phrase, description. Values are written as kohya writes them (``str(v)``,
+    "img_count"}}); optional: clip_skip, keep_tokens, zero_terminal_snr, base_model_path (a single-file base
+    model adds ``ss_sd_model_hash`` / ``ss_new_sd_model_hash`` as kohya computes them), prediction_type, trigger_phrase, description. Values are written as kohya writes them (``str(v)``,
     nested values as JSON). The ``sshs_*`` hashes depend on the tensors and are added by ``save_kohya_lora``.
     """
     unknown = sorted(set(values) - set(_DIRECT) - _SPECIAL)
@@ -247,6 +280,7 @@ def _special_metadata(values: Mapping[str, object]) -> dict[str, str]:
         meta["ss_sd_model_name"] = os.path.basename(name.rstrip("/\\")) or name
     if values.get("base_model_path") and os.path.isfile(str(values["base_model_path"])):
         meta["ss_sd_model_hash"] = a1111_legacy_model_hash(str(values["base_model_path"]))
+        meta["ss_new_sd_model_hash"] = file_sha256(str(values["base_model_path"]))
     for key, target in (("tag_frequency", "ss_tag_frequency"), ("dataset_dirs", "ss_dataset_dirs")):
         if values.get(key) is not None:
             meta[target] = json.dumps(values[key])

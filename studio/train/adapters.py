@@ -51,26 +51,36 @@ def add_lora_adapters(unet, text_encoders: dict, config, family=None) -> list[to
     alpha = config.effective_alpha()
     _check_targets(unet, config.target_modules, "UNet")
     torch.manual_seed(config.seed)
-    unet.add_adapter(lora_config(config.lora_rank, alpha, config.target_modules, config.lora_dropout, config.use_dora))
-    params = [p for p in unet.parameters() if p.requires_grad]
+    peft_dora = config.use_dora and getattr(config, "dora_axis", "webui") == "diffusers"
+    unet.add_adapter(lora_config(config.lora_rank, alpha, config.target_modules, config.lora_dropout, peft_dora))
+    models = [unet]
     if config.train_text_encoder:
         for name, encoder in text_encoders.items():
             _check_targets(encoder, config.text_encoder_target_modules, name.replace("_", " "))
             layers = family.text_encoder_layers(name, encoder) if family is not None else None
             encoder.add_adapter(lora_config(config.lora_rank, alpha, config.text_encoder_target_modules,
-                                            config.lora_dropout, config.use_dora, layers))
-            params += [p for p in encoder.parameters() if p.requires_grad]
+                                            config.lora_dropout, peft_dora, layers))
+            models.append(encoder)
+    if config.use_dora and not peft_dora:  # the decomposition ComfyUI, A1111 and Forge apply (studio.lora.dora)
+        from studio.lora.dora import add_input_axis_dora
+
+        for model in models:
+            add_input_axis_dora(model, ADAPTER)
+    params = [p for model in models for p in model.parameters() if p.requires_grad]
     for param in params:
         param.data = param.data.float()
     return params
 
 
 def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The adapter's tensors in peft's naming (``…to_q.lora_A.weight``), detached, fp32, on the CPU."""
+    """The adapter's tensors in peft's naming (``…to_q.lora_A.weight``) and WebUI-axis DoRA magnitudes
+    (``…to_q.dora_scale``), detached, fp32, on the CPU."""
     from peft.utils import get_peft_model_state_dict
 
+    from studio.lora.dora import magnitudes
+
     state = get_peft_model_state_dict(model, adapter_name=ADAPTER)
-    return {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+    return {**{k: v.detach().float().cpu().contiguous() for k, v in state.items()}, **magnitudes(model)}
 
 
 def load_adapter_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -88,6 +98,10 @@ def load_adapter_state(model: torch.nn.Module, state: dict[str, torch.Tensor], s
             f"{len(wrong)} shape mismatches, {len(unknown)} unknown and {len(missing)} missing tensors, e.g. {detail}); "
             "use the same lora_rank, target_modules and train_text_encoder as the run that wrote it"
         )
+    from studio.lora.dora import SUFFIX, load_magnitudes
+
+    load_magnitudes(model, {k: v for k, v in state.items() if k.endswith(SUFFIX)})
+    state = {k: v for k, v in state.items() if not k.endswith(SUFFIX)}
     result = set_peft_model_state_dict(model, state, adapter_name=ADAPTER)
     if getattr(result, "unexpected_keys", None):
         raise AdapterError(f"{source}: tensors not used by the model: {result.unexpected_keys[:3]}")
@@ -117,17 +131,18 @@ def _kohya_to_peft(tensors: dict, unet, text_encoders: dict, family, source: Pat
     from studio.lora import kohya_module_map
 
     modules = kohya_module_map(unet, text_encoders, family)
-    suffixes = {"lora_down.weight": "lora_A.weight", "lora_up.weight": "lora_B.weight"}
+    suffixes = {"lora_down.weight": "lora_A.weight", "lora_up.weight": "lora_B.weight", "dora_scale": "dora_scale"}
     unet_state, texts = {}, {}
     for key, value in tensors.items():
         module, _, suffix = key.partition(".")
         if suffix == "alpha":
             continue
         if module not in modules or suffix not in suffixes:
-            raise AdapterError(f"init_lora {source}: tensor {key} fits no layer of this model (or is not plain LoRA)")
+            raise AdapterError(f"init_lora {source}: tensor {key} fits no layer of this model (or is not a LoRA / "
+                               "WebUI DoRA)")
         component, path = modules[module]
         target = unet_state if component == "unet" else texts.setdefault(component, {})
-        target[f"{path}.{suffixes[suffix]}"] = value
+        target[f"{path}.{suffixes[suffix]}"] = value.reshape(-1) if suffix == "dora_scale" else value
     return unet_state, texts
 
 

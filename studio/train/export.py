@@ -1,4 +1,9 @@
-"""The LoRA files a run leaves behind: diffusers' ``pytorch_lora_weights.safetensors`` and a WebUI/kohya file."""
+"""The LoRA files a run leaves behind: the WebUI/kohya file for ComfyUI, A1111 and Forge (checked against their
+key rules as it is written) and diffusers' ``pytorch_lora_weights.safetensors``.
+
+A DoRA trained along the WebUI axis (``dora_axis: webui``, see ``studio.lora.dora``) has no diffusers form: PEFT,
+which diffusers loads DoRA through, normalises output rows, so that run writes the WebUI file only.
+"""
 from __future__ import annotations
 
 import time
@@ -24,23 +29,64 @@ def lora_states(setup, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
     return unet, texts
 
 
-def write_diffusers_lora(folder: Path, setup, dtype: torch.dtype = torch.float32) -> Path:
-    from studio.lora import kohya, save_diffusers_lora
+def webui_axis_dora(config) -> bool:
+    return bool(config.use_dora) and getattr(config, "dora_axis", "webui") == "webui"
+
+
+def base_layout(setup):
+    """The trained model's layers as ComfyUI and A1111 name them (``studio.lora.layout``)."""
+    from studio.lora.layout import layout_of
+
+    unwrap = setup.accelerator.unwrap_model
+    encoders = {name: unwrap(encoder) for name, encoder in setup.components.text_encoders.items()}
+    return layout_of(setup.components.family, unwrap(setup.components.unet), encoders)
+
+
+def write_diffusers_lora(folder: Path, setup, dtype: torch.dtype = torch.float32, run_info: dict | None = None,
+                         step: int | None = None, epoch: int | None = None) -> Path:
+    """A checkpoint's or run's LoRA for diffusers, with kohya's ``ss_*`` / ``modelspec.*`` metadata; for a
+    WebUI-axis DoRA (no diffusers form) the checked WebUI file instead."""
+    from studio.lora import build_kohya_metadata, save_diffusers_lora
 
     config = setup.config
+    if webui_axis_dora(config):
+        return write_webui_lora(Path(folder), setup, dtype, run_info, step, epoch)
     unet, text = lora_states(setup, dtype)
+    metadata = build_kohya_metadata(kohya_values(setup, run_info or {}, step, epoch), setup.components.family)
     return save_diffusers_lora(
         folder, unet, text, rank=config.lora_rank, alpha=config.effective_alpha(), use_dora=config.use_dora,
         unet_targets=config.target_modules, te_targets=config.text_encoder_target_modules,
-        metadata={"studio.output_name": config.resolved_output_name(), **kohya.base_metadata(setup.components.family)},
+        metadata={"studio.output_name": config.resolved_output_name(), **metadata},
         family=setup.components.family,
     )
 
 
-def kohya_values(setup, run_info: dict, step: int, epoch: int) -> dict:
+def write_webui_lora(folder: Path, setup, dtype: torch.dtype, run_info: dict | None, step, epoch) -> Path:
+    """``folder/<name>.safetensors``, checked against ComfyUI's and A1111's key rules before it replaces the old one."""
+    from studio.lora import build_kohya_metadata, save_kohya_lora
+
+    config = setup.config
+    unet, text = lora_states(setup, dtype)
+    family = setup.components.family
+    return save_kohya_lora(
+        Path(folder) / f"{config.resolved_output_name()}.safetensors", unet, text,
+        rank=config.lora_rank, alpha=config.effective_alpha(), family=family,
+        metadata=build_kohya_metadata(kohya_values(setup, run_info or {}, step, epoch), family),
+        unet_config=dict(setup.accelerator.unwrap_model(setup.components.unet).config), layout=base_layout(setup),
+    )
+
+
+def write_checkpoint_loras(folder: Path, setup) -> Path:
+    """A checkpoint's LoRA files: diffusers' (what evaluation loads; absent for a WebUI-axis DoRA) and the
+    WebUI file, checked against ComfyUI's and A1111's key rules. Returns the diffusers file, else the WebUI one."""
+    webui = write_webui_lora(Path(folder), setup, torch.float32, None, None, None)
+    return webui if webui_axis_dora(setup.config) else Path(write_diffusers_lora(folder, setup))
+
+
+def kohya_values(setup, run_info: dict, step: int | None, epoch: int | None) -> dict:
     """Plain values for kohya's ``ss_*`` metadata (A1111 shows them; ``ss_tag_frequency`` as a tag cloud)."""
     config = setup.config
-    return {
+    values = {
         "output_name": config.resolved_output_name(),
         "session_id": run_info.get("session_id") or uuid.uuid4().hex,
         "started_at": run_info.get("started_at", time.time()),
@@ -53,14 +99,13 @@ def kohya_values(setup, run_info: dict, step: int, epoch: int) -> dict:
         "optimizer": "torch.optim.AdamW",
         "num_train_images": setup.num_images,
         "num_epochs": setup.num_epochs,
-        "epoch": epoch,
-        "steps": step,
         "network_dim": config.lora_rank,
         "network_alpha": config.effective_alpha(),
         "use_dora": config.use_dora,
         "mixed_precision": config.mixed_precision,
         "resolution": config.resolution,
         "base_model_name": Path(config.base_model).name if config.base_model else "toy-world",
+        "base_model_path": config.base_model or None,
         "noise_offset": config.noise_offset,
         "min_snr_gamma": config.min_snr_gamma,
         "prediction_type": setup.components.noise_scheduler.config.prediction_type,
@@ -68,25 +113,33 @@ def kohya_values(setup, run_info: dict, step: int, epoch: int) -> dict:
         "tag_frequency": {Path(config.train_data_dir).name or "data": setup.tag_frequency},
         "dataset_dirs": {Path(config.train_data_dir).name or "data": {"n_repeats": config.repeats, "img_count": setup.num_images}},
     }
+    values.update({key: value for key, value in (("epoch", epoch), ("steps", step)) if value is not None})
+    return values
 
 
-def write_final_files(run_dir: Path, setup, run_info: dict, step: int, epoch: int, warn) -> tuple[Path, Path | None]:
-    """Both final files, in ``save_precision``; returns (diffusers file, WebUI/kohya file or None for DoRA)."""
-    from studio.lora import build_kohya_metadata, save_kohya_lora
+def write_final_files(run_dir: Path, setup, run_info: dict, step: int, epoch: int, warn,
+                      note=None) -> tuple[Path | None, Path]:
+    """The final files in ``save_precision``: (diffusers file or None, WebUI/kohya file). ``note`` (a message
+    callback) hears which clients load the WebUI file: "loads in ComfyUI and A1111: 64/64 keys, alpha 8 ..."."""
+    from safetensors.torch import load_file
+
+    from studio.lora.check import check_tensors
+    from studio.lora.formats import _read_metadata
 
     config = setup.config
     dtype = PRECISIONS[config.save_precision]
-    diffusers_file = write_diffusers_lora(run_dir, setup, dtype)
-    if config.use_dora:
-        warn("DoRA: only the diffusers file is written — WebUI/ComfyUI apply DoRA magnitudes differently, "
-             "so a kohya-format file would not reproduce the trained LoRA")
-        return Path(diffusers_file), None
-    unet, text = lora_states(setup, dtype)
-    family = setup.components.family
-    metadata = build_kohya_metadata(kohya_values(setup, run_info, step, epoch), family)
-    webui_file = save_kohya_lora(
-        run_dir / f"{config.resolved_output_name()}.safetensors", unet, text,
-        rank=config.lora_rank, alpha=config.effective_alpha(), metadata=metadata, family=family,
-        unet_config=dict(setup.accelerator.unwrap_model(setup.components.unet).config),
-    )
-    return Path(diffusers_file), Path(webui_file)
+    diffusers_file = None
+    if not webui_axis_dora(config):
+        diffusers_file = Path(write_diffusers_lora(run_dir, setup, dtype, run_info, step, epoch))
+    if config.use_dora and not webui_axis_dora(config):
+        warn("DoRA with dora_axis: diffusers: only the diffusers file is written — ComfyUI and A1111 apply "
+             "dora_scale per input column, PEFT per output row; train with dora_axis: webui for a WebUI file")
+        return diffusers_file, None
+    webui_file = Path(write_webui_lora(run_dir, setup, dtype, run_info, step, epoch))
+    if webui_axis_dora(config):
+        warn("DoRA along the WebUI axis: no diffusers file (PEFT's DoRA normalises the other axis); "
+             f"{webui_file.name} is the LoRA, for ComfyUI, A1111 and Forge")
+    if note is not None:
+        report = check_tensors(load_file(str(webui_file)), _read_metadata(webui_file), base_layout(setup))
+        note(f"{webui_file.name} {report.summary()}")
+    return diffusers_file, webui_file

@@ -216,7 +216,7 @@ class _Session:
         self.emit(event)
 
     def checkpoint(self, step: int, epoch: int) -> None:
-        from .export import lora_states, write_diffusers_lora
+        from .export import lora_states, write_checkpoint_loras
 
         self.last["step"] = step  # every process: only the main one writes the folder, all of them report the step
         if not self.main:
@@ -226,7 +226,7 @@ class _Session:
         adapters = {f"unet.{k}": v for k, v in unet_state.items()}
         for name, state in text_states.items():
             adapters.update({f"{name}.{k}": v for k, v in state.items()})
-        folder = save_checkpoint(self.run_dir, setup, step, epoch, lambda f: write_diffusers_lora(f, setup), adapters)
+        folder = save_checkpoint(self.run_dir, setup, step, epoch, lambda f: write_checkpoint_loras(f, setup), adapters)
         prune_checkpoints(self.run_dir, self.config.keep_last_n_checkpoints)
         self.last["checkpoint"] = folder
         self.recorder.update(step=step, last_checkpoint=str(folder))
@@ -259,8 +259,8 @@ class _Session:
                                last_checkpoint=last["checkpoint"])
             if status == "finished" and self.main:
                 result.diffusers_lora, result.webui_lora = write_final_files(
-                    run_dir, setup, recorder.info, setup.total_steps, last["epoch"], self.warn
-                )
+                    run_dir, setup, recorder.info, setup.total_steps, last["epoch"], self.warn,
+                    lambda message: self.emit(TrainEvent("log", message=message)))
             elif status == "stopped":
                 result.step = last["step"]
         except Exception as error:  # the run folder keeps the reason; the caller gets one readable message
