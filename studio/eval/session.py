@@ -80,7 +80,7 @@ class Adapters:
         key = str(path)
         if key not in self.names:
             name = f"{ADAPTER_PREFIX}{len(self.names)}"
-            _check_family(self.pipe, key)
+            _check_loadable(self.pipe, key)
             try:
                 with _quiet_loading(name):
                     self.pipe.load_lora_weights(key, adapter_name=name)
@@ -180,11 +180,16 @@ class Adapters:
         self._originals.clear()
 
 
-def _check_family(pipe, lora_path: str) -> None:
-    """Refuse a LoRA trained on another model family (an SD 1.x LoRA on SDXL) with a sentence saying so."""
-    from studio.lora.info import lora_family
+def _check_loadable(pipe, lora_path: str) -> None:
+    """Refuse, with a sentence saying why, a LoRA trained on another model family (an SD 1.x LoRA on SDXL) and a
+    WebUI-layout DoRA, which diffusers would load without its magnitudes (a different model, drawn silently)."""
+    from studio.lora.info import has_webui_dora, lora_family
     from studio.models.families import family_named, family_of_pipeline
 
+    if has_webui_dora(lora_path):
+        raise EvalError(f"{lora_path} is a DoRA in the ComfyUI/A1111 layout (dora_scale per input column), which the "
+                        "studio's diffusers pipeline cannot apply yet: test it in ComfyUI or Forge, or train with "
+                        "dora_axis: diffusers to evaluate the run here.")
     said = lora_family(lora_path)  # the header only: the loader reads the tensors next
     if not said:
         return  # the file does not say (or cannot be read); diffusers' loader is the judge

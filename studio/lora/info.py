@@ -112,13 +112,26 @@ def _family_name(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> st
         else ""
 
 
-def lora_family(path: str | os.PathLike) -> str:
-    """``LoraInfo.family`` from the file's header alone (names and metadata, no tensors read); "" when the file
-    does not say or cannot be read (the loader then reports what is wrong with it)."""
+def _header(path: str | os.PathLike) -> tuple[dict, dict] | None:
+    """The tensor names (as dict keys) and metadata of a LoRA file, no tensors read; None when it cannot be read."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(lora_file_path(path)), framework="pt") as handle:
-            return _family_name(dict.fromkeys(handle.keys()), dict(handle.metadata() or {}))
+            return dict.fromkeys(handle.keys()), dict(handle.metadata() or {})
     except Exception:  # LoraFormatError, OSError, or safetensors' own error for a damaged header
-        return ""
+        return None
+
+
+def lora_family(path: str | os.PathLike) -> str:
+    """``LoraInfo.family`` from the file's header alone (names and metadata, no tensors read); "" when the file
+    does not say or cannot be read (the loader then reports what is wrong with it)."""
+    header = _header(path)
+    return _family_name(*header) if header else ""
+
+
+def has_webui_dora(path: str | os.PathLike) -> bool:
+    """Whether the file is a DoRA in the WebUI layout (``.dora_scale`` tensors, decomposed per input column): what
+    ComfyUI and A1111 apply, and what diffusers' loader drops with a warning, drawing another model."""
+    header = _header(path)
+    return bool(header) and any(name.endswith(".dora_scale") for name in header[0])
