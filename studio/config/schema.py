@@ -60,8 +60,8 @@ class TrainConfig:
     prior_data_dir: str = _f(
         "", "data", "Prior (regularisation) images + metadata.csv: pictures of what the base model already draws, "
         "mixed in so the new concept stays on its trigger word.", path=True)
-    prior_count: int = _f(0, "data", "Prior images to generate from the base model when prior_data_dir is empty "
-                          "(cached under <output_dir>/priors); 0 = none.", min=0)
+    prior_count: int = _f(0, "data", "Prior images to generate from the base model (cached under "
+                          "<output_dir>/priors), added to those of prior_data_dir; 0 = none.", min=0)
     prior_prompt: str = _f("", "data", "Class prompt of generated priors (e.g. 'a photo of a dog'); empty = the "
                            "dataset's captions without the trigger word.")
     prior_ratio: float = _f(1.0, "data", "Prior images per training image in each epoch.", gt=0, max=16)

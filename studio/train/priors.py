@@ -96,12 +96,12 @@ def generate_priors(components, prompts: list[str], folder: Path, size: int, see
     return folder
 
 
-def prepare_priors(config, components, captions: list[str], accelerator, log=print) -> Path | None:
-    """The folder of prior pictures for this run (generated and cached when needed), or None without priors."""
-    if config.prior_data_dir:
-        return Path(config.prior_data_dir)
+def prepare_priors(config, components, captions: list[str], accelerator, log=print) -> list[Path]:
+    """The folders of prior pictures for this run: ``prior_data_dir`` when set, and the ``prior_count`` pictures
+    drawn by the base model (generated and cached when needed); both when both are asked for."""
+    folders = [Path(config.prior_data_dir)] if config.prior_data_dir else []
     if not config.prior_count:
-        return None
+        return folders
     if not (config.prior_prompt or config.trigger_word):
         raise ValueError("prior_count: generated prior images need a prior_prompt (e.g. 'a photo of a dog') or a "
                          "trigger_word to leave out of the captions; set one of them, or prior_count: 0")
@@ -111,11 +111,12 @@ def prepare_priors(config, components, captions: list[str], accelerator, log=pri
         log(f"drawing {len(prompts)} prior images with the base model into {folder} (once; later runs reuse them)")
         generate_priors(components, prompts, folder, config.resolution, config.seed, accelerator.device)
     accelerator.wait_for_everyone()
-    return folder
+    return folders + [folder]
 
 
 class JoinedImages:
-    """The training pictures followed by the prior pictures, indexed as one set (priors after the concept)."""
+    """The training pictures followed by the prior pictures, indexed as one set (priors after the concept); also
+    two sets of prior pictures joined into one."""
 
     def __init__(self, concept, priors):
         self.parts = (concept, priors)
@@ -185,23 +186,28 @@ class PriorMixSampler(BucketBatchSampler):
         return sum(-(-size // self.batch_size) for size in sizes.values())
 
 
-def add_priors(data, folder: Path, config, num_processes: int = 1):
-    """``data`` (a ``TrainingData``) with the prior pictures of ``folder`` mixed in (see ``PriorMixSampler``)."""
+def add_priors(data, folders: list[Path], config, num_processes: int = 1):
+    """``data`` (a ``TrainingData``) with the prior pictures of ``folders`` mixed in (see ``PriorMixSampler``)."""
     import dataclasses
 
     from studio.caption import strip_markup
     from studio.data import TrainingImages, load_training_set
 
-    records = load_training_set(folder).records
-    if not records:
-        raise ValueError(f"{folder / 'metadata.csv'} lists no prior images; add some or leave prior_data_dir empty")
-    priors = TrainingImages(folder, records, config.resolution, config.bucketing, random_flip=False)
+    priors, prompts = None, []
+    for folder in folders:
+        records = load_training_set(folder).records
+        if not records:
+            raise ValueError(f"{folder / 'metadata.csv'} lists no prior images; add some or leave prior_data_dir "
+                             "empty")
+        images = TrainingImages(folder, records, config.resolution, config.bucketing, random_flip=False)
+        priors = images if priors is None else JoinedImages(priors, images)
+        prompts += [strip_markup(r.prompt) for r in records]
     images = JoinedImages(data.images, priors)
     concept = len(data.images)
     sampler = PriorMixSampler(images.bucket_of_index, concept, config.batch_size * num_processes, config.seed,
                               config.repeats, config.prior_ratio)
     weights = [1.0] * concept + [float(config.prior_loss_weight)] * len(priors)
     return dataclasses.replace(
-        data, images=images, captions=data.captions + [strip_markup(r.prompt) for r in records],
-        buckets=list(images.bucket_of_index), sampler=sampler, loss_weights=weights, prior_folder=folder,
+        data, images=images, captions=data.captions + prompts, buckets=list(images.bucket_of_index),
+        sampler=sampler, loss_weights=weights, prior_folder=" and ".join(str(folder) for folder in folders),
         prior_count=len(priors))

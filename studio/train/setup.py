@@ -91,7 +91,7 @@ class TrainingData:
     validation_captions: list[str]
     validation_indices: list[int]
     loss_weights: list[float] | None = None  # per picture when prior pictures are mixed in
-    prior_folder: Path | None = None
+    prior_folder: str = ""  # the prior folders, joined by " and "
     prior_count: int = 0
 
 
@@ -214,5 +214,5 @@ def _with_priors(data, config, components, accelerator, say) -> TrainingData:
         return data
     from .priors import add_priors, prepare_priors
 
-    folder = prepare_priors(config, components, data.captions, accelerator, log=say)
-    return add_priors(data, folder, config, accelerator.num_processes)
+    folders = prepare_priors(config, components, data.captions, accelerator, log=say)
+    return add_priors(data, folders, config, accelerator.num_processes)

@@ -101,3 +101,20 @@ def test_a_prior_folder_is_mixed_in_and_a_bad_one_is_named(write_config, toy_dat
     empty.mkdir()
     with pytest.raises(Exception, match="metadata.csv"):
         build_setup(load_config(write_config(prior_data_dir=str(empty))))
+
+
+def test_a_prior_folder_and_generated_priors_are_mixed_in_together(write_config, toy_dataset, tmp_path):
+    """Pictures of other things (a folder) and the base model's own pictures for the captions without the trigger
+    (generated): both kinds keep the concept on its trigger word, so a run may ask for both."""
+    from studio.train.setup import build_setup
+
+    setup = build_setup(load_config(write_config(prior_data_dir=str(toy_dataset), prior_count=3, trigger_word="red",
+                                                 prior_ratio=1.0)))
+    generated = next((tmp_path / "output" / "priors").iterdir())
+    assert setup.prior_count == 8 + 3 and setup.num_images == 8
+    assert setup.prior_folder == f"{toy_dataset} and {generated}"
+    captions = setup.batches.captions
+    assert captions[8:16] == captions[:8]  # the folder's pictures (the toy set itself here) ...
+    assert all("red" not in caption for caption in captions[16:])  # ... then the drawn ones, no trigger
+    priors = [setup.batches.images[index] for index in (8, 15, 16, 18)]
+    assert all(item["pixel_values"].shape[-1] == 32 for item in priors)
