@@ -30,12 +30,20 @@ def progress_html(snapshot: TrainingSnapshot) -> str:
     )
 
 
-def loss_frame(snapshot: TrainingSnapshot) -> pd.DataFrame:
-    """The loss plot's data with numeric ``step`` and ``loss`` columns and a text ``series`` column, even when empty.
+SERIES_COLOURS = {"training": "#1565c0", "validation": "#ef6c00"}
 
-    The plot fixes each axis's type (numbers or categories) from the first data it draws and keeps it for later
-    updates: a frame without rows has untyped (object) columns, which would make every loss value a category.
+
+def loss_frame(snapshot: TrainingSnapshot) -> pd.DataFrame | None:
+    """The loss plot's data (numeric ``step`` and ``loss``, text ``series``), or None before the first step.
+
+    gradio's plot builds its chart from the first data it gets and afterwards only swaps the rows: the axis types
+    (numbers or categories) and the colour of each series come from that first frame. An empty frame there gave
+    category axes or, with typed columns, a colour scale without series, so the lines were drawn without a stroke
+    (invisible). Sending no frame before the first training step lets the first real frame set both: it holds
+    the validation loss too when validation is on, since that is scored before the first step.
     """
+    if not snapshot.losses:
+        return None
     rows = [(step, loss, "training") for step, loss in snapshot.losses]
     rows += [(step, loss, "validation") for step, loss in snapshot.val_losses]
     return pd.DataFrame({

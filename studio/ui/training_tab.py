@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from studio.jobs import TrainingSnapshot
 
 from . import training_presets, training_processes, training_progress
 from .common import error_text
@@ -72,7 +71,7 @@ def render(studio) -> SimpleNamespace:
         resume = gr.Button("Resume latest", elem_id="train-resume")
     message = gr.Markdown(elem_id="train-message")
     progress = gr.HTML(elem_id="train-progress")
-    loss_plot = gr.LinePlot(training_progress.loss_frame(TrainingSnapshot()), x="step", y="loss", color="series",
+    loss_plot = gr.LinePlot(None, x="step", y="loss", color="series", color_map=training_progress.SERIES_COLOURS,
                             title="Loss (training, and validation when on)", height=260, elem_id="train-loss")
     samples = gr.Gallery(label="Samples (fixed prompts and seeds, with and without the trigger)", columns=6,
                          height=220, object_fit="contain", elem_id="train-samples")

@@ -5,77 +5,15 @@ from __future__ import annotations
 
 import json
 
+from plot_reading import assert_plot_matches_log
 from ui_helpers import STATUS_JS, STEP_JS, fill, open_tab, pick
-
-from studio.train.recorder import read_loss_log
 
 NOTES_JS = "(text) => document.querySelector('#preset-notes').innerText.includes(text)"
 MESSAGE_JS = "(text) => document.querySelector('#train-message').innerText.includes(text)"
-# What the loss plot drew: each axis's description and tick labels (value, centre on screen), and each line's
-# vertices on screen (vega draws a line as one SVG path, "M x,y L x,y ...", in the coordinates of its group).
-DRAWN_PLOT_JS = r"""() => {
-  const svg = document.querySelector('#train-loss svg');
-  if (!svg) return null;
-  const centre = (el) => { const r = el.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; };
-  const axes = {};
-  for (const axis of svg.querySelectorAll('[aria-label^="X-axis"], [aria-label^="Y-axis"]')) {
-    const key = axis.getAttribute('aria-label')[0].toLowerCase();
-    const ticks = [...axis.querySelectorAll('.role-axis-label text')]
-      .map(text => [Number(text.textContent.replace(/,/g, '')), ...centre(text)]);
-    axes[key] = {description: axis.getAttribute('aria-label'), ticks};
-  }
-  const lines = [...svg.querySelectorAll('.mark-line path')].map(path => {
-    const matrix = path.getScreenCTM();
-    const numbers = (path.getAttribute('d') || '').match(/-?\d*\.?\d+(?:e-?\d+)?/g) || [];
-    const points = [];
-    for (let i = 0; i + 1 < numbers.length; i += 2) {
-      const point = new DOMPoint(Number(numbers[i]), Number(numbers[i + 1])).matrixTransform(matrix);
-      points.push([point.x, point.y]);
-    }
-    return points;
-  });
-  return {axes, lines};
-}"""
 
 
 def _form(page, name: str) -> str:
     return page.locator(f"#form-{name} input, #form-{name} textarea").first.input_value()
-
-
-def _axis_map(ticks: list, coordinate: int):
-    """Screen position → value along one axis, fitted through its tick labels (least squares)."""
-    positions, values = [tick[coordinate] for tick in ticks], [tick[0] for tick in ticks]
-    count = len(ticks)
-    mean_p, mean_v = sum(positions) / count, sum(values) / count
-    slope = sum((p - mean_p) * (v - mean_v) for p, v in zip(positions, values)) / sum(
-        (p - mean_p) ** 2 for p in positions)
-    return lambda position: mean_v + slope * (position - mean_p)
-
-
-def drawn_losses(page) -> tuple[list[tuple[float, float]], float]:
-    """The training line's points as (step, loss) read off the drawing, and the y axis's span of values."""
-    drawn = page.evaluate(DRAWN_PLOT_JS)
-    assert drawn and {"x", "y"} <= set(drawn["axes"]), f"no loss plot with two axes: {drawn}"
-    for key in ("x", "y"):  # numbers on a scale, not every value a category of its own
-        assert "linear scale" in drawn["axes"][key]["description"], drawn["axes"][key]["description"]
-        assert len(drawn["axes"][key]["ticks"]) >= 2, drawn["axes"][key]
-    to_step, to_loss = _axis_map(drawn["axes"]["x"]["ticks"], 1), _axis_map(drawn["axes"]["y"]["ticks"], 2)
-    assert len(drawn["lines"]) == 1, f"expected the training line alone, got {len(drawn['lines'])} lines"
-    loss_ticks = [tick[0] for tick in drawn["axes"]["y"]["ticks"]]
-    return [(to_step(x), to_loss(y)) for x, y in drawn["lines"][0]], max(loss_ticks) - min(loss_ticks)
-
-
-def assert_plot_matches_log(page, run_dir, at_least: int) -> int:
-    """Every drawn point lies on the loss log's value for its step (within 2 % of the axis), steps 1, 2, … in
-    order; returns how many points are drawn."""
-    points, span = drawn_losses(page)
-    logged = {record["step"]: record["loss"] for record in read_loss_log(run_dir)}
-    steps = [round(step) for step, _ in points]
-    assert steps == list(range(1, len(points) + 1)) and len(points) >= at_least, (steps, at_least)
-    for (step, loss), number in zip(points, steps):
-        assert abs(step - number) < 0.1, f"point {number} drawn at step {step:.2f}"
-        assert abs(loss - logged[number]) <= 0.02 * span, f"step {number}: drawn {loss:.4f}, log {logged[number]:.4f}"
-    return len(points)
 
 
 def test_unset_optional_numbers_show_empty_not_zero(page):
