@@ -59,7 +59,7 @@ def _train_the_demo(page, workspace, screenshot_dir):
     message = _wait_text(page, "#train-message", "✓ training finished", timeout=30_000)
     assert "1700/1700 steps" in message, message
     drawn, _ = drawn_losses(page, lines=2)  # both lines still seen at the end (the plot thins 1700 points out)
-    assert round(drawn[0][0]) == 1 and abs(drawn[-1][0] - 1700) < 5, (drawn[0], drawn[-1])
+    assert abs(drawn[0][0] - 1) < 5 and abs(drawn[-1][0] - 1700) < 5, (drawn[0], drawn[-1])
     assert "prior images: 20" in page.locator("#train-log textarea").input_value()
     assert page.locator("#train-samples img").count() >= 2, "the validation prompts' samples are shown"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
