@@ -63,3 +63,18 @@ def build_tiny_sdxl(folder, layers_per_block: int = 2, prediction_type: str = "e
 def tiny_sdxl_dir(tmp_path_factory):
     """A randomly initialised SDXL-shaped pipeline saved as a diffusers folder."""
     return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl") / "model")
+
+
+# The longest test files (minutes each: they train a demo LoRA and read what it draws) run first, so that with
+# `-n 2 --dist loadfile` the two workers share them instead of one worker running them at the end while the other
+# waits. pytest-xdist hands out files in collection order.
+LONGEST_FIRST = ("tests/ui/test_ui_first_hour.py", "tests/toyworld/test_toyworld_sdxl.py",
+                 "tests/toyworld/test_toyworld_demo_lora.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # a stable sort: every other file keeps its place

@@ -63,4 +63,5 @@ def _link_tabs(studio, dataset, captions, training) -> None:
 
     dataset.use.click(use_for_training, inputs=[dataset.folder, training.yaml],
                       outputs=[training.yaml, training.form["train_data_dir"], dataset.message])
-    dataset.folder.change(lambda text: text, inputs=dataset.folder, outputs=captions.folder)
+    dataset.folder.change(lambda text: text, inputs=dataset.folder, outputs=captions.folder,
+                          trigger_mode="always_last")

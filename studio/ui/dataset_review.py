@@ -46,7 +46,8 @@ def render(studio) -> SimpleNamespace:
     prepare_message = gr.Markdown(elem_id="dataset-prepare-message")
     scanned = gr.State("")  # the folder the table shows: choices and prepare apply to it, whatever the textbox says
     suggested = gr.State(service.DEFAULT_RESOLUTION)  # the resolution the tab filled in itself, not the user
-    return SimpleNamespace(resolution=resolution, suggested=suggested, recursive=recursive, show_all=show_all,
+    settled = gr.State("")  # the folder new_folder last handled
+    return SimpleNamespace(resolution=resolution, suggested=suggested, settled=settled, recursive=recursive, show_all=show_all,
                            scan=scan, verdict=verdict, table=table, choice_message=choice_message,
                            report_file=report_file, out=out, prepare=prepare, prepare_message=prepare_message,
                            scanned=scanned)
@@ -110,12 +111,19 @@ def scan(studio, text: str, resolution, recursive: bool, show_all: bool, progres
             "")
 
 
-def new_folder(studio, text: str, resolution, suggested):
+def new_folder(studio, text: str, resolution, suggested, settled: str):
     """The folder changed: the previous folder's report, choices and clean-copy lines go, and the training
     resolution follows the folder when it says what it is for (a demo, a clean copy). A value the user typed stays;
     one the tab filled in goes back to the default for a folder that says nothing.
 
-    Returns (resolution, suggested, scanned, verdict, table, JSON report, choice message, prepare message)."""
+    The folder box reports every keystroke and every programmatic set, and a change can be handled after a Scan or
+    a resolution the user typed since; so a change to the folder already handled changes nothing, rather than
+    clearing that scan's report or resetting that resolution.
+
+    Returns (resolution, suggested, scanned, verdict, table, JSON report, choice message, prepare message,
+    settled)."""
+    if text == settled:
+        return (*[gr.update()] * 8, settled)
     suggestion = service.suggested_resolution(studio, text)
     current = int(resolution or service.DEFAULT_RESOLUTION)
     note = ""
@@ -125,7 +133,7 @@ def new_folder(studio, text: str, resolution, suggested):
         note = f"Training resolution set to {current} px: {why}. Press Scan to check the pictures."
     elif current == suggested:
         current = suggested = service.DEFAULT_RESOLUTION
-    return current, suggested, "", note, [], None, "", ""
+    return current, suggested, "", note, [], None, "", "", text
 
 
 def relist(studio, folder: str, show_all: bool):
@@ -181,9 +189,9 @@ def prepare(studio, folder: str, out_text: str, progress=gr.Progress()):
 def listen(ui: SimpleNamespace, studio, folder) -> None:
     ui.scan.click(partial(scan, studio), inputs=[folder, ui.resolution, ui.recursive, ui.show_all],
                   outputs=[ui.scanned, ui.verdict, ui.table, ui.report_file, ui.choice_message, ui.prepare_message])
-    folder.change(partial(new_folder, studio), inputs=[folder, ui.resolution, ui.suggested],
+    folder.change(partial(new_folder, studio), inputs=[folder, ui.resolution, ui.suggested, ui.settled],
                   outputs=[ui.resolution, ui.suggested, ui.scanned, ui.verdict, ui.table, ui.report_file,
-                           ui.choice_message, ui.prepare_message])
+                           ui.choice_message, ui.prepare_message, ui.settled], trigger_mode="always_last")
     ui.show_all.input(partial(relist, studio), inputs=[ui.scanned, ui.show_all],
                       outputs=[ui.table, ui.verdict])
     ui.table.input(partial(save_choices, studio), inputs=[ui.scanned, ui.table, ui.show_all],

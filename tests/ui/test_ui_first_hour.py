@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from plot_reading import assert_plot_matches_log, drawn_losses
+from plot_reading import assert_plot_matches_log
 from ui_helpers import ROOT, STATUS_JS, STEP_JS, fill, open_tab, pick
 
 STAR = ROOT / "assets" / "demo-datasets" / "star"
@@ -41,14 +41,19 @@ def _read_the_captions(page, screenshot_dir) -> None:
     page.screenshot(path=str(screenshot_dir / "captioning.png"), full_page=True)
 
 
+STEPS = 600  # the demo trains 1700; 600 draw stars at the high weights and keep the suite within its time
+
+
 def _train_the_demo(page, workspace, screenshot_dir):
-    """Apply the demo preset alone and train it as it ships; returns the run folder."""
+    """Apply the demo preset, cut to ``STEPS`` steps in the form; returns the run folder."""
     open_tab(page, "Training")
     pick(page, "preset-demo", "demo-star")
     page.click("#preset-apply")
     notes = _wait_text(page, "#preset-notes", "demo-star", timeout=60_000)
     assert "⚠" not in notes, f"the demo preset alone breaks no advice: {notes}"
     assert page.locator("#form-max_steps input, #form-max_steps textarea").first.input_value() == "1700"
+    fill(page, "form-max_steps", str(STEPS))
+    fill(page, "form-save_steps", "200")
     page.click("#train-start")
     _wait_text(page, "#train-message", "training started", timeout=60_000)
     page.wait_for_function(f"() => ({STEP_JS})() >= 8", timeout=300_000)
@@ -57,9 +62,8 @@ def _train_the_demo(page, workspace, screenshot_dir):
     assert_plot_matches_log(page, run_dir, at_least=8, lines=2)  # numeric axes; the validation line too
     page.wait_for_function(f"() => ({STATUS_JS})() === 'finished'", timeout=1_200_000)
     message = _wait_text(page, "#train-message", "✓ training finished", timeout=30_000)
-    assert "1700/1700 steps" in message, message
-    drawn, _ = drawn_losses(page, lines=2)  # both lines still seen at the end (the plot thins 1700 points out)
-    assert abs(drawn[0][0] - 1) < 5 and abs(drawn[-1][0] - 1700) < 5, (drawn[0], drawn[-1])
+    assert f"{STEPS}/{STEPS} steps" in message, message
+    assert_plot_matches_log(page, run_dir, at_least=STEPS, lines=2)  # both lines seen at the end too
     assert "prior images: 20" in page.locator("#train-log textarea").input_value()
     assert page.locator("#train-samples img").count() >= 2, "the validation prompts' samples are shown"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
@@ -100,9 +104,9 @@ def _checkpoint_grid(page) -> None:
     page.locator("#eval-steps input[type=number]").fill("8")
     page.locator("#eval-steps input[type=number]").press("Enter")
     page.click("#eval-render")
-    captions = _wait_text(page, "#eval-cells", "step 1500 ·", timeout=300_000)  # the new grid, not the last
-    assert page.locator("#eval-cells img").count() >= 4 * 6, "3 kept checkpoints and the final LoRA, 6 weights"
-    assert set(re.findall(r"step (\d+) ·", captions)) == {"1000", "1250", "1500"} and "final" in captions
+    captions = _wait_text(page, "#eval-cells", "step 400 ·", timeout=300_000)  # the new grid, not the last
+    assert page.locator("#eval-cells img").count() >= 3 * 6, "2 checkpoints and the final LoRA, 6 weights"
+    assert set(re.findall(r"step (\d+) ·", captions)) == {"200", "400"} and "final" in captions
 
 
 def test_the_first_hour_on_the_demo(page, studio_server, screenshot_dir):

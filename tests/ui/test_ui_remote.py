@@ -93,6 +93,9 @@ def test_a_share_link_user_reaches_only_the_workspace_and_brings_data_in_by_uplo
     assert "outside" in _wait_text(page, "dataset-prepare-message", "clean copy")
 
     open_tab(page, "Captioning")
+    page.wait_for_function(  # the Captioning tab follows the Dataset tab's folder first, as a user sees it
+        "(path) => document.querySelector('#caption-folder textarea, #caption-folder input').value === path",
+        arg=str(uploaded))
     fill(page, "caption-folder", str(sentinel / "photos"))
     page.click("#caption-load")
     assert "outside" in _wait_text(page, "caption-message", "outside")
