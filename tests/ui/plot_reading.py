@@ -58,14 +58,14 @@ def drawn_losses(page, lines: int = 1) -> tuple[list[tuple[float, float]], float
     return [(to_step(x), to_loss(y)) for x, y in training], max(loss_ticks) - min(loss_ticks)
 
 
-def assert_plot_matches_log(page, run_dir, at_least: int, lines: int = 1) -> int:
+def assert_plot_matches_log(page, run_dir, at_least: int, lines: int = 1, step_tolerance: float = 0.1) -> int:
     """Every drawn point lies on the loss log's value for its step (within 2 % of the axis), steps 1, 2, … in
-    order; returns how many points are drawn."""
+    order, each read within ``step_tolerance`` steps (a long run draws about 2 px a step: pass 2 there); returns
+    how many points are drawn."""
     points, span = drawn_losses(page, lines)
     logged = {record["step"]: record["loss"] for record in read_loss_log(run_dir)}
-    steps = [round(step) for step, _ in points]
-    assert steps == list(range(1, len(points) + 1)) and len(points) >= at_least, (steps, at_least)
-    for (step, loss), number in zip(points, steps):
-        assert abs(step - number) < 0.1, f"point {number} drawn at step {step:.2f}"
+    assert len(points) >= at_least, (len(points), at_least)
+    for number, (step, loss) in enumerate(points, start=1):
+        assert abs(step - number) < step_tolerance, f"point {number} drawn at step {step:.2f}"
         assert abs(loss - logged[number]) <= 0.02 * span, f"step {number}: drawn {loss:.4f}, log {logged[number]:.4f}"
     return len(points)
