@@ -117,3 +117,21 @@ def test_a1111_skips_an_attention_layer_of_sdxl_s_second_encoder_that_lacks_one_
     assert sorted(a1111.problems) == [f"{layer}{part}_proj is skipped: A1111 patches this attention layer of the second "
                               f"text encoder only with its q, k, v and out_proj together, and the file lacks k_proj"
                               for part in ("out", "q", "v")]
+
+
+def test_a_run_that_would_target_part_of_that_attention_is_refused_before_training():
+    from studio.train.adapters import AdapterError, add_lora_adapters
+
+    from .lora_models import sd15_layout_model, sdxl_layout_model
+
+    unet, texts = sdxl_layout_model()
+    config = SimpleNamespace(
+        effective_alpha=lambda: ALPHA, target_modules=ATTENTION, text_encoder_target_modules=["q_proj", "v_proj"],
+        lora_rank=RANK, lora_dropout=0.0, use_dora=False, dora_axis="webui", seed=3, train_text_encoder=True)
+    with pytest.raises(AdapterError) as refused:
+        add_lora_adapters(unet, texts, config, SDXL)
+    assert str(refused.value) == (
+        "text_encoder_target_modules has q_proj, v_proj but not k_proj, out_proj: A1111 patches SDXL's text encoder 2 "
+        "attention only with q_proj, k_proj, v_proj, out_proj together; add k_proj, out_proj or leave all of them out")
+    unet, text = sd15_layout_model()  # SD 1.x's encoder has no such layer: the same targets train
+    add_lora_adapters(unet, {"text_encoder": text}, config, SD1)
