@@ -89,6 +89,28 @@ def test_the_engine_never_imports_the_application_layer_or_the_ui():
     assert offenders == []
 
 
+def test_the_engine_never_imports_the_cli():
+    """The CLI (studio/cli/) is a front end: its verbs call the engine, and the engine keeps no command modules
+    that would import the CLI back (for its exit codes, say)."""
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)} imports {name}"
+        for package in ENGINE_PACKAGES
+        for path in (PACKAGE / package).rglob("*.py")
+        for name in _studio_imports(path)
+        if name == "studio.cli" or name.startswith("studio.cli.")
+    ]
+    relative = [
+        f"{path.relative_to(PACKAGE.parent)} imports ..cli"
+        for package in ENGINE_PACKAGES
+        for path in (PACKAGE / package).rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.level >= 2
+        and (node.module == "cli" or (node.module or "").startswith("cli.")
+             or (not node.module and any(alias.name == "cli" for alias in node.names)))
+    ]
+    assert offenders + relative == []
+
+
 def test_the_tabs_import_only_the_application_layer():
     """A tab reaches the engine through ``studio.app`` (the studio's parts, and the engine names it re-exports)."""
     offenders = [

@@ -48,3 +48,31 @@ def test_resume_latest_without_a_checkpoint_is_a_clear_user_error(tmp_path, caps
     code = main(["train", "--quiet", "--set", f"output_dir={tmp_path}", "--resume", "latest"])
     assert code == EXIT_USER_ERROR
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_graceful_stop_asks_first_interrupts_second_and_restores_the_handler(capsys):
+    import os
+    import signal
+
+    from studio.cli.console import graceful_stop
+
+    def before(_signum, _frame):
+        raise AssertionError("the handler in place before must not run inside graceful_stop")
+
+    previous = signal.signal(signal.SIGINT, before)
+    try:
+        with pytest.raises(KeyboardInterrupt), graceful_stop("stopping after this step") as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.is_set()
+            assert "stopping after this step (Ctrl-C again to abort)" in capsys.readouterr().err
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_every_verb_returns_the_same_exit_code_values():
+    from studio.cli import exits
+
+    assert (exits.EXIT_OK, exits.EXIT_FINDINGS, exits.EXIT_USER_ERROR, exits.EXIT_FAILED, exits.EXIT_STOPPED) == (
+        0, 1, 2, 3, 130)

@@ -1,7 +1,7 @@
 """LoRA files: diffusers and kohya/WebUI formats, their metadata, reading either back, and which keys ComfyUI and
 A1111 load (``check.py``).
 
-The names below are imported on first use, so ``studio.py inspect`` (``commands.py``) registers without torch.
+The names below are imported on first use, so ``studio.py inspect`` (``studio/cli/lora.py``) registers without torch.
 """
 from __future__ import annotations
 

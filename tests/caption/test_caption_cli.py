@@ -78,23 +78,23 @@ def test_ctrl_c_writes_what_is_captioned_and_missing_only_finishes(tiny_blip_dir
     import os
     import signal
 
-    from studio.caption import commands
     from studio.cli import EXIT_STOPPED
+    from studio.cli.console import CountBar
 
-    original = commands._ProgressBar.__call__
+    original = CountBar.__call__
 
     def interrupt_after_first_batch(self, done, total):
         original(self, done, total)
         if done == 2:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(commands._ProgressBar, "__call__", interrupt_after_first_batch)
+    monkeypatch.setattr(CountBar, "__call__", interrupt_after_first_batch)
     output = image_folder / "metadata.csv"
     args = ["caption", "--input", str(image_folder), "--output", str(output), "--model", str(tiny_blip_dir),
             "--batch-size", "2", "--quiet"]
     assert main(args) == EXIT_STOPPED
     assert "--missing-only" in capsys.readouterr().err
     assert [r.filename for r in read_metadata(output).records] == ["a.png", "b.jpg"]
-    monkeypatch.setattr(commands._ProgressBar, "__call__", original)
+    monkeypatch.setattr(CountBar, "__call__", original)
     assert main(args + ["--missing-only"]) == EXIT_OK
     assert read_metadata(output, image_folder).problems == []

@@ -199,7 +199,7 @@ def test_recursive_option_and_hidden_folders(tmp_path):
 
 
 def test_scan_modules_start_without_torch():
-    code = ("import sys, studio.data.scan, studio.data.prepare, studio.data.commands; "
+    code = ("import sys, studio.data.scan, studio.data.prepare, studio.cli.data; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 

@@ -14,7 +14,7 @@ def test_eval_cli_grid_writes_grid_png_cells_and_index(trained_run, tmp_path, ca
                  "--steps", "2", "--sampler", "Euler", "--reference", "--quiet", "--out", str(out),
                  "--lora-dir", str(trained_run.parent)])
     assert code == EXIT_OK, capsys.readouterr().err
-    assert "studio.eval.commands" in COMMAND_MODULES
+    assert "studio.cli.evaluate" in COMMAND_MODULES
     assert (out / "grid.png").is_file()
     assert len(list((out / "cells").glob("*.png"))) == 4 * 4
     index = json.loads((out / "grid.json").read_text())

@@ -7,13 +7,12 @@ captioned so far is written; ``--missing-only`` continues). lint: 0 no errors (w
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 from dataclasses import asdict
 from pathlib import Path
 
-EXIT_LINT_ERRORS = 1
+from studio.cli.console import CountBar, graceful_stop, print_error
+from studio.cli.exits import EXIT_FINDINGS, EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
 
 
 def register(subparsers) -> None:
@@ -57,7 +56,6 @@ def register(subparsers) -> None:
 def cmd_caption(args) -> int:
     from studio.caption.blip import CaptionModelError, caption_folder, list_images, load_captioner
     from studio.caption.edits import EditError, apply_template
-    from studio.cli import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
     from studio.data import DatasetError, write_metadata
 
     folder, output = Path(args.input), Path(args.output)
@@ -77,22 +75,19 @@ def cmd_caption(args) -> int:
             return EXIT_OK if kept else EXIT_USER_ERROR
         captioner = load_captioner(args.model, device=args.device, dtype=args.precision)
     except (EditError, DatasetError, CaptionModelError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return EXIT_USER_ERROR
     print(f"captioning {len(todo)} image(s) with {captioner.source} on {captioner.device}", file=sys.stderr)
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, _stop_handler(stop))
     try:
-        with _ProgressBar(len(todo), args.quiet) as progress:
+        with (graceful_stop("stopping after this batch and writing what is captioned") as stop,
+              CountBar("image", args.quiet, total=len(todo)) as progress):
             records = caption_folder(folder, captioner, template=args.template, prefix=args.prefix,
                                      suffix=args.suffix, batch_size=args.batch_size, progress=progress,
                                      should_stop=stop.is_set, skip={r.filename for r in kept},
                                      max_new_tokens=args.max_new_tokens, prompt=args.prompt)
     except DatasetError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return EXIT_USER_ERROR
-    finally:
-        signal.signal(signal.SIGINT, previous)
     write_metadata(output, list(kept) + records)
     print(f"wrote {len(records)} caption(s) to {output}; check them with: python studio.py lint {output}")
     if len(records) < len(todo):
@@ -107,7 +102,6 @@ def cmd_lint(args) -> int:
     from studio.caption.lint import DEFAULT_SYNONYMS, count_severities, lint_file
     from studio.caption.markup import split_tags
     from studio.caption.tokens import TokenizerError, load_token_counter
-    from studio.cli import EXIT_OK, EXIT_USER_ERROR
     from studio.data import DatasetError, read_metadata
 
     groups = [] if args.no_default_synonyms else list(DEFAULT_SYNONYMS)
@@ -118,7 +112,7 @@ def cmd_lint(args) -> int:
                              max_tokens=args.max_tokens)
         chart = keyword_chart(read_metadata(args.csv).records, args.chart) if args.chart else None
     except (DatasetError, TokenizerError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return EXIT_USER_ERROR
     counts = count_severities(findings)
     if args.json:
@@ -131,7 +125,7 @@ def cmd_lint(args) -> int:
             print(f"{args.csv}: {finding}")
         print(f"{args.csv}: {counts['error']} error(s), {counts['warning']} warning(s); tokens counted with "
               f"{counter.source}" + (f"; keyword chart: {chart}" if chart else ""), file=sys.stderr)
-    return EXIT_LINT_ERRORS if counts["error"] else EXIT_OK
+    return EXIT_FINDINGS if counts["error"] else EXIT_OK
 
 
 def _kept_rows(output: Path):
@@ -142,35 +136,3 @@ def _kept_rows(output: Path):
     table = read_metadata(output)
     check_rewritable(output, table)
     return table.records
-
-
-def _stop_handler(stop: threading.Event):
-    def request_stop(_signum, _frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        print("\nstopping after this batch and writing what is captioned (Ctrl-C again to abort)", file=sys.stderr)
-        stop.set()
-
-    return request_stop
-
-
-class _ProgressBar:
-    """A tqdm bar on stderr as a ``progress(done, total)`` callback (or nothing with ``quiet``)."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.total, self.quiet, self.bar = total, quiet, None
-
-    def __enter__(self):
-        if not self.quiet:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, unit="image", dynamic_ncols=True, file=sys.stderr)
-        return self
-
-    def __call__(self, done: int, _total: int) -> None:
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-
-    def __exit__(self, *_exc) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -1,15 +1,17 @@
-"""``studio.py inspect FILE``: what a LoRA file is and whether ComfyUI and A1111 load it (``check.py``).
+"""``studio.py inspect FILE``: what a LoRA file is and whether ComfyUI and A1111 load it (``studio/lora/check.py``).
 
 Exit codes: 0 every key loads in both clients, 1 some key would not load or would load wrongly, 2 the file cannot
 be read as a LoRA.
 """
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
+from studio.cli.console import print_error
+from studio.cli.exits import EXIT_FINDINGS, EXIT_OK, EXIT_USER_ERROR
+
 if TYPE_CHECKING:  # torch is imported only when the command runs
-    from .check import LoraReport, Module
+    from studio.lora.check import LoraReport, Module
 
 LONG_VALUE = 100  # metadata values longer than this (tag frequencies, dataset lists) are shortened
 LISTED = 8  # keys listed per client before "… and N more"
@@ -77,19 +79,20 @@ def report_text(report: LoraReport) -> str:
 
 
 def cmd_inspect(args) -> int:
-    from .check import check_file
-    from .formats import LoraFormatError
+    from studio.lora.check import check_file
+    from studio.lora.formats import LoraFormatError
 
     try:
         report = check_file(args.file, family=args.family or "")
     except (LoraFormatError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        print_error(error)
+        return EXIT_USER_ERROR
     print(report_text(report))
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_FINDINGS
 
 
 def register(subparsers) -> None:
+    """Add the ``inspect`` sub-command to the studio's argument parser."""
     inspect = subparsers.add_parser(
         "inspect", help="what a LoRA file holds and whether ComfyUI and A1111 load every key of it")
     inspect.add_argument("file", help="a LoRA .safetensors file (or a folder holding pytorch_lora_weights.safetensors)")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sys
 import time
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+from studio.cli.console import CountBar, print_error
+from studio.cli.exits import EXIT_FINDINGS, EXIT_OK, EXIT_USER_ERROR
 
 
 def register(subparsers) -> None:
@@ -52,14 +53,12 @@ def cmd_scan(args) -> int:
     if args.resolution < 8:
         return _usage(f"--resolution {args.resolution} is too small; give the side the LoRA trains at, such as 512.")
     started = time.perf_counter()
-    bar = _ProgressBar(args.quiet)
     try:
-        report = scan_folder(args.folder, recursive=args.recursive, min_side=args.min_side or args.resolution,
-                             workers=args.workers, progress=bar)
+        with CountBar("img", args.quiet, leave=False) as bar:
+            report = scan_folder(args.folder, recursive=args.recursive, min_side=args.min_side or args.resolution,
+                                 workers=args.workers, progress=bar)
     except DatasetError as error:
         return _usage(str(error))
-    finally:
-        bar.close()
     _print_report(report, time.perf_counter() - started, args.quiet)
     if args.json:
         try:
@@ -76,9 +75,9 @@ def cmd_scan(args) -> int:
             return _usage(str(error))
         print(result.summary())
         print(report.verdict)
-        return EXIT_OK if _copy_ready(result) else EXIT_ERRORS
+        return EXIT_OK if _copy_ready(result) else EXIT_FINDINGS
     print(report.verdict)
-    return EXIT_ERRORS if report.needs_action else EXIT_OK
+    return EXIT_FINDINGS if report.needs_action else EXIT_OK
 
 
 def _copy_ready(result) -> bool:
@@ -94,8 +93,8 @@ def _copy_ready(result) -> bool:
 
 
 def _usage(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    print_error(message)
+    return EXIT_USER_ERROR
 
 
 def _print_report(report, seconds: float, quiet: bool) -> None:
@@ -111,24 +110,3 @@ def _print_report(report, seconds: float, quiet: bool) -> None:
         print(f"error: {problem}", file=sys.stderr)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
-
-
-class _ProgressBar:
-    """A tqdm bar on stderr fed by ``progress(done, total)``; silent with ``quiet``."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="img", dynamic_ncols=True, file=sys.stderr, leave=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -5,10 +5,10 @@ Exit codes: 0 done, 2 a problem with what was passed (LoRA, model, prompt, weigh
 """
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 from pathlib import Path
+
+from studio.cli.console import CountBar, graceful_stop, print_error
+from studio.cli.exits import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
 
 
 def _common(parser, prompt_required: bool) -> None:
@@ -59,7 +59,7 @@ def register(subparsers) -> None:
 
 
 def _spec(args, lora: str, prompts: list[str]):
-    from .spec import GridSpec, parse_seeds, parse_weights
+    from studio.eval.spec import GridSpec, parse_seeds, parse_weights
 
     checkpoints = [c.strip() for c in args.checkpoints.split(",") if c.strip()]
     return GridSpec(
@@ -71,51 +71,27 @@ def _spec(args, lora: str, prompts: list[str]):
     )
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+def _grid_user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions of a grid that mean "fix what you passed" (LoRA, model, prompt, weights)."""
+    from studio.eval.spec import EvalError
     from studio.lora import LoraFormatError
     from studio.models import ModelLoadError
-
-    from .spec import EvalError
 
     return (EvalError, ModelLoadError, LoraFormatError, FileNotFoundError)
 
 
 def _run(spec, out_dir: Path, quiet: bool):
     """``render_grid`` with a progress bar and Ctrl-C as a clean stop."""
-    from tqdm import tqdm
+    from studio.eval.grid import render_grid
 
-    from .grid import render_grid
-
-    stop = threading.Event()
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if quiet:
-            return
-        if bar is None:
-            bar = tqdm(total=total, unit="image", dynamic_ncols=True)
-        bar.update(done - bar.n)
-
-    def request_stop(_signum, _frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        print("\nstopping after this batch (Ctrl-C again to abort)", file=sys.stderr)
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, request_stop)
-    try:
+    with CountBar("image", quiet) as progress, graceful_stop("stopping after this batch") as stop:
         return render_grid(spec, out_dir, progress=progress, should_stop=stop.is_set)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if bar is not None:
-            bar.close()
 
 
 def _print_summary(result) -> None:
     """Where the files went, the prompts as drawn, then the numbers of the rows the verdict reads."""
-    from .spec import weight_label
-    from .verdict import rows_read
+    from studio.eval.spec import weight_label
+    from studio.eval.verdict import rows_read
 
     print(f"grid: {result.grid_png}")
     print(f"cells: {result.grid_png.parent / 'cells'} ({len(result.cells)} pictures)")
@@ -138,12 +114,10 @@ def _print_summary(result) -> None:
 
 
 def cmd_grid(args) -> int:
-    from studio.cli import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
-
     try:
         result = _run(_spec(args, args.lora, args.prompt), Path(args.out), args.quiet)
-    except _user_errors() as error:
-        print(f"error: {error}", file=sys.stderr)
+    except _grid_user_errors() as error:
+        print_error(error)
         return EXIT_USER_ERROR
     _print_summary(result)
     return EXIT_STOPPED if result.stopped else EXIT_OK
@@ -151,8 +125,8 @@ def cmd_grid(args) -> int:
 
 def default_prompts(run_dir: Path, count: int = 2) -> list[str]:
     """The first ``count`` distinct captions of the run's training data, for ``evaluate`` without ``--prompt``."""
-    from .spec import EvalError
-    from .trigger import run_captions
+    from studio.eval.spec import EvalError
+    from studio.eval.trigger import run_captions
 
     prompts = list(dict.fromkeys(run_captions(run_dir)[0]))[:count]
     if not prompts:
@@ -162,13 +136,11 @@ def default_prompts(run_dir: Path, count: int = 2) -> list[str]:
 
 
 def cmd_evaluate(args) -> int:
-    from studio.cli import EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
-
-    from .loss import diagnose_run
-    from .report import write_evaluation
-    from .resolve import is_run_dir
-    from .spec import EvalError
-    from .verdict import make_verdict
+    from studio.eval.loss import diagnose_run
+    from studio.eval.report import write_evaluation
+    from studio.eval.resolve import is_run_dir
+    from studio.eval.spec import EvalError
+    from studio.eval.verdict import make_verdict
 
     run_dir = Path(args.run_dir)
     try:
@@ -178,8 +150,8 @@ def cmd_evaluate(args) -> int:
         prompts = args.prompt or default_prompts(run_dir)
         result = _run(_spec(args, str(run_dir), prompts), Path(args.out) if args.out else run_dir / "evaluation",
                       args.quiet)
-    except _user_errors() as error:
-        print(f"error: {error}", file=sys.stderr)
+    except _grid_user_errors() as error:
+        print_error(error)
         return EXIT_USER_ERROR
     diagnosis = diagnose_run(run_dir)
     verdict = make_verdict(result.metrics, diagnosis)
