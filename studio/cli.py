@@ -11,8 +11,15 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from studio.train.events import (
+    CheckpointEvent, DoneEvent, LogEvent, StartEvent, StepEvent, TrainEvent, WarningEvent,
+)
+
+if TYPE_CHECKING:
+    from studio.train.control import TrainingCommands
 
 EXIT_OK, EXIT_USER_ERROR, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 130
 
@@ -27,9 +34,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from studio.data import DatasetError
     from studio.models import ModelLoadError
     from studio.train.adapters import AdapterError
-    from studio.train.checkpoint import ResumeError
     from studio.train.lock import RunFolderError
     from studio.train.memory import NotEnoughMemory
+    from studio.train.resume import ResumeError
 
     return (ConfigError, DatasetError, ModelLoadError, ResumeError, AdapterError, RunFolderError, NotEnoughMemory,
             FileNotFoundError)
@@ -56,45 +63,59 @@ class _ProgressBar:
         self.quiet = quiet
         self.bar = None
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: TrainEvent) -> None:
         if self.quiet:
-            if event.kind in ("warning", "checkpoint", "done"):
-                print(f"[{event.kind}] {event.message or event.path}", file=sys.stderr)
+            if isinstance(event, (WarningEvent, CheckpointEvent, DoneEvent)):
+                print(_event_line(event), file=sys.stderr)
             return
-        from tqdm import tqdm
+        match event:
+            case StartEvent():
+                from tqdm import tqdm
 
-        if event.kind == "start":
-            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", dynamic_ncols=True)
-        elif event.kind == "step" and self.bar is not None:
-            self.bar.update(event.step - self.bar.n)
-            self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", epoch=event.epoch)
-        elif event.kind in ("warning", "checkpoint", "log"):
-            text = f"[{event.kind}] {event.message or event.path}"
-            (self.bar.write(text, file=sys.stderr) if self.bar is not None else print(text, file=sys.stderr))
-        elif event.kind == "done" and self.bar is not None:
-            self.bar.close()
+                self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", dynamic_ncols=True)
+            case StepEvent() if self.bar is not None:
+                self.bar.update(event.step - self.bar.n)
+                self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", epoch=event.epoch)
+            case WarningEvent() | CheckpointEvent() | LogEvent():
+                text = _event_line(event)
+                (self.bar.write(text, file=sys.stderr) if self.bar is not None else print(text, file=sys.stderr))
+            case DoneEvent() if self.bar is not None:
+                self.bar.close()
 
 
-def _print_json_event(event) -> None:
+def _event_line(event: LogEvent | WarningEvent | CheckpointEvent | DoneEvent) -> str:
+    """``[warning] …``, ``[log] …``, ``[checkpoint] <folder>``, ``[done] finished``."""
+    match event:
+        case CheckpointEvent():
+            return f"[checkpoint] {event.path}"
+        case DoneEvent():
+            return f"[done] {event.status}"
+        case _:
+            return f"[{event.kind}] {event.message}"
+
+
+def _print_json_event(event: TrainEvent) -> None:
     """``--json-events``: one JSON line per event on stdout, flushed (the studio reads them from a pipe)."""
     import json
 
     print(json.dumps(event.to_dict()), flush=True)
 
 
-def _stop_check(stop: threading.Event, stop_file: str | None):
-    """``should_stop``: Ctrl-C, or (``--stop-file``) the file appeared."""
-    if not stop_file:
-        return stop.is_set
-    path = Path(stop_file)
-    return lambda: stop.is_set() or path.exists()
+def _training_commands(stop_file: str | None, command_file: str | None) -> TrainingCommands:
+    """Ctrl-C's commands; with ``--stop-file`` / ``--command-file`` also the ones another process writes (the
+    command file is read by the main process only: the run shares its requests with the other processes)."""
+    from studio.train.control import FileCommands, TrainingCommands
+
+    if not (stop_file or command_file):
+        return TrainingCommands()
+    return FileCommands(stop_file, command_file, follow_file=_is_main_process())
 
 
 def _launch_processes(args) -> int:
     """``--num-processes N``: the same command under ``accelerate launch`` (data-parallel, one process per device)."""
     import socket
 
-    from studio.train.run import check_resume_folder_free
+    from studio.train.resume import check_resume_folder_free
 
     try:  # a run folder in use or nothing to resume: said here once, not by each process through the launcher
         check_resume_folder_free(load_cli_config(args.config, args.set or [], args.resume))
@@ -120,6 +141,8 @@ def _launch_processes(args) -> int:
         command.append("--json-events")
     if args.stop_file:
         command += ["--stop-file", args.stop_file]
+    if args.command_file:
+        command += ["--command-file", args.command_file]
     import subprocess
 
     return subprocess.call(command)
@@ -142,19 +165,19 @@ def cmd_train(args) -> int:
     except _user_errors() as error:
         _print_error(error)
         return EXIT_USER_ERROR
-    stop = threading.Event()
+    commands = _training_commands(args.stop_file, args.command_file)
 
     def request_stop(signum, _frame):
-        if stop.is_set():
+        if commands.stop_requested:
             raise KeyboardInterrupt
         print("\nstopping after this step and saving a checkpoint (Ctrl-C again to abort)", file=sys.stderr)
-        stop.set()
+        commands.stop()
 
     previous = signal.signal(signal.SIGINT, request_stop)
     try:
         emit = (_print_json_event if args.json_events else _ProgressBar(args.quiet)) if main_process else (
             lambda event: None)
-        result = run_training(config, emit=emit, should_stop=_stop_check(stop, args.stop_file))
+        result = run_training(config, emit=emit, commands=commands)
     except _user_errors() as error:
         if main_process:
             _print_error(error)
@@ -235,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print every training event as one JSON line on stdout instead of the progress bar")
     train.add_argument("--stop-file", metavar="PATH",
                        help="stop after the current step (saving a checkpoint) as soon as this file exists")
+    train.add_argument("--command-file", metavar="PATH",
+                       help="a file another program appends requests to, one a line: 'save' (a checkpoint now), "
+                            "'sample' (the samples now) or 'stop'")
     train.set_defaults(handler=cmd_train)
     check = sub.add_parser("check-config", help="print the normalised config, or what is wrong with it")
     check.add_argument("config", help="YAML config file")

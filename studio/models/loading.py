@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-import studio
+from studio.util.paths import repo_root
 
 from . import single_file
 from .families import Components, Family, family_named, family_of_index, family_of_pipeline
@@ -38,7 +38,7 @@ class ModelLoadError(ValueError):
 
 def default_model_path() -> Path:
     """Where the embedded toy-world model lives (a diffusers folder)."""
-    return Path(studio.__file__).parent.parent / "assets" / "toy-world"
+    return repo_root() / "assets" / "toy-world"
 
 
 def toy_world_models() -> list[Path]:

@@ -66,10 +66,10 @@ def add_lora_adapters(unet, text_encoders: dict, config, family=None) -> list[to
 
         for model in models:
             add_input_axis_dora(model, ADAPTER)
-    params = [p for model in models for p in model.parameters() if p.requires_grad]
-    for param in params:
-        param.data = param.data.float()
-    return params
+    from diffusers.training_utils import cast_training_params
+
+    cast_training_params(models, dtype=torch.float32)
+    return [p for model in models for p in model.parameters() if p.requires_grad]
 
 
 def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

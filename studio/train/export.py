@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .adapters import adapter_state
+from .run_folder import webui_file_name
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -69,7 +70,7 @@ def write_webui_lora(folder: Path, setup, dtype: torch.dtype, run_info: dict | N
     unet, text = lora_states(setup, dtype)
     family = setup.components.family
     return save_kohya_lora(
-        Path(folder) / f"{config.resolved_output_name()}.safetensors", unet, text,
+        Path(folder) / webui_file_name(config.resolved_output_name()), unet, text,
         rank=config.lora_rank, alpha=config.effective_alpha(), family=family,
         metadata=build_kohya_metadata(kohya_values(setup, run_info or {}, step, epoch), family),
         unet_config=dict(setup.accelerator.unwrap_model(setup.components.unet).config), layout=base_layout(setup),
