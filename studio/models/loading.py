@@ -154,7 +154,8 @@ def _quiet_dtype(dtype: torch.dtype) -> dict:
 
 
 def _check_no_adapter_weights(folder: Path) -> None:
-    """Refuse folders saved after ``add_adapter`` (spike pitfall 4): their ``base_layer`` keys reload as random."""
+    """Refuse folders saved after ``add_adapter``: peft renames the wrapped weights ``….base_layer.weight``, so
+    ``from_pretrained`` finds no weight under the original names and leaves those layers randomly initialised."""
     for weights in sorted(folder.glob("*/*.safetensors")):
         keys, _ = single_file.read_header(weights)
         if any(".base_layer." in key or ".lora_A." in key for key in keys):

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from studio.config import TrainConfig
+    from studio.models.families import Family
 
 ADAPTER = "default"
 
@@ -39,7 +44,8 @@ def _check_targets(model: torch.nn.Module, targets: list[str], where: str) -> No
         )
 
 
-def add_lora_adapters(unet, text_encoders: dict, config, family=None) -> list[torch.nn.Parameter]:
+def add_lora_adapters(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.Module], config: TrainConfig,
+                      family: Family | None = None) -> list[torch.nn.Parameter]:
     """Freeze the base, add seeded LoRA adapters, and return the trainable parameters (kept in fp32).
 
     ``text_encoders``: ``{component: module}`` (one for SD 1.x, two for SDXL); with ``train_text_encoder`` every
@@ -165,7 +171,8 @@ def read_lora_file(path: str | Path, unet, text_encoders: dict, family=None) -> 
     return convert_unet_state_dict_to_peft(unet_part), texts, alpha
 
 
-def load_initial_lora(unet, text_encoders: dict, path: str | Path, config, family=None) -> None:
+def load_initial_lora(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.Module], path: str | Path,
+                      config: TrainConfig, family: Family | None = None) -> None:
     """Start from an existing LoRA file (diffusers or kohya format): incremental training.
 
     When the file's alpha differs from this run's, ``lora_B`` is rescaled so the LoRA's effect is unchanged.
