@@ -137,8 +137,7 @@ def test_several_processes_refuse_a_busy_run_folder_with_the_sentence(resumable,
     assert launched.returncode == 0, launched.stderr[-3000:]
     said = [(tmp_path / f"rank-{rank}").read_text() for rank in (0, 1)]
     assert all(line.startswith(f"refused: {sentence}") for line in said), said
-    assert json.loads((run_dir / LOCK_FILE).read_text())["pid"] == holder.pid
-    assert len(RunFolder(run_dir).checkpoints()) == 1
+    assert json.loads((run_dir / LOCK_FILE).read_text())["pid"] == holder.pid and len(RunFolder(run_dir).checkpoints()) == 1
 
 
 def test_a_killed_runs_lock_and_temp_files_are_taken_over_and_cleared_at_resume(resumable):
