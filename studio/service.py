@@ -1,35 +1,27 @@
 """The studio's service facade: what the UI tabs call, with plain dataclasses and paths (no gradio here).
 
-One ``Studio`` per app: it owns the workspace, the training job and the pipeline cache — no module globals.
+One ``Studio`` per app: it owns the workspace, the training job, and the parts the tabs call in ``studio.app``
+(``datasets``, ``captions``, ``evaluation``, ``runs``) — no module globals.
 The UI never builds a ``TrainConfig`` from widgets itself: it hands YAML text and field changes to
 ``config_yaml_with`` and gets YAML back, so the dataclass stays the single source of truth.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from studio.app.access import Access, parse_data_dir
-from studio.app.confine import confine_config, confine_file_inside, confine_model_source
+from studio.app.captions import CaptionDesk
+from studio.app.confine import confine_config, confine_model_source
+from studio.app.datasets import Datasets
+from studio.app.errors import DebugLog, StudioError
+from studio.app.evaluation import Evaluation
+from studio.app.runs import Runs
 from studio.jobs import TrainingJob
 from studio.util.paths import repo_root
 
 REPO_ROOT = repo_root()
-DEMO_ROOT = REPO_ROOT / "assets" / "demo-datasets"
-
-
-class StudioError(ValueError):
-    """A user-facing problem; the message says what to do."""
-
-
-@dataclass
-class DatasetView:
-    folder: Path
-    rows: list[tuple[str, str]]  # (filename, prompt)
-    images: list[Path]
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -60,53 +52,16 @@ class Studio:
         self.access = Access.for_remote(self.workspace, roots) if remote else Access.for_operator(self.workspace)
         self.output_dir = self.workspace / "output"
         self.training = TrainingJob(debug_log=self.workspace / "logs" / "training-errors.log")
-        self.pipeline_cache: dict = {}
+        self.debug_log = DebugLog(self.workspace / "logs" / "studio-errors.log")  # the pages' failures
+        self.datasets = Datasets(self.workspace, self.access)
+        self.captions = CaptionDesk(self)
+        self.evaluation = Evaluation(self)
+        self.runs = Runs(self)
 
-    # ---- datasets -----------------------------------------------------------------------------------
-    def demo_datasets(self) -> dict[str, Path]:
-        if not DEMO_ROOT.is_dir():
-            return {}
-        return {p.name: p for p in sorted(DEMO_ROOT.iterdir()) if (p / "metadata.csv").is_file()}
-
-    def dataset_folder(self, text: str) -> Path:
-        """A folder the user named (a demo name or a path) that this user may read; it must exist."""
-        text = (text or "").strip()
-        if not text:
-            raise StudioError("type the path of a folder with images and metadata.csv, or pick a demo dataset")
-        demo = self.demo_datasets().get(text)
-        folder = demo or self.access.resolve(text, what="the dataset folder")
-        if not folder.is_dir():  # a link that loops back on itself is no folder either
-            raise StudioError(f"{folder} is not a folder; check the path")
-        if not self.access.remote and not Path(text).expanduser().is_absolute():
-            folder = folder.resolve()
-        return folder
-
+    # ---- access -----------------------------------------------------------------------------------------
     def writable(self, path: Path, what: str) -> Path:
         """``path`` if this user may write it (AccessError says why not): the one check before every write."""
         return self.access.resolve(path, write=True, what=what)
-
-    def import_dataset_zip(self, zip_path: str | Path, name: str = ""):
-        """Unpack an uploaded dataset zip into ``<workspace>/datasets/<name>`` (see ``studio.app.uploads``)."""
-        from studio.app.uploads import unpack_dataset_zip
-
-        return unpack_dataset_zip(zip_path, self.workspace / "datasets", name)
-
-    def load_dataset(self, text: str) -> DatasetView:
-        """The folder's pictures and captions, as the Dataset tab shows them (``dataset_service.dataset_view``)."""
-        from studio.dataset_service import dataset_view
-
-        return dataset_view(self, text)
-
-    def save_captions(self, text: str, rows: list[tuple[str, str]]) -> Path:
-        """Write ``metadata.csv`` atomically, keeping the previous file as ``metadata.csv.bak``."""
-        from studio.data import CaptionRecord, write_metadata
-
-        folder = self.dataset_folder(text)
-        self.writable(folder / "metadata.csv", "the captions file")
-        records = [CaptionRecord(str(f).strip(), str(p or "").strip()) for f, p in rows if str(f or "").strip()]
-        if not records:
-            raise StudioError("the table is empty: nothing to save")
-        return write_metadata(folder / "metadata.csv", records)
 
     # ---- configuration ------------------------------------------------------------------------------
     def default_config(self):
@@ -216,56 +171,6 @@ class Studio:
             if name_or_path in (run.name, str(run.path), run.label):
                 return run
         raise StudioError(f"no run named {name_or_path!r} under {self.output_dir}; train one first")
-
-    def render_grid(self, run_label: str, checkpoint: str, prompts: list[str], seeds: list[int],
-                    weights: list[float], steps: int = 25, guidance: float = 5.0, sampler: str = "ddim",
-                    trigger: str = "", all_checkpoints: bool = False, progress=None):
-        """Render the weight grid of a run (or of all its checkpoints); returns (GridResult, evaluation.md text).
-
-        The verdict (recommended weights, best checkpoint, loss-curve diagnosis) is written to the run's
-        ``evaluation.md``; the pipeline stays cached for the next grid.
-        """
-        from studio.eval import GridSpec, render_grid, write_evaluation
-        from studio.eval.loss import diagnose_run
-
-        run = self.find_run(run_label)
-        if all_checkpoints:
-            lora, checkpoints = run.path, ["all"]
-        elif checkpoint in ("", "final", None):
-            lora, checkpoints = run.final_lora, []
-        else:
-            lora, checkpoints = confine_file_inside(checkpoint, run.path, "the checkpoint"), []
-        if lora is None:
-            raise StudioError(f"run {run.name} has no final LoRA yet; pick one of its checkpoints")
-        prompts = [p.strip() for p in prompts if p.strip()]
-        if not prompts:
-            raise StudioError("write at least one prompt (one per line)")
-        self._check_prompt_loras(prompts, run.path)
-        base_model = confine_model_source(run.base_model, self.access, "the run's base model")
-        spec = GridSpec(lora=str(lora), base_model=base_model, prompts=prompts, seeds=seeds, weights=weights,
-                        steps=steps, guidance=guidance, sampler=sampler, trigger=trigger, checkpoints=checkpoints,
-                        lora_dirs=[str(self.output_dir)])
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        result = render_grid(spec, run.path / "eval" / f"grid-{stamp}", progress=progress,
-                             pipeline_cache=self.pipeline_cache)
-        report = write_evaluation(run.path, result, diagnose_run(run.path))
-        return result, report.read_text(encoding="utf-8")
-
-    def _check_prompt_loras(self, prompts: list[str], run_dir: Path) -> None:
-        """Every ``<lora:name:w>`` of the prompts names a LoRA this user may read (names are looked up as the grid
-        looks them up: in the workspace's runs and beside this run)."""
-        from studio.eval import EvalError
-        from studio.eval.prompts import parse_prompt
-        from studio.eval.resolve import default_search_dirs, resolve_lora
-
-        search_dirs = default_search_dirs(run_dir, [str(self.output_dir)])
-        for prompt in prompts:
-            for tag in parse_prompt(prompt).loras:
-                try:
-                    found = resolve_lora(tag.name, search_dirs)
-                except EvalError:
-                    continue  # the grid reports the missing LoRA with its own message
-                self.access.resolve(Path(found).resolve(), what=f"<lora:{tag.name}>")
 
 
 def _with(config, **changes):

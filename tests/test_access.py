@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 
-from studio import dataset_service
 from studio.app.access import AccessError, is_loopback, parse_data_dir
-from studio.caption_service import CaptionDesk
 from studio.data.synthetic import synthetic_image
 from studio.service import Studio
 
@@ -82,25 +80,25 @@ def test_loopback_hosts_are_told_apart_from_reachable_ones():
 def test_a_remote_user_cannot_load_scan_or_caption_a_host_folder(remote, untouched):
     photos = str(untouched / "photos")
     with pytest.raises(AccessError, match="outside the folders this studio shares"):
-        remote.load_dataset(photos)
+        remote.datasets.load(photos)
     with pytest.raises(AccessError, match="outside"):
-        dataset_service.scan_dataset(remote, photos)
+        remote.datasets.scan(photos)
     with pytest.raises(AccessError, match="outside"):
-        CaptionDesk(remote).open(photos)
+        remote.captions.open(photos)
     with pytest.raises(AccessError, match="outside"):
-        remote.save_captions(photos, [("p0.png", "overwritten")])
+        remote.datasets.save_captions(photos, [("p0.png", "overwritten")])
     for climb in ("../host/photos", "workspace/../../host/photos"):
         with pytest.raises(AccessError):
-            remote.load_dataset(climb)
+            remote.datasets.load(climb)
     assert remote.access.resolve("~/") == remote.workspace / "~"  # no way into the server's home folder
 
 
 def test_a_link_inside_the_workspace_does_not_lead_out_of_it(remote, untouched):
     (remote.workspace / "shortcut").symlink_to(untouched / "photos")
     with pytest.raises(AccessError, match="shortcut"):
-        remote.load_dataset(str(remote.workspace / "shortcut"))
+        remote.datasets.load(str(remote.workspace / "shortcut"))
     with pytest.raises(AccessError):
-        remote.save_captions("shortcut", [("p0.png", "overwritten")])
+        remote.datasets.save_captions("shortcut", [("p0.png", "overwritten")])
 
 
 @pytest.mark.parametrize("setting, value", [
@@ -155,11 +153,11 @@ def test_a_config_file_outside_the_roots_is_not_imported_but_an_upload_is(remote
 
 def test_prepare_writes_only_where_a_remote_user_may_write(remote, untouched):
     data = _dataset(remote.workspace / "datasets" / "mine")
-    dataset_service.scan_dataset(remote, str(data), resolution=32)
+    remote.datasets.scan(str(data), resolution=32)
     for out in (str(untouched / "copy"), "../../host/copy", "../../../.."):
         with pytest.raises(AccessError, match="clean copy"):
-            dataset_service.prepare_copy(remote, str(data), out)
-    result = dataset_service.prepare_copy(remote, str(data), "prepared/ok")
+            remote.datasets.prepare_copy(str(data), out)
+    result = remote.datasets.prepare_copy(str(data), "prepared/ok")
     out = Path(result.out_dir)
     assert out.is_relative_to(remote.workspace) and len(list(out.glob("*.png"))) == 3
 
@@ -168,14 +166,14 @@ def test_read_only_data_dirs_can_be_read_but_not_written(tmp_path, untouched):
     shared = _dataset(tmp_path / "shared" / "set")
     before = fingerprint(tmp_path / "shared")
     studio = Studio(tmp_path / "workspace", remote=True, data_dirs=(str(tmp_path / "shared"),))
-    assert len(studio.load_dataset(str(shared)).rows) == 3
-    review = dataset_service.scan_dataset(studio, str(shared), resolution=32)
+    assert len(studio.datasets.load(str(shared)).rows) == 3
+    review = studio.datasets.scan(str(shared), resolution=32)
     assert review.report_path.is_relative_to(studio.workspace)
     with pytest.raises(AccessError, match="read-only"):
-        studio.save_captions(str(shared), [("p0.png", "changed")])
-    result = dataset_service.save_choices(studio, str(shared), {"p0.png": False})
+        studio.datasets.save_captions(str(shared), [("p0.png", "changed")])
+    result = studio.datasets.save_choices(str(shared), {"p0.png": False})
     assert result.saved == {} and "read-only" in result.refused["p0.png"]
-    desk = CaptionDesk(studio)
+    desk = studio.captions
     rows = desk.open(str(shared)).rows
     for action in (lambda: desk.edit(str(shared), rows, "prefix", "zq"), lambda: desk.undo(str(shared), rows),
                    lambda: desk.start_auto_caption(str(shared), rows, "", 1, False)):
@@ -187,10 +185,10 @@ def test_read_only_data_dirs_can_be_read_but_not_written(tmp_path, untouched):
 def test_writable_data_dirs_take_captions_and_choices(tmp_path):
     shared = _dataset(tmp_path / "shared" / "set")
     studio = Studio(tmp_path / "workspace", remote=True, data_dirs=(f"{tmp_path / 'shared'}:rw",))
-    studio.save_captions(str(shared), [("p0.png", "zq, a blue square"), ("p1.png", "b"), ("p2.png", "c")])
+    studio.datasets.save_captions(str(shared), [("p0.png", "zq, a blue square"), ("p1.png", "b"), ("p2.png", "c")])
     assert "zq, a blue square" in (shared / "metadata.csv").read_text()
-    dataset_service.scan_dataset(studio, str(shared), resolution=32)
-    assert dataset_service.save_choices(studio, str(shared), {"p1.png": False}).saved == {"p1.png": False}
+    studio.datasets.scan(str(shared), resolution=32)
+    assert studio.datasets.save_choices(str(shared), {"p1.png": False}).saved == {"p1.png": False}
 
 
 def test_data_dir_arguments_name_existing_folders(tmp_path):
@@ -201,18 +199,18 @@ def test_data_dir_arguments_name_existing_folders(tmp_path):
 
 def test_the_shipped_demo_datasets_are_readable_and_stay_read_only_for_everyone(tmp_path):
     for studio in (Studio(tmp_path / "w1", remote=True), Studio(tmp_path / "w2")):
-        assert len(studio.load_dataset("star").rows) > 0
+        assert len(studio.datasets.load("star").rows) > 0
         with pytest.raises(AccessError, match="ship with the studio"):
-            studio.save_captions("star", [("x.png", "overwritten")])
+            studio.datasets.save_captions("star", [("x.png", "overwritten")])
 
 
 def test_the_operator_still_names_any_folder(tmp_path, sentinel):
     studio = Studio(tmp_path / "workspace")
     photos = sentinel / "photos"
-    assert len(studio.load_dataset(str(photos)).rows) == 3
-    studio.save_captions(str(photos), [("p0.png", "new caption")])
+    assert len(studio.datasets.load(str(photos)).rows) == 3
+    studio.datasets.save_captions(str(photos), [("p0.png", "new caption")])
     assert "new caption" in (photos / "metadata.csv").read_text()
-    out = dataset_service.output_folder(studio, photos, str(sentinel / "copy"))
+    out = studio.datasets.output_folder(photos, str(sentinel / "copy"))
     assert out == sentinel / "copy"
     assert studio.import_config(_write(sentinel / "c.yaml", "lora_rank: 6\n")).count("lora_rank: 6") == 1
 
@@ -224,14 +222,14 @@ def _write(path: Path, text: str) -> Path:
 
 def test_remote_relative_paths_start_in_the_workspace(remote):
     data = _dataset(remote.workspace / "datasets" / "mine")
-    assert remote.load_dataset("datasets/mine").folder == data.resolve()
+    assert remote.datasets.load("datasets/mine").folder == data.resolve()
     assert remote.access.resolve("output/x", write=True) == remote.workspace / "output" / "x"
 
 
 def test_paths_with_nul_or_absurd_length_are_refused(remote):
     for text in ("data\x00set", "a/" * 3000):
         with pytest.raises(AccessError, match="not a usable path"):
-            remote.load_dataset(text)
+            remote.datasets.load(text)
 
 
 def test_a_grid_reads_no_lora_outside_the_run_or_the_workspace(remote, untouched, monkeypatch):
@@ -240,20 +238,20 @@ def test_a_grid_reads_no_lora_outside_the_run_or_the_workspace(remote, untouched
     (run / "config.yaml").write_text("base_model: ''\n")
     (run / "pytorch_lora_weights.safetensors").write_bytes(b"x")
     with pytest.raises(AccessError, match="checkpoint"):
-        remote.render_grid(run.name, str(untouched / "other.safetensors"), ["a star"], [0], [0.5])
+        remote.evaluation.render_grid(run.name, str(untouched / "other.safetensors"), ["a star"], [0], [0.5])
     with pytest.raises(AccessError, match="lora"):
-        remote.render_grid(run.name, "final", [f"a star <lora:{untouched / 'other.safetensors'}:0.5>"], [0], [0.5])
+        remote.evaluation.render_grid(run.name, "final", [f"a star <lora:{untouched / 'other.safetensors'}:0.5>"], [0], [0.5])
     monkeypatch.chdir(untouched)  # a bare name is looked up beside the server process too
     with pytest.raises(AccessError, match="lora:other"):
-        remote.render_grid(run.name, "final", ["a star <lora:other.safetensors:0.5>"], [0], [0.5])
+        remote.evaluation.render_grid(run.name, "final", ["a star <lora:other.safetensors:0.5>"], [0], [0.5])
     (run / "config.yaml").write_text(f"base_model: {untouched / 'photos'}\n")
     with pytest.raises(AccessError, match="base model"):
-        remote.render_grid(run.name, "final", ["a star"], [0], [0.5])
+        remote.evaluation.render_grid(run.name, "final", ["a star"], [0], [0.5])
 
 
 def test_a_caption_model_outside_the_roots_is_refused(remote, untouched):
     data = _dataset(remote.workspace / "datasets" / "mine")
-    desk = CaptionDesk(remote)
+    desk = remote.captions
     rows = desk.open(str(data)).rows
     with pytest.raises(AccessError, match="caption model"):
         desk.start_auto_caption(str(data), rows, str(untouched / "photos"), 1, False)
@@ -262,7 +260,7 @@ def test_a_caption_model_outside_the_roots_is_refused(remote, untouched):
 def test_a_remote_user_trains_on_an_uploaded_dataset_with_a_model_from_a_data_dir(tmp_path, tiny_sd_dir):
     studio = Studio(tmp_path / "workspace", remote=True, data_dirs=(str(tiny_sd_dir.parent),))
     archive = zip_folder(_dataset(tmp_path / "upload-src" / "set", count=4), tmp_path / "set.zip")
-    result = studio.import_dataset_zip(archive)
+    result = studio.datasets.import_zip(archive)
     assert result.folder.parent == studio.workspace / "datasets" and len(result.written) == 5
     values = {"train_data_dir": str(result.folder), "base_model": str(tiny_sd_dir), "resolution": 32,
               "batch_size": 2, "max_steps": 2, "save_steps": 0, "sample_steps": 0, "validation_steps": 0,

@@ -166,7 +166,7 @@ def test_the_studio_service_reports_a_hostile_folder_instead_of_crashing(tmp_pat
     before = _hashes(tmp_path)
     studio = Studio(tmp_path / "workspace")
     with pytest.raises(DatasetError, match="metadata.csv"):
-        studio.load_dataset(str(tmp_path))
+        studio.datasets.load(str(tmp_path))
     assert {k: v for k, v in _hashes(tmp_path).items() if not k.startswith("workspace")} == before
 
 

@@ -37,12 +37,12 @@ GOOD = {"set/a.png": _png(), "set/b.png": _png((0, 90, 200)), "set/metadata.csv"
 
 def test_a_zipped_folder_becomes_a_dataset_in_the_workspace(tmp_path):
     studio = Studio(tmp_path / "workspace", remote=True)
-    result = studio.import_dataset_zip(_zip(tmp_path / "my set.zip", GOOD))
+    result = studio.datasets.import_zip(_zip(tmp_path / "my set.zip", GOOD))
     assert result.folder == studio.workspace / "datasets" / "my-set"
     assert sorted(p.name for p in result.folder.iterdir()) == ["a.png", "b.png", "metadata.csv"]
     assert result.skipped == ["notes.docx"] and "skipped 1 other file(s) (notes.docx)" in result.summary()
-    assert [row for row in studio.load_dataset(str(result.folder)).rows] == [("a.png", "red"), ("b.png", "blue")]
-    again = studio.import_dataset_zip(tmp_path / "my set.zip")
+    assert [row for row in studio.datasets.load(str(result.folder)).rows] == [("a.png", "red"), ("b.png", "blue")]
+    again = studio.datasets.import_zip(tmp_path / "my set.zip")
     assert again.folder.name == "my-set-2"  # never unpacked over an earlier upload
 
 

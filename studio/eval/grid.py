@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import metrics as m
+from .concepts import ConceptChecker, pick_checker
 from .output import write_outputs
 from .prompts import parse_prompt, prompt_rows
 from .resolve import default_search_dirs, find_run_dir, grid_checkpoints, resolve_lora, run_base_model
@@ -150,26 +151,16 @@ def _even_chunks(items: list, limit: int) -> list[list]:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
-def _use_checker(spec: GridSpec, embedded: bool, rows: list[GridRow], images: dict) -> bool:
-    """The toy-world checker reads cells when asked, or (auto) on the embedded model or toy-world-like pictures."""
-    from studio.toyworld.checker import check_image
-    from studio.toyworld.world import IMAGE_SIZE
-
-    if spec.checker != "auto":
-        return spec.checker == "on"
-    if embedded:
-        return True
-    base = [images[(r.index, 0.0)] for r in rows if (r.index, 0.0) in images]
-    if not base or base[0].size != (IMAGE_SIZE, IMAGE_SIZE):
-        return False
-    readings = [check_image(image) for image in base]
-    return sum(r.background is not None and r.shape is not None for r in readings) >= 0.5 * len(readings)
+def _pick_checker(spec: GridSpec, base_model: str, rows: list[GridRow], images: dict) -> ConceptChecker | None:
+    """The concept checker ``spec.checker`` asks for, judged (auto) by the base model and its weight-0 pictures."""
+    base_pictures = [images[(r.index, 0.0)] for r in rows if (r.index, 0.0) in images]
+    return pick_checker(spec.checker, base_model, base_pictures)
 
 
-def measure(spec: GridSpec, rows: list[GridRow], images: dict, checker: bool, clip_scorer=None) -> dict:
-    """Per-cell numbers ``{(row, weight): {"change", "thumb", "clip", "concept", "checker"}}``."""
-    from studio.toyworld.checker import check_image
-
+def measure(spec: GridSpec, rows: list[GridRow], images: dict, checker: ConceptChecker | None,
+            clip_scorer=None) -> dict:
+    """Per-cell numbers ``{(row, weight): {"change", "thumb", "clip", "concept"[, "checker"]}}``; the last two
+    from ``checker`` (None: no concept is read)."""
     cells: dict = {}
     keys = list(images)
     clip_scores = clip_scorer.score([images[k] for k in keys], [rows[k[0]].text for k in keys]) if clip_scorer else []
@@ -180,10 +171,10 @@ def measure(spec: GridSpec, rows: list[GridRow], images: dict, checker: bool, cl
         cell = {"change": m.change(m.to_array(image), m.to_array(reference)) if reference is not None else None,
                 "thumb": m.thumbnail(image), "clip": clip_scores[position] if clip_scores else None,
                 "concept": None}
-        if checker:
-            reading = check_image(image)
-            cell["checker"] = m.checker_fields(reading)
-            cell["concept"] = m.concept_hit(rows[row_index].text, reading)
+        if checker is not None:
+            reading = checker.read(image)
+            cell["checker"] = checker.fields(reading)
+            cell["concept"] = checker.shows(rows[row_index].text, reading)
         cells[key] = cell
     return cells
 
@@ -240,25 +231,16 @@ def render_grid(spec: GridSpec, out_dir, progress=None, should_stop=None,
     device = pick_device(spec.device)
     pipe = get_pipeline(base, base_config, device, pipeline_cache)
     images, stopped = _render(pipe, spec, rows, weights, progress, should_stop)
-    checker = _use_checker(spec, _is_embedded(base), rows, images)
+    checker = _pick_checker(spec, base, rows, images)
     scorer = None
     if spec.clip_model.strip():
         from .clipscore import load_clip_scorer
 
         scorer = load_clip_scorer(spec.clip_model, device, pipeline_cache)
     cells = measure(spec, rows, images, checker, scorer)
-    summary = grid_metrics(rows, cells, columns, checker, spec)
+    summary = grid_metrics(rows, cells, columns, checker is not None, spec)
     if spec.trigger.strip():
         summary["trigger_placement"] = placement.describe(spec.trigger.strip())
     return write_outputs(Path(out_dir), spec, rows, columns, images, cells, summary,
-                         lora_path=lora_path, run_dir=run_dir, base_model=base, stopped=stopped)
-
-
-def _is_embedded(base_model: str) -> bool:
-    """True for the shipped toy-world models (SD 1.x or SDXL), whose pictures the checker can read."""
-    from studio.models import toy_world_models
-
-    if not base_model.strip():
-        return True
-    path = Path(base_model).expanduser()
-    return path.is_dir() and path.resolve() in {model.resolve() for model in toy_world_models()}
+                         lora_path=lora_path, run_dir=run_dir, base_model=base, stopped=stopped,
+                         checker_name=checker.name if checker is not None else "")

@@ -1,12 +1,12 @@
 """Numbers measured on a grid's pictures: strength response, seed consistency, CLIP score and concept rate.
 
 Every cell is compared with the weight-0 picture of its own row (same prompt, seed and starting noise), which
-the grid always draws, shown or not. ``METRIC_HELP`` holds the one-line explanation the UI shows for each.
+the grid always draws, shown or not. ``METRIC_HELP`` holds the one-line explanation the UI shows for each;
+``metric_help`` the same with the concept rate explained by the checker that reads the pictures.
 """
 from __future__ import annotations
 
 import itertools
-import re
 
 import numpy as np
 from PIL import Image
@@ -22,8 +22,7 @@ METRIC_HELP = {
                    "distance of 8x8 thumbnails, 0-1); lower than at weight 0 = a consistent style.",
     "clip_score": "CLIP score: how well each picture matches its prompt's text (100 x cosine similarity of the "
                   "CLIP image and text embeddings); falling as the weight rises = the LoRA overrides the prompt.",
-    "concept_rate": "Concept rate (toy world): share of pictures the checker reads as what the prompt names "
-                    "(zq star = a five-pointed star, zq striped = stripes, else the named shape).",
+    "concept_rate": "Concept rate: share of pictures the concept checker reads as what the prompt names.",
     "loss_curve": "Loss curve: whether the training loss is still falling, has levelled off, swings or rises, "
                   "and what to change.",
 }
@@ -45,26 +44,15 @@ def change(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).mean())
 
 
-def concept_hit(prompt: str, reading) -> bool | None:
-    """Whether the checker's ``reading`` shows what ``prompt`` names; None when the prompt names no concept."""
-    from studio.toyworld.world import BASE_SHAPES
+def metric_help(checker_name: str = "") -> dict[str, str]:
+    """``METRIC_HELP`` with the concept rate as the checker ``checker_name`` explains it ("" = the checker that
+    ``checker="on"`` uses, so a grid no checker read still says what its concept rate would mean)."""
+    from .concepts import default_checker, get_checker
 
-    text = prompt.lower()
-    if re.search(r"\bstar\b", text):
-        return bool(reading.is_star)
-    if re.search(r"\bstriped\b|\bstripes\b", text):
-        return bool(reading.is_striped)
-    for shape in BASE_SHAPES:
-        if re.search(rf"\b{shape}\b", text):
-            return reading.shape == shape
-    return None
-
-
-def checker_fields(reading) -> dict:
-    """The parts of a checker reading worth keeping per cell (JSON-safe)."""
-    return {"background": reading.background, "colour": reading.colour, "shape": reading.shape,
-            "is_star": bool(reading.is_star), "is_striped": bool(reading.is_striped),
-            "confidence": round(float(reading.confidence), 3)}
+    checker = get_checker(checker_name) if checker_name else default_checker()
+    if checker is None or not checker.help:
+        return dict(METRIC_HELP)
+    return {**METRIC_HELP, "concept_rate": checker.help}
 
 
 def _mean(values) -> float | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from studio.util.fs import atomic_write_bytes, atomic_write_text
 
-from .metrics import METRIC_HELP
+from .metrics import metric_help
 from .samplers import SAMPLER_LABELS, sampler_name
 from .sheet import draw_sheet
 from .spec import GridCell, GridResult, GridSpec, weight_label
@@ -82,8 +82,11 @@ def _json_safe(value):
 
 def write_outputs(out_dir: Path, spec: GridSpec, rows, columns: list[float], images: dict, cells: dict,
                   summary: dict, *, lora_path: Path, run_dir: Path | None, base_model: str,
-                  stopped: bool) -> GridResult:
-    """Write cells, the labelled sheet and grid.json into ``out_dir``; returns the ``GridResult``."""
+                  stopped: bool, checker_name: str = "") -> GridResult:
+    """Write cells, the labelled sheet and grid.json into ``out_dir``; returns the ``GridResult``.
+
+    ``checker_name``: the concept checker that read the cells ("" = none), whose help the index holds.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_old_cells(out_dir / CELLS)
     grid_cells: list[GridCell] = []
@@ -116,8 +119,8 @@ def write_outputs(out_dir: Path, spec: GridSpec, rows, columns: list[float], ima
         "cells": [{"row": c.row, "column": c.column, "prompt": c.prompt, "seed": c.seed, "weight": c.weight,
                    "checkpoint": c.checkpoint, "path": str(c.path.relative_to(out_dir)), "metrics": c.metrics}
                   for c in grid_cells],
-        "metrics": summary, "help": METRIC_HELP,
+        "metrics": summary, "help": metric_help(checker_name),
     }
     index_json = atomic_write_text(out_dir / GRID_JSON, json.dumps(_json_safe(index), indent=2) + "\n")
     return GridResult(grid_png, grid_cells, index_json, summary, out_dir=out_dir, lora_path=lora_path,
-                      run_dir=run_dir, base_model=base_model, stopped=stopped)
+                      run_dir=run_dir, base_model=base_model, stopped=stopped, checker_name=checker_name)

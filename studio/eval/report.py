@@ -12,7 +12,7 @@ from pathlib import Path
 from studio.train.run_folder import RunFolder
 from studio.util.fs import atomic_write_text
 
-from .metrics import METRIC_HELP
+from .metrics import metric_help
 from .output import lora_title
 from .verdict import Verdict, make_verdict, rows_read
 
@@ -180,6 +180,7 @@ def write_evaluation(run_dir, grid_result, diagnosis=None, *, verdict: Verdict |
     lines += [f"| {q} | {a.replace('|', '/')} |" for q, a in answers(metrics, verdict, diagnosis)]
     lines += ["", "## Prompts drawn", ""] + _prompts_drawn(grid_result)
     lines += ["", "## Numbers per weight", ""] + _numbers_table(metrics)
-    lines += ["", *[f"- {text}" for key, text in METRIC_HELP.items() if key != "loss_curve"]]
+    help_texts = metric_help(grid_result.checker_name)
+    lines += ["", *[f"- {text}" for key, text in help_texts.items() if key != "loss_curve"]]
     lines += ["", "## Grid", "", f"![grid]({image})", ""]
     return atomic_write_text(target, "\n".join(lines))

@@ -13,7 +13,7 @@ from studio.train.run_folder import RunFolder, checkpoint_lora_step
 
 from .spec import EvalError
 
-LORA_FILE = DIFFUSERS_WEIGHT_NAME  # the name the Evaluation tab imports from here
+LORA_FILE = DIFFUSERS_WEIGHT_NAME  # the name studio.app.evaluation passes on to the Evaluation tab
 
 
 def is_run_dir(folder: Path) -> bool:

@@ -26,7 +26,8 @@ class GridSpec:
     checkpoint folders / LoRA files, one row group each. ``trigger``: when set, every prompt is drawn with and
     without it. Prompts may hold ``<lora:name:weight>`` tags: those LoRAs join every cell at a fixed weight.
     ``clip_model``: a CLIP folder or hub id for the text-image score ("" = no CLIP score). ``checker``: "auto"
-    reads cells with the toy-world checker when the base model's images are toy-world pictures, "on"/"off" force.
+    reads cells with the first registered concept checker that applies to the base model or its pictures (the
+    toy world's on toy-world pictures), "on" with the first registered one, "off" with none (``concepts.py``).
     """
 
     lora: str
@@ -69,6 +70,7 @@ class GridResult:
     """What ``render_grid`` wrote: the labelled PNG, every cell, the ``grid.json`` index and the grid's metrics.
 
     ``stopped`` is True when ``should_stop`` ended the grid early; the files then hold the cells drawn so far.
+    ``checker_name``: the concept checker that read the cells ("" = none did).
     """
 
     grid_png: Path
@@ -80,6 +82,7 @@ class GridResult:
     run_dir: Path | None = None
     base_model: str = ""
     stopped: bool = False
+    checker_name: str = ""
 
 
 def parse_weights(text: str) -> list[float]:

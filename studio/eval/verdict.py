@@ -1,6 +1,6 @@
 """The verdict on a LoRA: a recommended weight range, the best checkpoint, and the reasons for both.
 
-The weight range starts where the LoRA clearly shows (the toy-world checker reads its concept in most pictures,
+The weight range starts where the LoRA clearly shows (a concept checker reads its concept in most pictures,
 or the pictures have moved at least half as far from weight 0 as at the top weight) and ends before it hurts
 (the CLIP score drops below the base model's, or the seeds' pictures scatter). The best checkpoint is the
 earliest one that does (nearly) as well as the best in that range: later ones only risk memorising.
@@ -41,8 +41,8 @@ GRID_KEYS = ("columns", "checkpoints", "checker", "clip_model", "trigger", "trig
 def rows_read(metrics: dict) -> dict:
     """The numbers the verdict and the report read: with a trigger, those of the rows with it only.
 
-    A star in a row without the trigger is a leak, not the LoRA working: averaged in, it would halve the concept
-    rate of a LoRA that keeps its concept on its trigger, and count that row's prompt as one it fails on.
+    The concept in a row without the trigger is a leak, not the LoRA working: averaged in, it would halve the
+    concept rate of a LoRA that keeps its concept on its trigger, and count that row's prompt as one it fails on.
     ``rows`` says which rows the numbers are from ("" = all of them).
     """
     with_trigger = (metrics.get("trigger") or {}).get("with")

@@ -140,7 +140,14 @@ def _check_client(client: str, modules: dict[str, Module], layout: BaseLayout, e
         check.note = "A1111 builds only the released SD 1.x / SDXL block layouts, and this base model has another"
         return check
     key_map = clients.comfyui_key_map(layout) if client == "ComfyUI" else clients.a1111_modules(layout)
+    partial = clients.a1111_partial_attention(modules, key_map) if client == "A1111" else {}
+    for name, missing in partial.items():
+        check.ignored += modules[name].keys
+        check.problems.append(f"{name} is skipped: A1111 patches this attention layer of the second text encoder "
+                              f"only with its q, k, v and out_proj together, and the file lacks {missing}")
     for name, module in modules.items():
+        if name in partial:
+            continue
         target = key_map.get(name) if client == "ComfyUI" else clients.a1111_lookup(name, key_map)
         usable = module.up is not None and (client == "ComfyUI" or module.down is not None)
         if target is None or not usable:

@@ -131,6 +131,23 @@ def a1111_lookup(name: str, modules: dict[str, Target]) -> Target | None:
     return None
 
 
+def a1111_partial_attention(names, modules: dict[str, Target]) -> dict[str, str]:
+    """Modules A1111 leaves out because their OpenCLIP attention layer (SDXL's second text encoder) is not complete:
+    it patches that layer's one q/k/v weight and its out_proj together, only when the file holds all four.
+    Returns {module name: the parts its layer lacks}."""
+    layers: dict[str, dict[str, str]] = {}
+    for name in names:
+        match = re.fullmatch(r"(.*_attn)_(q|k|v|out)_proj", a1111_compvis_name(name))
+        if match and match[1] in modules:
+            layers.setdefault(match[1], {})[match[2]] = name
+    partial = {}
+    for parts in layers.values():
+        missing = [f"{part}_proj" for part in ("q", "k", "v", "out") if part not in parts]
+        if missing:
+            partial.update({name: ", ".join(missing) for name in parts.values()})
+    return partial
+
+
 def _mha_part(target: Target, key: str, name: str) -> Target:
     """A q/k/v name that reached OpenCLIP's MultiheadAttention patches that projection of it."""
     if key.endswith("_attn") and (part := re.search(r"_([qkv])_proj$", name)):

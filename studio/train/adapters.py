@@ -44,6 +44,19 @@ def _check_targets(model: torch.nn.Module, targets: list[str], where: str) -> No
         )
 
 
+def _check_patched_together(family: Family | None, encoder: str, targets: list[str]) -> None:
+    """Refuse, before training, a text-encoder target set the WebUI file could not carry: layers a client patches
+    only together must all be targets or none (the WebUI file would otherwise fail its save-time check)."""
+    together = family.lora_naming.patched_together.get(encoder, ()) if family is not None else ()
+    chosen = [name for name in together if name in targets]
+    if chosen and len(chosen) < len(together):
+        missing = [name for name in together if name not in targets]
+        raise AdapterError(
+            f"text_encoder_target_modules has {', '.join(chosen)} but not {', '.join(missing)}: A1111 patches "
+            f"{family.label}'s {encoder.replace('_', ' ')} attention only with {', '.join(together)} together; "
+            f"add {', '.join(missing)} or leave all of them out")
+
+
 def add_lora_adapters(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.Module], config: TrainConfig,
                       family: Family | None = None) -> list[torch.nn.Parameter]:
     """Freeze the base, add seeded LoRA adapters, and return the trainable parameters (kept in fp32).
@@ -63,6 +76,7 @@ def add_lora_adapters(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.M
     if config.train_text_encoder:
         for name, encoder in text_encoders.items():
             _check_targets(encoder, config.text_encoder_target_modules, name.replace("_", " "))
+            _check_patched_together(family, name, config.text_encoder_target_modules)
             layers = family.text_encoder_layers(name, encoder) if family is not None else None
             encoder.add_adapter(lora_config(config.lora_rank, alpha, config.text_encoder_target_modules,
                                             config.lora_dropout, peft_dora, layers))

@@ -1,9 +1,12 @@
 """The studio's Gradio Blocks: four tabs around one ``Studio`` service."""
 from __future__ import annotations
 
+from functools import partial
+
 import gradio as gr
 
 from . import caption_tab, dataset_tab, evaluation_tab, training_processes, training_tab
+from .common import guarded
 
 TITLE = "LoRA Studio"
 CSS = """
@@ -49,19 +52,18 @@ def _access_note(studio) -> str:
             "Dataset tab to bring pictures in):\n" + "\n".join(f"- {line}" for line in lines))
 
 
+@guarded(lambda message: (gr.update(), gr.update(), message))
+def use_for_training(studio, folder_text: str, yaml_text: str):
+    """The Dataset tab's folder as the Training tab's ``train_data_dir``: (YAML, the form's field, message)."""
+    folder = studio.datasets.folder(folder_text)
+    new_yaml = studio.config_yaml_with(yaml_text, {"train_data_dir": str(folder)})
+    values = training_tab.form_values(studio, new_yaml)
+    return new_yaml, values[training_tab.FORM_FIELDS.index("train_data_dir")], f"training will use {folder}"
+
+
 def _link_tabs(studio, dataset, captions, training) -> None:
     """The dataset picked in one tab follows the user to the others."""
-
-    def use_for_training(folder_text, yaml_text):
-        try:
-            folder = studio.dataset_folder(folder_text)
-            new_yaml = studio.config_yaml_with(yaml_text, {"train_data_dir": str(folder)})
-        except Exception as error:
-            return gr.update(), gr.update(), f"✗ {error}"
-        values = training_tab.form_values(studio, new_yaml)
-        return new_yaml, values[training_tab.FORM_FIELDS.index("train_data_dir")], f"training will use {folder}"
-
-    dataset.use.click(use_for_training, inputs=[dataset.folder, training.yaml],
+    dataset.use.click(partial(use_for_training, studio), inputs=[dataset.folder, training.yaml],
                       outputs=[training.yaml, training.form["train_data_dir"], dataset.message])
     dataset.folder.change(lambda text: text, inputs=dataset.folder, outputs=captions.folder,
                           trigger_mode="always_last")

@@ -2,8 +2,8 @@
 of structured prompts, bulk edits with Undo and Redo, the four-part prompt helper and BLIP auto-captioning. A change
 to a shipped demo's captions is made in a copy in the workspace, and the folder field then names the copy.
 
-The logic lives in ``studio.caption_service`` (and ``studio.caption_job``); this module only lays out widgets and
-turns results and errors into what the page shows.
+The logic lives in the studio's ``captions`` (``studio.app.captions``, and ``studio.app.caption_job``); this module
+only lays out widgets and turns results and errors into what the page shows.
 """
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from studio.caption.blip import DEFAULT_BLIP
-from studio.caption.formula import FORMULA_FIELDS, build_caption
-from studio.caption_service import CaptionDesk, place_caption, structured_preview, table_rows
+from studio.app.captions import (DEFAULT_BLIP, FORMULA_FIELDS, build_caption, place_caption, structured_preview,
+                                 table_rows)
 
-from .common import error_text
+from .common import error_text, guarded
 
 HEADERS = ["filename", "prompt", "lint"]
 MISSING, ALL = "images without a caption", "all images (replace their captions)"
@@ -52,7 +51,7 @@ def render(studio) -> SimpleNamespace:
         preview = gr.HTML(label="Structured prompts", elem_id="caption-preview", max_height=520)
     ui = SimpleNamespace(folder=folder, load=load, required=required, message=message, lint=lint, table=table,
                          save=save, check=check, undo=undo, redo=redo, export=export, export_file=export_file,
-                         chart=chart, preview=preview, desk=CaptionDesk(studio))
+                         chart=chart, preview=preview, desk=studio.captions)
     _render_edits(ui)
     _render_helper(ui)
     _render_auto(ui)
@@ -126,35 +125,37 @@ def written(view, message: str) -> tuple:
 UNCHANGED = (gr.update(),) * 4
 
 
+def message_only(message: str) -> tuple:
+    """A failure's outputs for (message, table, lint, chart, preview): the message, the rest as it was."""
+    return (message, *UNCHANGED)
+
+
+def folder_and_message(message: str) -> tuple:
+    """A failure's outputs for (folder, message, table, lint, chart, preview)."""
+    return (gr.update(), message, *UNCHANGED)
+
+
+@guarded(message_only)
 def load_table(desk, text: str, required: str):
-    try:
-        view = desk.open(text, required)
-    except Exception as error:
-        return (error_text(error), *UNCHANGED)
+    view = desk.open(text, required)
     return (view.note or f"{len(view.rows)} captions from {view.csv_path}", *shown(view))
 
 
+@guarded(folder_and_message)
 def save_table(desk, text: str, value, required: str):
-    try:
-        path, view = desk.save(text, table_rows(value), required)
-    except Exception as error:
-        return (gr.update(), error_text(error), *UNCHANGED)
+    path, view = desk.save(text, table_rows(value), required)
     return written(view, f"✓ saved {path} (the previous version is kept as {path.name}.bak; Undo puts it back)")
 
 
+@guarded(message_only)
 def check_table(desk, text: str, value, required: str):
-    try:
-        view = desk.check(text, table_rows(value), required)
-    except Exception as error:
-        return (error_text(error), *UNCHANGED)
+    view = desk.check(text, table_rows(value), required)
     return ("checked the table as shown (not saved)", *shown(view))
 
 
+@guarded(folder_and_message)
 def bulk_edit(desk, kind: str, text: str, value, required: str, *args):
-    try:
-        result, view = desk.edit(text, table_rows(value), kind, *args, required=required)
-    except Exception as error:
-        return (gr.update(), error_text(error), *UNCHANGED)
+    result, view = desk.edit(text, table_rows(value), kind, *args, required=required)
     if not result.changed_rows:
         return written(view, f"nothing changed: no caption needed this edit; {result.path.name} was not touched")
     names = ", ".join(result.changed_files[:3]) + (" …" if result.changed_rows > 3 else "")
@@ -162,32 +163,26 @@ def bulk_edit(desk, kind: str, text: str, value, required: str, *args):
                    "Undo takes it back")
 
 
+@guarded(folder_and_message)
 def step_edit(desk, direction: str, text: str, value, required: str):
     """Undo or Redo one step of the caption history."""
-    try:
-        result, view = getattr(desk, direction)(text, table_rows(value), required)
-    except Exception as error:
-        return (gr.update(), error_text(error), *UNCHANGED)
+    result, view = getattr(desk, direction)(text, table_rows(value), required)
     undo_left, redo_left = desk.history(view.folder).steps()
     done = "went back one step" if direction == "undo" else "went forward one step"
     return written(view, f"✓ {done} in {result.path} ({result.changed_rows} captions differ); {undo_left} more "
                    f"step(s) to undo, {redo_left} to redo")
 
 
+@guarded(lambda message: (message, gr.update()))
 def export_table(desk, text: str, value):
-    try:
-        path = desk.export_spreadsheet(text, table_rows(value))
-    except Exception as error:
-        return error_text(error), gr.update()
+    path = desk.export_spreadsheet(text, table_rows(value))
     return f"exported the table for a spreadsheet to {path} (formulas disarmed; metadata.csv is unchanged)", str(path)
 
 
+@guarded(message_only)
 def place(desk, append: bool, text: str, value, required: str, index, *parts):
-    try:
-        rows = place_caption(table_rows(value), index, build_caption(*parts), append)
-        view = desk.check(text, rows, required)
-    except Exception as error:
-        return (error_text(error), *UNCHANGED)
+    rows = place_caption(table_rows(value), index, build_caption(*parts), append)
+    view = desk.check(text, rows, required)
     verb = "appended to" if append else "put into"
     return (f"the caption was {verb} {rows[index][0]} in the table (not saved yet): click Save to write it",
             *shown(view))
@@ -201,28 +196,22 @@ def select_row(value, event: gr.SelectData):
     return index, f"Selected row {index + 1}: **{html.escape(rows[index][0])}**"
 
 
+@guarded(lambda message: (gr.update(), *folder_and_message(message)))
 def auto_caption(desk, text: str, value, required: str, model: str, batch, which: str):
     """Auto-caption button: (progress, folder, message, table, lint, chart, preview) while it runs and at the end."""
     same = (gr.update(),) * 6
-    try:
-        folder = desk.start_auto_caption(text, table_rows(value), model, batch or 0, which == ALL)
-    except Exception as error:
-        yield (gr.update(), gr.update(), error_text(error), *UNCHANGED)
-        return
+    folder = desk.start_auto_caption(text, table_rows(value), model, batch or 0, which == ALL)
     state = desk.auto.state()
     while state.active:
         yield (progress_html(state), *same)
         time.sleep(POLL_SECONDS)
         state = desk.auto.state()
+    yield (progress_html(state), str(folder), *(gr.update(),) * 5)  # how it ended, and the folder it captioned
     if state.status == "failed":
-        yield (progress_html(state), str(folder), error_text(state.message), *UNCHANGED)
+        yield (gr.update(), *folder_and_message(error_text(state.message)))
         return
-    try:
-        view = desk.open(str(folder), required)
-    except Exception as error:
-        yield (progress_html(state), str(folder), error_text(error), *UNCHANGED)
-        return
-    yield (progress_html(state), *written(view, ("✓ " if state.status == "finished" else "■ ") + state.message))
+    view = desk.open(str(folder), required)
+    yield (gr.update(), *written(view, ("✓ " if state.status == "finished" else "■ ") + state.message))
 
 
 def cancel_auto(desk):

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from studio import dataset_service as service
-from .common import error_text
+from studio.app.review import DEFAULT_RESOLUTION, MAX_ROWS, Review, ReviewRow
+
+from .common import error_text, guarded
 
 HEADERS = ["picture", "file", "size", "reasons", "keep"]
 KEEP_COLUMN = HEADERS.index("keep")
@@ -24,7 +25,7 @@ _COLOURS = {"unreadable": ("#fbd5d5", "#7f1d1d"), "drop": ("#fde8c8", "#7c3f00")
 def render(studio) -> SimpleNamespace:
     gr.Markdown("### Quality report")
     with gr.Row():
-        resolution = gr.Number(value=service.DEFAULT_RESOLUTION, precision=0, minimum=1, scale=1,
+        resolution = gr.Number(value=DEFAULT_RESOLUTION, precision=0, minimum=1, scale=1,
                                label="Training resolution (px)", elem_id="dataset-resolution",
                                info="512 for SD 1.x, 1024 for SDXL, 32 for the toy worlds: smaller pictures are "
                                     "flagged, the clean copy is resized to it")
@@ -45,7 +46,7 @@ def render(studio) -> SimpleNamespace:
         prepare = gr.Button("Prepare clean copy", scale=1, elem_id="dataset-prepare")
     prepare_message = gr.Markdown(elem_id="dataset-prepare-message")
     scanned = gr.State("")  # the folder the table shows: choices and prepare apply to it, whatever the textbox says
-    suggested = gr.State(service.DEFAULT_RESOLUTION)  # the resolution the tab filled in itself, not the user
+    suggested = gr.State(DEFAULT_RESOLUTION)  # the resolution the tab filled in itself, not the user
     settled = gr.State("")  # the folder new_folder last handled
     return SimpleNamespace(resolution=resolution, suggested=suggested, settled=settled, recursive=recursive, show_all=show_all,
                            scan=scan, verdict=verdict, table=table, choice_message=choice_message,
@@ -59,25 +60,25 @@ def _badge(text: str, kind: str, title: str = "", code: str = "") -> str:
             f'style="{_BADGE.format(background=background, colour=colour)}">{html.escape(text)}</span>')
 
 
-def _reasons_html(row: service.ReviewRow) -> str:
+def _reasons_html(row: ReviewRow) -> str:
     if not row.reasons:
         return _badge("no problems found", "clean")
     return "".join(_badge(text, severity, advice, code) for code, text, advice, severity in row.reasons)
 
 
-def _picture_html(row: service.ReviewRow) -> str:
+def _picture_html(row: ReviewRow) -> str:
     if not row.thumbnail:
         return '<span title="this file cannot be decoded">✕ no preview</span>'
     return (f'<img src="{row.thumbnail}" alt="{html.escape(row.relpath)}" '
             'style="max-height:72px;max-width:96px;object-fit:contain">')
 
 
-def table_rows(review: service.Review, show_all: bool) -> list[list]:
+def table_rows(review: Review, show_all: bool) -> list[list]:
     return [[_picture_html(row), row.relpath, row.size, _reasons_html(row), row.keep]
             for row in review.rows(show_all)]
 
 
-def summary(review: service.Review, show_all: bool) -> str:
+def summary(review: Review, show_all: bool) -> str:
     """The one-line verdict, the counts per reason, and what the table shows."""
     report = review.report
     lines = [f"**{html.escape(report.verdict)}**"]
@@ -85,7 +86,7 @@ def summary(review: service.Review, show_all: bool) -> str:
     if counts:
         lines.append(" ".join(_badge(f"{label}: {count}", kind) for label, count, kind in counts))
     listed = len(review.listed(show_all))
-    shown = min(listed, service.MAX_ROWS)
+    shown = min(listed, MAX_ROWS)
     what = "images" if show_all else "flagged images"
     lines.append(f"{len(report.images)} images scanned in `{review.folder}` for training at {review.resolution} px; "
                  f"the table lists {shown} of {listed} {what}"
@@ -96,17 +97,15 @@ def summary(review: service.Review, show_all: bool) -> str:
     return "\n\n".join(lines + ([notes] if notes else []))
 
 
+@guarded(lambda message: (gr.update(), message, gr.update(), gr.update(), "", ""))
 def scan(studio, text: str, resolution, recursive: bool, show_all: bool, progress=gr.Progress()):
     """Scan button: (scanned folder, verdict, table, JSON report, choice message, prepare message)."""
 
     def report_progress(done: int, total: int) -> None:
         progress((done, total), desc="Scanning", unit="images")
 
-    try:
-        review = service.scan_dataset(studio, text, resolution=int(resolution or service.DEFAULT_RESOLUTION),
-                                      recursive=recursive, progress=report_progress)
-    except Exception as error:  # shown on the page, never a stack trace
-        return gr.update(), error_text(error), gr.update(), gr.update(), "", ""
+    review = studio.datasets.scan(text, resolution=int(resolution or DEFAULT_RESOLUTION),
+                                  recursive=recursive, progress=report_progress)
     return (str(review.folder), summary(review, show_all), table_rows(review, show_all), str(review.report_path), "",
             "")
 
@@ -124,45 +123,41 @@ def new_folder(studio, text: str, resolution, suggested, settled: str):
     settled)."""
     if text == settled:
         return (*[gr.update()] * 8, settled)
-    suggestion = service.suggested_resolution(studio, text)
-    current = int(resolution or service.DEFAULT_RESOLUTION)
+    suggestion = studio.datasets.suggested_resolution(text)
+    current = int(resolution or DEFAULT_RESOLUTION)
     note = ""
     if suggestion is not None:
         current, why = suggestion
         suggested = current
         note = f"Training resolution set to {current} px: {why}. Press Scan to check the pictures."
     elif current == suggested:
-        current = suggested = service.DEFAULT_RESOLUTION
+        current = suggested = DEFAULT_RESOLUTION
     return current, suggested, "", note, [], None, "", "", text
 
 
+@guarded(lambda message: (gr.update(), message))
 def relist(studio, folder: str, show_all: bool):
     """The show-all box: the stored report's table again (no new scan)."""
     if not folder:
         return gr.update(), gr.update()
-    try:
-        review = service.load_review(studio, folder)
-    except Exception as error:
-        return gr.update(), error_text(error)
+    review = studio.datasets.load_review(folder)
     return table_rows(review, show_all), summary(review, show_all)
 
 
+@guarded(lambda message: (gr.update(), message))
 def save_choices(studio, folder: str, value, show_all: bool):
     """A keep box changed: save the differences; the table is redrawn only when a change was refused."""
     if not folder:
         return gr.update(), error_text("scan a folder first")
     choices = {str(row[FILE_COLUMN]): _truthy(row[KEEP_COLUMN]) for row in value or [] if row and row[FILE_COLUMN]}
-    try:
-        result = service.save_choices(studio, folder, choices)
-    except Exception as error:
-        return gr.update(), error_text(error)
+    result = studio.datasets.save_choices(folder, choices)
     lines = [f"✓ {relpath}: {'keep' if keep else 'drop'}" for relpath, keep in result.saved.items()]
     if result.path is not None:
         lines.append(f"saved in `{result.path}` (the previous choices are in `{result.path.name}.bak`)")
     lines += [f"⚠ {relpath} {why}" for relpath, why in result.refused.items()]
     table = gr.update()
     if result.refused:
-        table = table_rows(service.load_review(studio, folder), show_all)
+        table = table_rows(studio.datasets.load_review(folder), show_all)
     return table, "\n\n".join(lines) or "no change"
 
 
@@ -170,6 +165,7 @@ def _truthy(value) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes")
 
 
+@guarded(lambda message: message)
 def prepare(studio, folder: str, out_text: str, progress=gr.Progress()):
     if not folder:
         return error_text("scan a folder first")
@@ -177,10 +173,7 @@ def prepare(studio, folder: str, out_text: str, progress=gr.Progress()):
     def report_progress(done: int, total: int) -> None:
         progress((done, total), desc="Writing the clean copy", unit="images")
 
-    try:
-        result = service.prepare_copy(studio, folder, out_text, progress=report_progress)
-    except Exception as error:
-        return error_text(error)
+    result = studio.datasets.prepare_copy(folder, out_text, progress=report_progress)
     lines = [f"{'✓' if result.written else '✗'} {result.summary()}"]
     lines += [f"- {html.escape(relpath)}: {html.escape(why)}" for relpath, why in list(result.skipped.items())[:30]]
     return "\n".join(lines)

@@ -7,16 +7,16 @@ from types import SimpleNamespace
 import gradio as gr
 from PIL import Image
 
-from studio.dataset_service import thumbnail
+from studio.app.review import thumbnail
 
 from . import dataset_review
-from .common import error_text, ok_text
+from .common import guarded
 
 THUMBNAIL = 192
 
 
 def render(studio) -> SimpleNamespace:
-    demos = list(studio.demo_datasets())
+    demos = list(studio.datasets.demos())
     with gr.Row():
         folder = gr.Textbox(label="Dataset folder", placeholder="/path/to/images (with metadata.csv)", scale=4,
                             elem_id="dataset-folder")
@@ -38,12 +38,10 @@ def _thumbnail(path) -> Image.Image:
     return thumbnail(path, THUMBNAIL) or Image.new("RGB", (THUMBNAIL, THUMBNAIL), (200, 200, 200))
 
 
+@guarded(lambda message: ([], message))
 def show_dataset(studio, text: str):
     """Gallery items (thumbnail, caption) and a summary line for the folder named in ``text``."""
-    try:
-        view = studio.load_dataset(text)
-    except Exception as error:  # shown on the page, never a stack trace
-        return [], error_text(error)
+    view = studio.datasets.load(text)
     by_name = dict(view.rows)
     items = [(_thumbnail(path), by_name.get(path.name, "(no caption)")) for path in view.images]
     captions = f"{len(view.rows)} captions" if view.rows else "no captions yet"
@@ -51,17 +49,15 @@ def show_dataset(studio, text: str):
     notes = view.problems + view.warnings
     if notes:
         summary += "\n\n" + "\n".join(f"- ⚠ {n}" for n in notes[:20])
-    return items, ok_text(summary)
+    return items, summary
 
 
+@guarded(lambda message: (gr.update(), gr.update(), message))
 def import_zip(studio, file):
     """An uploaded zip unpacked into the workspace: (folder text, gallery, message)."""
     if not file:
         return gr.update(), gr.update(), gr.update()
-    try:
-        result = studio.import_dataset_zip(file)
-    except Exception as error:  # shown on the page, never a stack trace
-        return gr.update(), gr.update(), error_text(error)
+    result = studio.datasets.import_zip(file)
     items, summary = show_dataset(studio, str(result.folder))
     return str(result.folder), items, f"{result.summary()}\n\n{summary}"
 
@@ -69,7 +65,7 @@ def import_zip(studio, file):
 def listen(ui: SimpleNamespace, studio) -> None:
     ui.upload.upload(lambda file: import_zip(studio, file), inputs=ui.upload,
                      outputs=[ui.folder, ui.gallery, ui.message])
-    demos = studio.demo_datasets()
+    demos = studio.datasets.demos()
     ui.demo.input(lambda name: str(demos[name]) if name in demos else gr.update(), inputs=ui.demo,
                   outputs=ui.folder).then(
         lambda text: show_dataset(studio, text), inputs=ui.folder, outputs=[ui.gallery, ui.message]

@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import gradio as gr
 from PIL import Image
 
-from .common import error_text, parse_numbers
+from studio.app.evaluation import LORA_FILE, METRIC_HELP, checkpoint_label, rows_read
+
+from .common import guarded, parse_numbers
 
 DEFAULT_WEIGHTS = "0.4, 0.5, 0.6, 0.7, 0.8, 0.9"
 CELL_DISPLAY = 160
@@ -49,20 +51,23 @@ def render(studio) -> SimpleNamespace:
 
 
 def run_choices(studio, selected: str | None = None):
-    runs = studio.list_runs()
+    runs = studio.runs.list()
     names = [r.name for r in runs]
     value = selected if selected in names else (names[0] if names else None)
     return gr.update(choices=[(r.label, r.name) for r in runs], value=value)
 
 
+def no_run_details(_message: str = "") -> tuple:
+    """No run picked, or one that cannot be read (removed meanwhile): only "final" to pick, the trigger as it was."""
+    return gr.update(choices=["final"], value="final"), gr.update()
+
+
+@guarded(no_run_details)
 def run_details(studio, run_name: str | None):
     """Checkpoint choices and the run's trigger word when a run is picked."""
     if not run_name:
-        return gr.update(choices=["final"], value="final"), gr.update()
-    try:
-        run = studio.find_run(run_name)
-    except Exception:
-        return gr.update(choices=["final"], value="final"), gr.update()
+        return no_run_details()
+    run = studio.runs.find(run_name)
     choices = [("final", "final")] if run.final_lora else []
     choices += [checkpoint_choice(folder) for folder in reversed(run.checkpoints)]
     if len(run.checkpoints) > 1 or (run.checkpoints and run.final_lora):
@@ -73,8 +78,6 @@ def run_details(studio, run_name: str | None):
 
 def checkpoint_choice(folder) -> tuple[str, str]:
     """(what the dropdown shows, what it hands over): ``step 500`` for the checkpoint folder's full path."""
-    from studio.eval.resolve import LORA_FILE, checkpoint_label
-
     return checkpoint_label(Path(folder) / LORA_FILE), str(folder)
 
 
@@ -108,9 +111,6 @@ def rate_table(metrics: dict) -> list[str]:
 def metrics_markdown(result) -> str:
     """Concept rates (with / without the trigger) beside the grid, then each metric with its one-line meaning,
     measured on the rows the verdict reads."""
-    from studio.eval.metrics import METRIC_HELP
-    from studio.eval.verdict import rows_read
-
     metrics = rows_read(result.metrics or {})
     lines = rate_table(metrics)
     if metrics["rows"]:
@@ -135,17 +135,15 @@ def report_for_page(report: str, run_folder) -> str:
     return f"{text}\n\n_The full report with the grid: `{Path(run_folder) / 'evaluation.md'}`_"
 
 
+@guarded(lambda message: (message, None, "", [], None, ""))
 def render_grid(studio, run_name, checkpoint, prompts, seeds, weights, trigger, steps, guidance, sampler,
                 progress=gr.Progress()):
-    try:
-        result, evaluation = studio.render_grid(
-            run_name or "", checkpoint, (prompts or "").splitlines(), parse_numbers(seeds, int, "seeds"),
-            parse_numbers(weights, float, "weights"), int(steps), float(guidance), sampler=sampler,
-            trigger=(trigger or "").strip(), all_checkpoints=checkpoint == ALL_CHECKPOINTS,
-            progress=lambda done, total: progress(done / max(total, 1), desc="rendering"),
-        )
-    except Exception as error:
-        return error_text(error), None, "", [], None, ""
+    result, evaluation = studio.evaluation.render_grid(
+        run_name or "", checkpoint, (prompts or "").splitlines(), parse_numbers(seeds, int, "seeds"),
+        parse_numbers(weights, float, "weights"), int(steps), float(guidance), sampler=sampler,
+        trigger=(trigger or "").strip(), all_checkpoints=checkpoint == ALL_CHECKPOINTS,
+        progress=lambda done, total: progress(done / max(total, 1), desc="rendering"),
+    )
     items = [(_cell_image(c.path), f"{c.checkpoint} · weight {c.weight:g} · seed {c.seed} · {c.prompt}")
              for c in result.cells]
     note = f"✓ {len(result.cells)} images → {result.grid_png}"

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from PIL import Image
 
+from studio.app.datasets import DEMO_ROOT
 from studio.caption import FORMULA_FIELDS, build_caption, keyword_chart
 from studio.caption.chart import chart_bars
 from studio.data import CaptionRecord, read_metadata
-from studio.service import DEMO_ROOT
 
 
 def test_keyword_chart_writes_a_png(tmp_path):

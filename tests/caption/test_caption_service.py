@@ -6,12 +6,13 @@ import threading
 
 import pytest
 
+from studio.app.caption_job import AutoCaptionBusy, AutoCaptionJob
+from studio.app.captions import CaptionDesk, place_caption, structured_preview, table_rows, unsaved_rows
+from studio.app.datasets import DEMO_ROOT
 from studio.caption import EditError
 from studio.caption.tokens import load_token_counter
-from studio.caption_job import AutoCaptionBusy, AutoCaptionJob
-from studio.caption_service import CaptionDesk, place_caption, structured_preview, table_rows, unsaved_rows
 from studio.data.scan import save_decisions
-from studio.service import DEMO_ROOT, Studio
+from studio.service import Studio
 
 CSV = ('filename,prompt\n'
        'a.png,"**zq star**, a beautiful star, *calm*"\n'

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageFilter
 
+from studio.app.datasets import DEMO_ROOT
 from studio.data import DatasetError
 from studio.data.decode import decode_rgb
 from studio.data.quality import BLUR_THRESHOLD, calibrate_blur
 from studio.data.scan import ScanReport, load_decisions, save_decisions, scan_folder
 from studio.data.synthetic import synthetic_image
-from studio.service import DEMO_ROOT
 
 DEMOS = sorted(path for path in DEMO_ROOT.iterdir() if (path / "metadata.csv").is_file())
 

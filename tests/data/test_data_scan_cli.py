@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+from studio.app.datasets import DEMO_ROOT
 from studio.cli import main
 from studio.data.scan import ScanReport
 from studio.data.synthetic import synthetic_image
-from studio.service import DEMO_ROOT
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 
 from studio.eval import EvalError, GridSpec, load_clip_scorer, render_grid
 from studio.eval.grid import GridRow, measure
-from studio.eval.metrics import METRIC_HELP, concept_hit, seed_spread, strength_response, summarise
-from studio.toyworld.checker import check_image
+from studio.eval.metrics import METRIC_HELP, seed_spread, strength_response, summarise
+from studio.toyworld.concepts import TOY_WORLD_CHECKER
 from studio.toyworld.world import Scene, render
 
 STAR = "a red zq star on a white background"
@@ -39,7 +39,7 @@ def test_eval_concept_rate_is_the_star_rate_by_weight_column():
     for row in rows[:2]:
         images.update({(row.index, 0.0): circle, (row.index, 0.4): circle, (row.index, 0.8): star})
     images.update({(2, 0.0): blue_circle, (2, 0.4): blue_circle, (2, 0.8): star})
-    cells = measure(GridSpec(lora="x", prompts=[STAR]), rows, images, checker=True)
+    cells = measure(GridSpec(lora="x", prompts=[STAR]), rows, images, checker=TOY_WORLD_CHECKER)
     assert cells[(0, 0.8)]["checker"]["is_star"] and cells[(0, 0.8)]["concept"] is True
     assert cells[(2, 0.4)]["concept"] is True and cells[(2, 0.8)]["concept"] is False
     star_rows = summarise(rows[:2], cells, [0.4, 0.8])
@@ -48,15 +48,6 @@ def test_eval_concept_rate_is_the_star_rate_by_weight_column():
     assert star_rows["seed_spread_by_weight"] == {0.4: 0.0, 0.8: 0.0}  # the same picture for both seeds
     everything = summarise(rows, cells, [0.4, 0.8])["concept_rate_by_weight"]  # + the circle row: 1 of 3, 2 of 3
     assert everything == {0.4: pytest.approx(1 / 3, abs=1e-4), 0.8: pytest.approx(2 / 3, abs=1e-4)}
-
-
-def test_eval_concept_hit_follows_the_prompt():
-    star = check_image(render(Scene("yellow", "star", "black")))
-    striped = check_image(render(Scene("green", "square", "white", style="striped")))
-    assert concept_hit("a yellow zq star on a black background", star) is True
-    assert concept_hit("a yellow circle on a black background", star) is False
-    assert concept_hit("a green square in zq striped style", striped) is True
-    assert concept_hit("a photo of a cat", star) is None
 
 
 def test_eval_seed_spread_needs_two_seeds():

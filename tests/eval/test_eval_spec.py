@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from studio.eval import EvalError, GridSpec, parse_seeds, parse_weights
-from studio.eval.grid import _is_embedded
 from studio.eval.spec import check_spec, column_weights
+from studio.toyworld.concepts import is_toy_world_model
 
 
 def test_eval_parse_weights_and_seeds():
@@ -37,4 +37,4 @@ def test_eval_reference_column_and_embedded_model():
     assert column_weights(GridSpec(lora="x", weights=[0.4, 0.8], include_reference=True)) == [0.0, 0.4, 0.8]
     assert column_weights(GridSpec(lora="x", weights=[0.0, 0.4], include_reference=True)) == [0.0, 0.4]
     assert column_weights(GridSpec(lora="x", weights=[0.4])) == [0.4]
-    assert _is_embedded("") and not _is_embedded("some/model")
+    assert is_toy_world_model("") and not is_toy_world_model("some/model")

@@ -18,10 +18,10 @@ RENAMED = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
 
 @pytest.fixture(scope="module")
 def webui_file(tmp_path_factory):
-    unet, text = trained(ATTENTION, use_dora=False)
+    unet, texts = trained(ATTENTION, use_dora=False)
     metadata = build_kohya_metadata({"output_name": "star", "base_model_name": "v1-5-pruned.safetensors"})
     return save_kohya_lora(tmp_path_factory.mktemp("inspect") / "star.safetensors", adapter_state(unet),
-                           {"text_encoder": adapter_state(text)}, RANK, ALPHA, metadata)
+                           {"text_encoder": adapter_state(texts["text_encoder"])}, RANK, ALPHA, metadata)
 
 
 def test_inspect_reports_a_good_file(webui_file, capsys):
@@ -57,8 +57,8 @@ def test_inspect_names_a_renamed_key_and_a_missing_alpha(webui_file, tmp_path, c
 def test_inspect_a_diffusers_file_says_which_keys_comfyui_skips(tmp_path, capsys):
     from studio.lora import save_diffusers_lora
 
-    unet, text = trained(ATTENTION, use_dora=False)
-    save_diffusers_lora(tmp_path, adapter_state(unet), adapter_state(text), rank=RANK, alpha=ALPHA,
+    unet, texts = trained(ATTENTION, use_dora=False)
+    save_diffusers_lora(tmp_path, adapter_state(unet), adapter_state(texts["text_encoder"]), rank=RANK, alpha=ALPHA,
                         unet_targets=ATTENTION, te_targets=["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"])
     assert main(["inspect", str(tmp_path)]) == 1
     out = capsys.readouterr().out

@@ -8,9 +8,9 @@ import re
 
 from PIL import ImageFilter
 
+from studio.app.datasets import DEMO_ROOT
 from studio.data.quality import BLUR_THRESHOLD
 from studio.data.synthetic import synthetic_image
-from studio.service import DEMO_ROOT
 from ui_helpers import fill, pick
 
 DEMOS = sorted(path.name for path in DEMO_ROOT.iterdir() if (path / "metadata.csv").is_file())

@@ -76,6 +76,9 @@ class LoraNaming:
     base_model_version: str
     architecture: str
     extra_metadata: dict[str, str] = field(default_factory=dict)
+    # Layers a WebUI patches only together, per text encoder (A1111 applies SDXL's second encoder's q, k, v and
+    # out_proj to one OpenCLIP attention weight, and skips a layer whose file lacks one of them).
+    patched_together: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Family(ABC):

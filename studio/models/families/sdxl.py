@@ -23,6 +23,7 @@ class SDXL(Family):
         text_prefixes={"text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"},
         base_model_version="sdxl_base_v1-0",
         architecture="stable-diffusion-xl-v1-base/lora",
+        patched_together={"text_encoder_2": ("q_proj", "k_proj", "v_proj", "out_proj")},
     )
 
     def pipeline_class(self):

@@ -6,7 +6,8 @@ import json
 import pytest
 from PIL import Image
 
-from studio import dataset_service as service
+from studio.app.datasets import TOY_WORLD_RESOLUTION
+from studio.app.review import thumbnail
 from studio.data.scan import save_decisions
 from studio.data.synthetic import synthetic_image
 from studio.service import Studio, StudioError
@@ -30,7 +31,7 @@ def folder(tmp_path):
 
 
 def test_reasons_carry_their_numbers_and_the_report_is_kept_in_the_workspace(studio, folder):
-    review = service.scan_dataset(studio, str(folder), resolution=512)
+    review = studio.datasets.scan(str(folder), resolution=512)
     assert review.report_path.is_relative_to(studio.workspace) and review.report_path.is_file()
     rows = {row.relpath: row for row in review.rows(show_all=True)}
     texts = {relpath: [text for _, text, _, _ in row.reasons] for relpath, row in rows.items()}
@@ -42,54 +43,54 @@ def test_reasons_carry_their_numbers_and_the_report_is_kept_in_the_workspace(stu
     assert rows["wide.png"].reasons[1][3] == "advice"  # a missing caption does not leave the image out
     assert ("too small", 1, "drop") in review.counts() and ("corrupt", 1, "unreadable") in review.counts()
     assert [image.relpath for image in review.listed()] == ["cut.png", "small.png", "wide.png"]
-    assert service.load_review(studio, str(folder)).report.verdict == review.report.verdict
+    assert studio.datasets.load_review(str(folder)).report.verdict == review.report.verdict
 
 
 def test_choices_merge_with_saved_ones_refuse_unreadable_files_and_reach_prepare(studio, folder):
     save_decisions(folder, {"wide.png": True})  # made earlier, e.g. with the CLI
-    service.scan_dataset(studio, str(folder), resolution=512)
-    result = service.save_choices(studio, str(folder), {"small.png": True, "cut.png": True, "good.png": True,
+    studio.datasets.scan(str(folder), resolution=512)
+    result = studio.datasets.save_choices(str(folder), {"small.png": True, "cut.png": True, "good.png": True,
                                                         "ghost.png": False})
     assert result.saved == {"small.png": True}  # good.png was kept already: no change to record
     assert set(result.refused) == {"cut.png", "ghost.png"}
     saved = json.loads((folder / ".lora-studio" / "decisions.json").read_text())["decisions"]
     assert saved == {"small.png": True, "wide.png": True}
     assert (folder / ".lora-studio" / "decisions.json.bak").is_file()
-    assert service.load_review(studio, str(folder)).report.image("small.png").keep is True
+    assert studio.datasets.load_review(str(folder)).report.image("small.png").keep is True
 
-    service.save_choices(studio, str(folder), {"wide.png": False})
-    copy = service.prepare_copy(studio, str(folder), "")
+    studio.datasets.save_choices(str(folder), {"wide.png": False})
+    copy = studio.datasets.prepare_copy(str(folder), "")
     assert copy.out_dir == str(studio.workspace / "prepared" / "photos")
     assert sorted(item.source for item in copy.written) == ["good.png", "small.png"]
     assert copy.skipped["wide.png"] == "dropped by your keep/drop choice."
 
 
 def test_demo_datasets_stay_read_only(studio):
-    demo = studio.demo_datasets()["star"]
-    review = service.scan_dataset(studio, "star")
+    demo = studio.datasets.demos()["star"]
+    review = studio.datasets.scan("star")
     assert review.read_only and review.report.images
     first = review.report.images[0].relpath
-    result = service.save_choices(studio, "star", {first: not review.report.images[0].keep})
+    result = studio.datasets.save_choices("star", {first: not review.report.images[0].keep})
     assert result.saved == {} and "read-only" in result.refused[first]
     assert not (demo / ".lora-studio").exists()
 
 
 def test_output_folder_and_unscanned_folder(studio, folder, tmp_path):
-    assert service.output_folder(studio, folder, "  ") == studio.workspace / "prepared" / "photos"
-    assert service.output_folder(studio, folder, "clean") == studio.workspace / "clean"
-    assert service.output_folder(studio, folder, str(tmp_path / "x")) == tmp_path / "x"
+    assert studio.datasets.output_folder(folder, "  ") == studio.workspace / "prepared" / "photos"
+    assert studio.datasets.output_folder(folder, "clean") == studio.workspace / "clean"
+    assert studio.datasets.output_folder(folder, str(tmp_path / "x")) == tmp_path / "x"
     with pytest.raises(StudioError, match="has not been scanned yet"):
-        service.load_review(studio, str(folder))
-    service.scan_dataset(studio, str(folder))
+        studio.datasets.load_review(str(folder))
+    studio.datasets.scan(str(folder))
     with pytest.raises(StudioError, match="inside the dataset folder"):
-        service.prepare_copy(studio, str(folder), str(folder / "out"))
+        studio.datasets.prepare_copy(str(folder), str(folder / "out"))
 
 
 def test_thumbnail_enlarges_tiny_pictures_without_blur(tmp_path):
     Image.new("RGB", (8, 4), (10, 200, 30)).save(tmp_path / "tiny.png")
-    image = service.thumbnail(tmp_path / "tiny.png", 96)
+    image = thumbnail(tmp_path / "tiny.png", 96)
     assert image.size == (96, 48) and image.getpixel((50, 20)) == (10, 200, 30)
-    assert service.thumbnail(tmp_path / "missing.png") is None
+    assert thumbnail(tmp_path / "missing.png") is None
 
 
 def test_a_folder_without_metadata_csv_counts_pictures_only_and_no_captions(studio, tmp_path):
@@ -98,7 +99,7 @@ def test_a_folder_without_metadata_csv_counts_pictures_only_and_no_captions(stud
     for seed in range(3):
         synthetic_image(seed, (64, 64)).save(data / f"p{seed}.png")
     (data / "x.png").write_text("not a picture, only text")
-    view = studio.load_dataset(str(data))
+    view = studio.datasets.load(str(data))
     assert [path.name for path in view.images] == ["p0.png", "p1.png", "p2.png"] and view.rows == []
     assert any(problem.startswith("x.png is not a picture") for problem in view.problems)
     assert any("metadata.csv is missing" in problem for problem in view.problems)
@@ -112,17 +113,17 @@ def test_the_resolution_follows_what_a_folder_is_for(studio, folder, tmp_path):
 
     preset_sides = {yaml.safe_load(path.read_text())["resolution"] for path in (REPO_ROOT / "presets" / "demo").glob(
         "*.yaml")}
-    assert {service.suggested_resolution(studio, name)[0] for name in ("star", "striped", "priors")} == preset_sides
-    assert service.suggested_resolution(studio, str(folder)) is None
-    assert service.suggested_resolution(studio, str(tmp_path / "no-such-folder")) is None
-    service.scan_dataset(studio, str(folder), resolution=256)
-    copy = service.prepare_copy(studio, str(folder), str(tmp_path / "copy-256"))
+    assert {studio.datasets.suggested_resolution(name)[0] for name in ("star", "striped", "priors")} == preset_sides
+    assert studio.datasets.suggested_resolution(str(folder)) is None
+    assert studio.datasets.suggested_resolution(str(tmp_path / "no-such-folder")) is None
+    studio.datasets.scan(str(folder), resolution=256)
+    copy = studio.datasets.prepare_copy(str(folder), str(tmp_path / "copy-256"))
     assert {min(item.width, item.height) for item in copy.written} == {256}
-    assert service.suggested_resolution(studio, str(tmp_path / "copy-256"))[0] == 256
+    assert studio.datasets.suggested_resolution(str(tmp_path / "copy-256"))[0] == 256
 
 
 def test_the_demo_scanned_at_its_resolution_is_ready_and_its_clean_copy_complete(studio):
-    review = service.scan_dataset(studio, "star", resolution=service.TOY_WORLD_RESOLUTION)
+    review = studio.datasets.scan("star", resolution=TOY_WORLD_RESOLUTION)
     assert review.report.verdict == "All 20 images are ready for training" and review.resolution == 32
-    copy = service.prepare_copy(studio, "star", "")
+    copy = studio.datasets.prepare_copy("star", "")
     assert len(copy.written) == 20 and copy.skipped == {} and copy.summary().startswith("Wrote 20 image(s)")

@@ -1,6 +1,6 @@
 """What the Captioning tab calls: captions with their lint findings, the keyword chart, bulk edits with Undo and Redo.
 
-No gradio here. One :class:`CaptionDesk` per app holds what is worth keeping between clicks (the token counter,
+No gradio here. One :class:`CaptionDesk` per app (the studio's ``captions``) holds what is worth keeping between clicks (the token counter,
 the auto-caption job); everything else is a plain function of the folder and the table's rows. Files are written
 only through the caption engine (``studio.caption.edits`` and ``studio.data.write_metadata``): atomic, with the
 previous version kept as ``metadata.csv.bak``, and every change recorded in the dataset's caption history in the
@@ -19,21 +19,25 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from studio.caption.blip import list_images, load_captioner
+from studio.app.caption_job import AutoCaptionJob
+from studio.app.datasets import is_shipped
+from studio.app.errors import StudioError
+from studio.caption.blip import DEFAULT_BLIP, list_images, load_captioner
 from studio.caption.edits import EditError, EditResult, add_prefix, add_suffix, apply_template, find_replace
 from studio.caption.history import CaptionHistory
+from studio.caption.formula import FORMULA_FIELDS, build_caption
 from studio.caption.lint import Finding, count_severities
 from studio.caption.pictures import PictureCheck, left_out_note
 from studio.caption.table import (SEVERITY_MARK, findings_text, place_caption, records_of, require_saved,
                                   structured_preview, table_rows, unsaved_rows)
-from studio.caption_job import AutoCaptionJob
 from studio.data import CaptionRecord
 
 EDITS = {"template": apply_template, "prefix": add_prefix, "suffix": add_suffix, "replace": find_replace}
 EDIT_NAMES = {"template": "The template", "prefix": "The prefix", "suffix": "The suffix", "replace": "Find/replace"}
 MODEL_FIELD = "the BLIP model field under 'Auto-caption with BLIP'"
-__all__ = ["CaptionDesk", "CaptionView", "findings_text", "place_caption", "records_of", "structured_preview",
-           "table_rows", "unsaved_rows"]
+# what the Captioning tab uses from the caption engine besides the desk
+__all__ = ["DEFAULT_BLIP", "FORMULA_FIELDS", "CaptionDesk", "CaptionView", "build_caption", "findings_text",
+           "place_caption", "records_of", "structured_preview", "table_rows", "unsaved_rows"]
 
 
 @dataclass
@@ -73,13 +77,19 @@ class CaptionDesk:
 
     def __init__(self, studio, counter=None, auto: AutoCaptionJob | None = None):
         self.studio = studio
-        self.auto = auto or AutoCaptionJob(loader=partial(load_captioner, model_field=MODEL_FIELD))
+        self.auto = auto or AutoCaptionJob(loader=partial(load_captioner, model_field=MODEL_FIELD),
+                                           debug_log=studio.debug_log)
         self._counter = counter  # a TokenCounter; None: the shipped SD 1.x tokenizer, loaded on first use
         self.pictures = PictureCheck()
         self._lock = threading.Lock()  # one demo copy at a time
 
+    @property
+    def debug_log(self):
+        """The studio's debug log (where the tracebacks of failures that are not the user's to fix go)."""
+        return self.studio.debug_log
+
     def folder(self, text: str) -> Path:
-        return self.studio.dataset_folder(text)
+        return self.studio.datasets.folder(text)
 
     def counter(self):
         """The SD 1.x CLIP tokenizer (shipped with the package), loaded once; a rough count if it is missing."""
@@ -123,11 +133,8 @@ class CaptionDesk:
     def left_out(self, folder: Path, names: list[str]) -> dict[str, tuple[str, str]]:
         """``relpath -> (why, severity)`` for the pictures among ``names`` that are not captioned (unreadable, or
         dropped in the Dataset tab; :class:`studio.caption.pictures.PictureCheck`)."""
-        from studio.dataset_service import load_review
-        from studio.service import StudioError
-
         try:
-            review = load_review(self.studio, str(folder))
+            review = self.studio.datasets.load_review(str(folder))
             return self.pictures.left_out(folder, names, review.report, review.report_path.stat().st_mtime)
         except (StudioError, OSError):  # not scanned yet
             return self.pictures.left_out(folder, names)
@@ -149,7 +156,7 @@ class CaptionDesk:
         was written; a shipped demo is copied to the workspace first (``view.copied`` says where)."""
         folder, copied = self._writable_folder(text)
         with self.history(folder).recording():
-            path = self.studio.save_captions(str(folder), rows)
+            path = self.studio.datasets.save_captions(str(folder), rows)
         return path, self._reopened(folder, required, copied)
 
     def edit(self, text: str, rows: list[tuple[str, str]], kind: str, *args, required: str = ""
@@ -208,8 +215,6 @@ class CaptionDesk:
         return folder
 
     def _step(self, text: str, rows, required: str, direction: str) -> tuple[EditResult, CaptionView]:
-        from studio.dataset_service import is_shipped
-
         folder = self.folder(text)
         history = self.history(folder)
         if not is_shipped(folder):  # a shipped demo never changes, so it has no step: "Nothing to undo" says so
@@ -222,7 +227,6 @@ class CaptionDesk:
     def _writable_folder(self, text: str) -> tuple[Path, str]:
         """The folder whose metadata.csv a change goes to, and a sentence when it is a new copy of a shipped demo."""
         from studio.data.copy import copy_dataset
-        from studio.dataset_service import is_shipped
 
         folder = self.folder(text)
         if not is_shipped(folder):

@@ -1,6 +1,6 @@
-"""Auto-captioning for the Captioning tab: BLIP in a background thread, progress, cancel between batches.
+"""Auto-captioning for the Captioning tab: BLIP in a background job, progress, cancel between batches.
 
-One job at a time per app. The page polls :meth:`AutoCaptionJob.state`; Cancel sets an event that
+One job at a time per app. The page polls :meth:`AutoCaptionJob.state`; Cancel sets the event that
 ``caption_folder`` checks before every batch, and what was captioned so far is still written. The result is merged
 into metadata.csv through ``write_metadata`` (atomic, previous version kept as ``metadata.csv.bak``), inside the
 caption history when one is given (so Undo takes it back). Pictures named in ``leave_out`` (unreadable, or dropped
@@ -9,16 +9,17 @@ in the Dataset tab) are not captioned.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from studio.app.background import BackgroundJob
+from studio.app.errors import DebugLog, JobBusy
 
 ACTIVE = ("loading", "captioning", "stopping")
 
 
-class AutoCaptionBusy(RuntimeError):
+class AutoCaptionBusy(JobBusy):
     """A second auto-caption while one is running."""
 
 
@@ -45,20 +46,19 @@ class AutoCaptionState:
         return " · ".join(part for part in parts if part)
 
 
-class AutoCaptionJob:
-    """Caption a folder's images in a daemon thread; ``start``/``cancel``/``state`` are safe from any thread."""
+class AutoCaptionJob(BackgroundJob[AutoCaptionState]):
+    """Caption a folder's images in a daemon thread; ``start``/``cancel``/``state`` are safe from any thread.
+    ``loader``: ``load_captioner`` (injectable for tests of the job itself); ``debug_log``: where the tracebacks of
+    failures that are not the user's to fix go."""
 
-    def __init__(self, loader=None):
-        self._loader = loader  # ``load_captioner``; injectable for tests of the job itself
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._state = AutoCaptionState()
+    thread_name = "auto-caption"
+    what = "auto-captioning"
+    stopping = {"status": "stopping", "message": "stopping after this batch …"}
+
+    def __init__(self, loader=None, debug_log: DebugLog | str | Path | None = None):
+        super().__init__(AutoCaptionState(), debug_log)
+        self._loader = loader
         self._loaded: tuple[str, object] | None = None  # (model text, Captioner): the last model stays loaded
-
-    def state(self) -> AutoCaptionState:
-        with self._lock:
-            return self._state
 
     def start(self, folder: Path, model: str, batch_size: int, replace_all: bool = False, leave_out=(),
               history=None) -> None:
@@ -66,63 +66,42 @@ class AutoCaptionJob:
         the relative paths in ``leave_out``; ``history`` (a ``CaptionHistory``) records the write for Undo."""
         if batch_size < 1:
             raise ValueError(f"The batch size must be 1 or more, not {batch_size}; 8 suits most GPUs, 1–2 the CPU.")
-        with self._lock:
-            if self._state.active:
-                raise AutoCaptionBusy(f"Auto-captioning of {self._state.folder} is already {self._state.status} "
-                                      f"({self._state.done}/{self._state.total}); wait for it or Cancel it first.")
-            self._stop.clear()
-            self._state = AutoCaptionState("loading", folder=str(folder), message="checking the images …",
-                                           started_at=time.time())
-            self._thread = threading.Thread(target=self._run, args=(Path(folder), model, batch_size, replace_all,
-                                                                    frozenset(leave_out), history),
-                                            name="auto-caption", daemon=True)
-            self._thread.start()
+        first = AutoCaptionState("loading", folder=str(folder), message="checking the images …", started_at=time.time())
+        self._launch(first, Path(folder), model, batch_size, replace_all, frozenset(leave_out), history)
 
     def cancel(self) -> bool:
         """Stop after the current batch (what is captioned is written). False when nothing runs."""
-        with self._lock:
-            if not self._state.active:
-                return False
-            self._state = replace(self._state, status="stopping", message="stopping after this batch …")
-        self._stop.set()
-        return True
+        return self._request_stop()
 
     def wait(self, timeout: float | None = None) -> AutoCaptionState:
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+        self.join(timeout)
         return self.state()
 
-    def _set(self, **changes) -> None:
-        with self._lock:
-            if self._stop.is_set() and changes.get("status") in ACTIVE:
-                changes["status"], changes["message"] = "stopping", "stopping after this batch …"
-            self._state = replace(self._state, **changes)
+    def _busy(self, state: AutoCaptionState) -> AutoCaptionBusy:
+        return AutoCaptionBusy(f"Auto-captioning of {state.folder} is already {state.status} ({state.done}/"
+                               f"{state.total}); wait for it or Cancel it first.")
 
-    def _run(self, folder: Path, model: str, batch_size: int, replace_all: bool, leave_out: frozenset,
-             history) -> None:
+    def _work(self, folder: Path, model: str, batch_size: int, replace_all: bool, leave_out: frozenset,
+              history) -> None:
         from studio.caption.blip import caption_folder
 
         try:
             todo, skip = _plan(folder, replace_all)
             todo = [name for name in todo if name not in leave_out]
             if not todo:
-                self._set(status="finished", message=f"Every picture in {folder} already has a caption (or is left "
-                          "out as unreadable or dropped); choose 'all images' to caption them again.")
+                self._update(status="finished", message=f"Every picture in {folder} already has a caption (or is "
+                             "left out as unreadable or dropped); choose 'all images' to caption them again.")
                 return
-            self._set(total=len(todo), message=f"loading {model.strip() or 'the default BLIP model'} …")
+            self._update(total=len(todo), message=f"loading {model.strip() or 'the default BLIP model'} …")
             captioner = self._captioner(model)
-            self._set(status="captioning", message=f"{captioner.source} on {captioner.device}")
+            self._update(status="captioning", message=f"{captioner.source} on {captioner.device}")
             records = caption_folder(folder, captioner, batch_size=batch_size, skip=skip | leave_out,
-                                     progress=lambda done, _total: self._set(status="captioning", done=done),
-                                     should_stop=self._stop.is_set)
+                                     progress=lambda done, _total: self._update(status="captioning", done=done),
+                                     should_stop=self._stop_requested)
             self._finish(folder, records, len(todo), history)
-        except (ValueError, OSError) as error:  # the model, the folder or metadata.csv: the message says what to do
-            self._set(status="failed", message=str(error) or type(error).__name__)
-        except Exception as error:  # a bug or a crash in the model: one line on the page, the traceback in the log
-            traceback.print_exc()
-            self._set(status="failed", message=f"Auto-captioning failed ({type(error).__name__}: {error}); the "
-                      "studio's log has the details.")
+        except Exception as error:  # the model, the folder or metadata.csv: the message says what to do; a bug or
+            # a crash in the model: one line on the page, the traceback in the debug log
+            self._update(status="failed", message=self._failure_line(error))
 
     def _captioner(self, model: str):
         key = model.strip()
@@ -138,19 +117,20 @@ class AutoCaptionJob:
     def _finish(self, folder: Path, records, wanted: int, history) -> None:
         csv_path = folder / "metadata.csv"
         if not records:
-            self._set(status="stopped", message=f"Stopped before any image was captioned; {csv_path} was not changed.")
+            self._update(status="stopped",
+                         message=f"Stopped before any image was captioned; {csv_path} was not changed.")
             return
         with history.recording() if history is not None else contextlib.nullcontext():
             _merge_into(csv_path, records)
         backup = csv_path.with_name(csv_path.name + ".bak")
         kept = f" (the previous version is {backup.name}; Undo puts it back)" if backup.is_file() else ""
         if len(records) < wanted:
-            self._set(status="stopped", done=len(records), message=f"Stopped after {len(records)} of {wanted} "
-                      f"images; their captions are in {csv_path}{kept}. Auto-caption 'images without a caption' to "
-                      "do the rest.")
+            self._update(status="stopped", done=len(records), message=f"Stopped after {len(records)} of {wanted} "
+                         f"images; their captions are in {csv_path}{kept}. Auto-caption 'images without a caption' "
+                         "to do the rest.")
         else:
-            self._set(status="finished", done=len(records), message=f"Captioned {len(records)} image(s) into "
-                      f"{csv_path}{kept}.")
+            self._update(status="finished", done=len(records),
+                         message=f"Captioned {len(records)} image(s) into {csv_path}{kept}.")
 
 
 def _plan(folder: Path, replace_all: bool) -> tuple[list[str], set[str]]:
