@@ -1,7 +1,8 @@
 """The studio's training job: one run at a time in an in-process thread, observed through snapshots.
 
-gradio's ``cancels=`` cannot stop a function that is already running, so the job owns a stop event that the
-trainer polls after every step (OneTrainer's callbacks/commands pair). The page polls ``snapshot()`` on a timer;
+gradio's ``cancels=`` cannot stop a function that is already running, so the job owns the run's
+``TrainingCommands`` (stop, save now, sample now), which the trainer polls after every step (OneTrainer's
+callbacks/commands pair). The page polls ``snapshot()`` on a timer;
 a reloaded page sees the same live run because the job lives in the service, not in the page. A failure reaches
 the page as its message alone; the traceback of one that is not the user's to fix goes to ``debug_log``.
 """
@@ -14,6 +15,11 @@ from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+
+from studio.train.control import TrainingCommands
+from studio.train.events import (
+    CheckpointEvent, LogEvent, SampleEvent, StartEvent, StepEvent, TrainEvent, ValidationEvent, WarningEvent,
+)
 
 ACTIVE = ("starting", "running", "stopping")
 MAX_LOG_LINES = 200
@@ -78,7 +84,7 @@ def progress_line(snapshot: TrainingSnapshot) -> str:
 
 
 class TrainingJob:
-    """Runs ``run_training`` in a daemon thread; start/stop/snapshot are safe from any thread.
+    """Runs ``run_training`` in a daemon thread; start/stop/save_now/sample_now/snapshot are safe from any thread.
 
     ``debug_log``: a file that collects the tracebacks of failures that are not the user's to fix (a bug, a crash
     in a library); without it they go to this module's logger.
@@ -88,7 +94,7 @@ class TrainingJob:
         self._runner = runner  # the training function; injectable for tests of the job itself
         self._debug_log = Path(debug_log) if debug_log else None
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._commands = TrainingCommands()
         self._thread: threading.Thread | None = None
         self._state = TrainingSnapshot()
         self._losses: list[tuple[int, float]] = []
@@ -109,7 +115,7 @@ class TrainingJob:
                     f"a training run is already {self._state.status} (step {self._state.step}/"
                     f"{self._state.total_steps}); stop it or wait for it to finish before starting another"
                 )
-            self._stop.clear()
+            self._commands = TrainingCommands()
             self._losses = []
             self._val_losses = []
             self._logs.clear()
@@ -126,7 +132,23 @@ class TrainingJob:
                 return False
             self._state = replace(self._state, status="stopping")
             self._logs.append("stop requested: finishing this step and saving a checkpoint …")
-        self._stop.set()
+            self._commands.stop()
+        return True
+
+    def save_now(self) -> bool:
+        """Ask the run for a checkpoint after the current step; it goes on training. False if nothing runs."""
+        return self._ask(TrainingCommands.save_now, "save requested: a checkpoint follows this step …")
+
+    def sample_now(self) -> bool:
+        """Ask the run to draw its samples after the current step; it goes on training. False if nothing runs."""
+        return self._ask(TrainingCommands.sample_now, "samples requested: drawn after this step …")
+
+    def _ask(self, request, note: str) -> bool:
+        with self._lock:
+            if not self._state.active or self._state.status == "stopping":
+                return False
+            self._logs.append(note)
+            request(self._commands)
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -135,36 +157,37 @@ class TrainingJob:
             thread.join(timeout)
         return thread is None or not thread.is_alive()
 
-    def _on_event(self, event) -> None:
+    def _on_event(self, event: TrainEvent) -> None:
         with self._lock:
-            state = self._state
-            if event.kind == "start":
-                state = replace(state, status="stopping" if self._stop.is_set() else "running",
-                                step=event.step, total_steps=event.total_steps, run_dir=event.path)
-                self._logs.append(f"run folder: {event.path}")
-            elif event.kind == "validation":
-                self._val_losses.append((event.step, float(event.val_loss)))
-            elif event.kind == "step":
-                self._losses.append((event.step, float(event.loss)))
-                if event.val_loss is not None:
+            state, logs = self._state, self._logs
+            match event:
+                case StartEvent():
+                    state = replace(state, status="stopping" if self._commands.stop_requested else "running",
+                                    step=event.step, total_steps=event.total_steps, run_dir=event.run_dir)
+                    logs.append(f"run folder: {event.run_dir}")
+                case ValidationEvent():
                     self._val_losses.append((event.step, float(event.val_loss)))
-                state = replace(state, step=event.step, total_steps=event.total_steps, epoch=event.epoch,
-                                loss=event.loss, elapsed_s=event.elapsed_s, eta_s=event.eta_s)
-            elif event.kind == "sample":
-                state = replace(state, samples=tuple(event.message.splitlines()), sample_step=event.step)
-                self._logs.append(f"samples at step {event.step}: {event.path}")
-            elif event.kind == "checkpoint":
-                state = replace(state, last_checkpoint=event.path)
-                self._logs.append(f"checkpoint saved at step {event.step}: {event.path}")
-            elif event.kind in ("warning", "log"):
-                self._logs.append(f"{event.kind}: {event.message}")
+                case StepEvent():
+                    self._losses.append((event.step, float(event.loss)))
+                    if event.val_loss is not None:
+                        self._val_losses.append((event.step, float(event.val_loss)))
+                    state = replace(state, step=event.step, total_steps=event.total_steps, epoch=event.epoch,
+                                    loss=event.loss, elapsed_s=event.elapsed_s, eta_s=event.eta_s)
+                case SampleEvent():
+                    state = replace(state, samples=event.paths, sample_step=event.step)
+                    logs.append(f"samples at step {event.step}: {event.folder}")
+                case CheckpointEvent():
+                    state = replace(state, last_checkpoint=event.path)
+                    logs.append(f"checkpoint saved at step {event.step}: {event.path}")
+                case WarningEvent() | LogEvent():
+                    logs.append(f"{event.kind}: {event.message}")
             self._state = state
 
     def _run(self, config, runner) -> None:
         if runner is None:
             from studio.train import run_training as runner
         try:
-            result = runner(config, emit=self._on_event, should_stop=self._stop.is_set)
+            result = runner(config, emit=self._on_event, commands=self._commands)
         except Exception as error:  # reaches the page as a readable message, never a silent stop
             from studio.cli import _user_errors
 

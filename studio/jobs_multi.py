@@ -1,9 +1,10 @@
 """Training in several data-parallel processes for the studio: ``studio train --num-processes N`` as a subprocess.
 
-The subprocess reports the very ``TrainEvent``s an in-process run emits, one JSON line each on stdout
-(``--json-events``), so ``TrainingJob`` shows both kinds of run through one snapshot. Stop creates the run's stop
-file (``--stop-file``), which the trainer checks after every step like the in-process stop event: all the processes
-stop at the same step, after a checkpoint. A studio that exits ends the processes it started.
+The subprocess reports the very events an in-process run emits, one JSON line each on stdout (``--json-events``),
+so ``TrainingJob`` shows both kinds of run through one snapshot. The job's commands reach the processes through
+files the trainer reads after every step: Stop creates the run's stop file (``--stop-file``); Save now and Sample
+now each append a line to its command file (``--command-file``), which the main process reads and shares with the
+others, so all of them stop, save or draw at the same step. A studio that exits ends the processes it started.
 """
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from studio.train.control import SAMPLE, SAVE, TrainingCommands, append_command
+from studio.train.events import DoneEvent, LogEvent, StartEvent, TrainEvent, WarningEvent, event_from_dict
+from studio.util.paths import repo_root
+
 MAX_PROCESSES_ENV = "LORA_STUDIO_MAX_PROCESSES"
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # on the subprocess's PYTHONPATH, so ``-m studio`` resolves
 POLL_SECONDS = 0.2
 TAIL_LINES = 200
-FINAL_LORA = "pytorch_lora_weights.safetensors"
 
 
 def env_max_processes() -> int | None:
@@ -70,18 +73,14 @@ class _Output:
         self.tail.append(line)
 
 
-def parse_event(line: str):
-    """A ``TrainEvent`` from one ``--json-events`` line; None for any other line."""
-    from studio.train.events import EVENT_KINDS, TrainEvent
-
+def parse_event(line: str) -> TrainEvent | None:
+    """The event of one ``--json-events`` line; None for any other line."""
     if not line.startswith("{"):
         return None
     try:
-        values = json.loads(line)
-        event = TrainEvent(**values)
+        return event_from_dict(json.loads(line))
     except (ValueError, TypeError):
         return None
-    return event if event.kind in EVENT_KINDS else None
 
 
 def _pump(stream, lines: queue.Queue, is_stdout: bool) -> None:
@@ -101,7 +100,7 @@ def _end_group(process: subprocess.Popen) -> None:
 
 
 class ProcessRunner:
-    """A ``TrainingJob`` runner, ``(config, emit, should_stop) -> RunResult``, training in ``num_processes``."""
+    """A ``TrainingJob`` runner, ``(config, emit, commands) -> RunResult``, training in ``num_processes``."""
 
     def __init__(self, num_processes: int, job_dir: str | Path):
         if int(num_processes) < 1:
@@ -109,9 +108,10 @@ class ProcessRunner:
         self.num_processes = int(num_processes)
         self.job_dir = Path(job_dir)
 
-    def command(self, config_path: Path, stop_file: Path) -> list[str]:
+    def command(self, config_path: Path, stop_file: Path, command_file: Path) -> list[str]:
         return [sys.executable, "-m", "studio", "train", "--config", str(config_path), "--num-processes",
-                str(self.num_processes), "--json-events", "--stop-file", str(stop_file)]
+                str(self.num_processes), "--json-events", "--stop-file", str(stop_file),
+                "--command-file", str(command_file)]
 
     def write_config(self, config) -> Path:
         """The config as the subprocess reads it, relative paths made absolute (they meant this process's cwd)."""
@@ -121,44 +121,63 @@ class ProcessRunner:
         path = self.job_dir / f"{config.resolved_output_name()}-{stamp}.yaml"
         return save_config(config.resolve_paths(Path.cwd()), path)
 
-    def __call__(self, config, emit, should_stop):
-        from studio.train.events import TrainEvent
-
+    def __call__(self, config, emit, commands: TrainingCommands):
         config_path = self.write_config(config)
-        stop_file = config_path.with_suffix(".stop")
-        stop_file.unlink(missing_ok=True)
-        command = self.command(config_path, stop_file)
-        emit(TrainEvent("log", message=f"training in {self.num_processes} processes: {shlex.join(command)}"))
-        python_path = [str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        files = _CommandFiles(config_path.with_suffix(".stop"), config_path.with_suffix(".commands"))
+        files.clear()
+        command = self.command(config_path, files.stop, files.requests)
+        emit(LogEvent(message=f"training in {self.num_processes} processes: {shlex.join(command)}"))
+        python_path = [str(repo_root()), *filter(None, [os.environ.get("PYTHONPATH")])]  # so ``-m studio`` resolves
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
                                    start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(python_path)})
         ender = functools.partial(_end_group, process)
         atexit.register(ender)
         try:
-            seen, output = _follow(process, emit, should_stop, stop_file)
+            seen, output = _follow(process, emit, functools.partial(files.forward, commands))
         finally:
             atexit.unregister(ender)
             _end_group(process)
-            stop_file.unlink(missing_ok=True)
+            files.clear()
         result = _result(config, seen, output, process.returncode)
         for message in output.errors:  # the main process got through, another one did not
-            emit(TrainEvent("warning", message=f"a training process reported an error: {message}"))
+            emit(WarningEvent(message=f"a training process reported an error: {message}"))
         return result
 
 
-def _follow(process: subprocess.Popen, emit, should_stop, stop_file: Path) -> tuple[dict, _Output]:
-    """Relay the subprocess's events to ``emit`` until it exits, creating ``stop_file`` once ``should_stop()``.
+@dataclass
+class _CommandFiles:
+    """The files the training processes read the job's commands from (``--stop-file``, ``--command-file``)."""
 
-    Returns the last event of each kind and the subprocess's other output.
+    stop: Path
+    requests: Path
+    stop_sent: bool = False
+
+    def forward(self, commands: TrainingCommands) -> None:
+        """Pass on what ``commands`` was asked since the last call."""
+        asked = commands.take()
+        if asked.stop and not self.stop_sent:
+            self.stop.touch()
+            self.stop_sent = True
+        for wanted, line in ((asked.save, SAVE), (asked.sample, SAMPLE)):
+            if wanted:
+                append_command(self.requests, line)
+
+    def clear(self) -> None:
+        self.stop.unlink(missing_ok=True)
+        self.requests.unlink(missing_ok=True)
+
+
+def _follow(process: subprocess.Popen, emit, forward_commands) -> tuple[dict, _Output]:
+    """Relay the subprocess's events to ``emit`` until it exits, calling ``forward_commands()`` in between.
+
+    Returns the last event of each type and the subprocess's other output.
     """
     lines: queue.Queue = queue.Queue()
     for stream, is_stdout in ((process.stdout, True), (process.stderr, False)):
         threading.Thread(target=_pump, args=(stream, lines, is_stdout), name="training-output", daemon=True).start()
-    seen, output, open_streams, asked = {}, _Output(), 2, False
+    seen, output, open_streams = {}, _Output(), 2
     while open_streams:
-        if not asked and should_stop():
-            stop_file.touch()
-            asked = True
+        forward_commands()
         try:
             item = lines.get(timeout=POLL_SECONDS)
         except queue.Empty:
@@ -171,7 +190,7 @@ def _follow(process: subprocess.Popen, emit, should_stop, stop_file: Path) -> tu
         if event is None:
             output.add(line)
             continue
-        seen[event.kind] = event
+        seen[type(event)] = event
         emit(event)
     process.wait()
     return seen, output
@@ -180,20 +199,19 @@ def _follow(process: subprocess.Popen, emit, should_stop, stop_file: Path) -> tu
 def _result(config, seen: dict, output: _Output, returncode: int):
     """The run's ``RunResult`` from its "done" event and ``run.json``; ``TrainingFailed`` with its error otherwise."""
     from studio.train import RunResult, TrainingFailed
-    from studio.train.recorder import read_run_info
+    from studio.train.run_folder import RunFolder
 
-    run_dir = Path(seen["start"].path) if "start" in seen and seen["start"].path else None
-    done = seen.get("done")
-    if done is None or done.message not in ("finished", "stopped"):
+    start = seen.get(StartEvent)
+    run_dir = Path(start.run_dir) if start is not None and start.run_dir else None
+    done = seen.get(DoneEvent)
+    if done is None or done.status not in ("finished", "stopped"):
         raise TrainingFailed(_failure(run_dir, output, returncode), run_dir)
-    run_dir = Path(done.path)
-    info = read_run_info(run_dir)
-    result = RunResult(done.message, run_dir, done.step, done.total_steps,
+    folder = RunFolder(done.run_dir)
+    info = folder.info()
+    result = RunResult(done.status, folder.path, done.step, done.total_steps,
                        last_checkpoint=Path(info["last_checkpoint"]) if info.get("last_checkpoint") else None)
-    if done.message == "finished":
-        result.diffusers_lora = run_dir / FINAL_LORA if (run_dir / FINAL_LORA).is_file() else None  # none: WebUI DoRA
-        webui = run_dir / f"{config.resolved_output_name()}.safetensors"
-        result.webui_lora = webui if webui.is_file() else None
+    if done.status == "finished":  # no diffusers file for a WebUI-axis DoRA
+        result.diffusers_lora, result.webui_lora = folder.final_files(config.resolved_output_name())
     return result
 
 
@@ -201,9 +219,9 @@ def _failure(run_dir: Path | None, output: _Output, returncode: int) -> str:
     """The CLI's own ``error:`` message, else the run's recorded error, else the last lines the processes wrote."""
     if output.errors:
         return output.errors[0]
-    from studio.train.recorder import read_run_info
+    from studio.train.run_folder import RunFolder
 
-    recorded = read_run_info(run_dir).get("error") if run_dir else None
+    recorded = RunFolder(run_dir).info().get("error") if run_dir else None
     if recorded:
         return f"training failed: {recorded}"
     last = [line.strip() for line in output.tail if line.strip()][-3:]

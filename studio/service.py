@@ -7,7 +7,6 @@ The UI never builds a ``TrainConfig`` from widgets itself: it hands YAML text an
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +19,9 @@ from studio.app.errors import DebugLog, StudioError
 from studio.app.evaluation import Evaluation
 from studio.app.runs import Runs
 from studio.jobs import TrainingJob
+from studio.util.paths import repo_root
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = repo_root()
 
 
 @dataclass
@@ -153,22 +153,18 @@ class Studio:
 
     # ---- runs and evaluation ------------------------------------------------------------------------
     def list_runs(self) -> list[RunSummary]:
-        from studio.train.checkpoint import list_checkpoints
+        from studio.train.run_folder import RunFolder
 
         runs = []
-        if not self.output_dir.is_dir():
-            return runs
-        for folder in sorted(self.output_dir.glob("*/*-*")) + sorted(self.output_dir.glob("*-*")):
-            if not (folder / "config.yaml").is_file():
-                continue
-            info = _read_json(folder / "run.json")
-            final = folder / "pytorch_lora_weights.safetensors"
+        for folder in RunFolder.all_under(self.output_dir):
+            info = folder.info()
+            final = folder.diffusers_lora
             runs.append(RunSummary(
-                folder.name, folder, run_status(info), int(info.get("step", 0)),
-                int(info.get("total_steps", 0)), final if final.is_file() else None, list_checkpoints(folder),
-                _config_value(folder / "config.yaml", "base_model"), _config_value(folder / "config.yaml", "trigger_word"),
+                folder.name, folder.path, folder.status(), int(info.get("step", 0)),
+                int(info.get("total_steps", 0)), final if final.is_file() else None, folder.checkpoints(),
+                _config_value(folder.config_file, "base_model"), _config_value(folder.config_file, "trigger_word"),
             ))
-        return sorted(runs, key=lambda r: r.path.name, reverse=True)
+        return runs
 
     def find_run(self, name_or_path: str) -> RunSummary:
         for run in self.list_runs():
@@ -177,36 +173,12 @@ class Studio:
         raise StudioError(f"no run named {name_or_path!r} under {self.output_dir}; train one first")
 
 
-def run_status(info: dict) -> str:
-    """The recorded status, except that a "running" run whose process is gone was interrupted (crash, kill)."""
-    import os
-    import socket
-
-    status = info.get("status", "unknown")
-    if status != "running" or info.get("host") != socket.gethostname():
-        return status
-    try:
-        os.kill(int(info.get("pid", 0)), 0)
-    except (ProcessLookupError, ValueError):
-        return "interrupted"
-    except PermissionError:
-        return status
-    return status if int(info.get("pid", 0)) > 0 else "interrupted"
-
-
 def _with(config, **changes):
     from studio.config import config_from_dict, config_to_dict
 
     values = config_to_dict(config)
     values.update(changes)
     return config_from_dict(values)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def _config_value(path: Path, key: str) -> str:

@@ -8,22 +8,23 @@ from types import SimpleNamespace
 import pytest
 
 from studio.jobs import JobBusy, TrainingJob, progress_line
-from studio.train.events import TrainEvent
+from studio.train.events import StartEvent, StepEvent
 
 
 def _runner(release: threading.Event, fail: str = ""):
-    def run(config, emit, should_stop):
-        emit(TrainEvent("start", step=0, total_steps=100, path="/runs/x"))
+    def run(config, emit, commands):
+        emit(StartEvent(step=0, total_steps=100, run_dir="/runs/x"))
         step = 0
-        while not should_stop() and not release.is_set():
+        while not commands.stop_requested and not release.is_set():
             step += 1
-            emit(TrainEvent("step", step=step, total_steps=100, epoch=1, loss=1.0 / step, lr=1e-4, elapsed_s=step,
-                            eta_s=100 - step))
+            emit(StepEvent(step=step, total_steps=100, epoch=1, loss=1.0 / step, lr=1e-4, elapsed_s=step,
+                           eta_s=100 - step))
             if fail and step == 3:
                 raise RuntimeError(fail)
             release.wait(0.01)
-        return SimpleNamespace(status="stopped" if should_stop() else "finished", step=step, run_dir=Path("/runs/x"),
-                               last_checkpoint="/runs/x/checkpoints/step-1", diffusers_lora="a", webui_lora="b")
+        return SimpleNamespace(status="stopped" if commands.stop_requested else "finished", step=step,
+                               run_dir=Path("/runs/x"), last_checkpoint="/runs/x/checkpoints/step-1",
+                               diffusers_lora="a", webui_lora="b")
     return run
 
 
@@ -60,7 +61,7 @@ def test_a_run_whose_process_died_is_shown_as_interrupted_not_running():
     import subprocess
     import sys
 
-    from studio.service import run_status
+    from studio.train.run_folder import run_status
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     host = socket.gethostname()

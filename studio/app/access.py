@@ -16,7 +16,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "assets"
+from studio.util.paths import repo_root
+
+SHIPPED_ROOT = repo_root() / "assets"
 MAX_PATH_CHARS = 4096
 
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import studio
+from studio.util.paths import repo_root
 
 # The same folders as ``studio.models.clip_vocab.SHIPPED_TOKENIZER`` and ``studio.models.default_model_path()``,
 # named here so that counting tokens does not import torch and diffusers through ``studio.models``.
 SHIPPED_TOKENIZER = Path(studio.__file__).parent / "models" / "sd15" / "tokenizer"
-TOY_WORLD_TOKENIZER = Path(studio.__file__).parent.parent / "assets" / "toy-world" / "tokenizer"
+TOY_WORLD_TOKENIZER = repo_root() / "assets" / "toy-world" / "tokenizer"
 CLIP_WINDOW = 75
 _ROUGH_TOKEN = re.compile(r"[^\W_]+|[^\w\s]|_", re.UNICODE)
 

@@ -22,9 +22,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from studio.data import DatasetError
     from studio.models import ModelLoadError
     from studio.train.adapters import AdapterError
-    from studio.train.checkpoint import ResumeError
     from studio.train.lock import RunFolderError
     from studio.train.memory import NotEnoughMemory
+    from studio.train.resume import ResumeError
 
     return (ConfigError, DatasetError, ModelLoadError, ResumeError, AdapterError, RunFolderError, NotEnoughMemory,
             FileNotFoundError)

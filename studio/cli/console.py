@@ -14,10 +14,11 @@ def print_error(error: BaseException | str) -> None:
 
 
 @contextmanager
-def graceful_stop(notice: str) -> Iterator[threading.Event]:
-    """Ctrl-C as a request: the first one prints ``notice`` and sets the yielded event, which the work checks
-    between its steps to stop and finish cleanly; a second one raises ``KeyboardInterrupt``. The SIGINT handler
-    that was there before is put back on exit. Works in the main thread only (a limit of ``signal.signal``)."""
+def graceful_stop(notice: str, on_stop: Callable[[], None] | None = None) -> Iterator[threading.Event]:
+    """Ctrl-C as a request: the first one prints ``notice``, sets the yielded event (which the work checks between
+    its steps to stop and finish cleanly) and calls ``on_stop``; a second one raises ``KeyboardInterrupt``. The
+    SIGINT handler that was there before is put back on exit. Works in the main thread only (a limit of
+    ``signal.signal``)."""
     stop = threading.Event()
 
     def request_stop(_signum, _frame) -> None:
@@ -25,6 +26,8 @@ def graceful_stop(notice: str) -> Iterator[threading.Event]:
             raise KeyboardInterrupt
         print(f"\n{notice} (Ctrl-C again to abort)", file=sys.stderr)
         stop.set()
+        if on_stop is not None:
+            on_stop()
 
     previous = signal.signal(signal.SIGINT, request_stop)
     try:

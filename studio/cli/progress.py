@@ -1,9 +1,17 @@
-"""How ``train`` shows its events (a progress bar, or ``--json-events`` lines) and when it stops (``--stop-file``)."""
+"""How ``train`` shows its events (a progress bar, or ``--json-events`` lines) and which commands it obeys
+(Ctrl-C, ``--stop-file``, ``--command-file``)."""
 from __future__ import annotations
 
+import os
 import sys
-import threading
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+from studio.train.events import (
+    CheckpointEvent, DoneEvent, LogEvent, StartEvent, StepEvent, TrainEvent, WarningEvent,
+)
+
+if TYPE_CHECKING:
+    from studio.train.control import TrainingCommands
 
 
 class _ProgressBar:
@@ -13,35 +21,53 @@ class _ProgressBar:
         self.quiet = quiet
         self.bar = None
 
-    def __call__(self, event) -> None:
+    def __call__(self, event: TrainEvent) -> None:
         if self.quiet:
-            if event.kind in ("warning", "checkpoint", "done"):
-                print(f"[{event.kind}] {event.message or event.path}", file=sys.stderr)
+            if isinstance(event, (WarningEvent, CheckpointEvent, DoneEvent)):
+                print(_event_line(event), file=sys.stderr)
             return
-        from tqdm import tqdm
+        match event:
+            case StartEvent():
+                from tqdm import tqdm
 
-        if event.kind == "start":
-            self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", dynamic_ncols=True)
-        elif event.kind == "step" and self.bar is not None:
-            self.bar.update(event.step - self.bar.n)
-            self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", epoch=event.epoch)
-        elif event.kind in ("warning", "checkpoint", "log"):
-            text = f"[{event.kind}] {event.message or event.path}"
-            (self.bar.write(text, file=sys.stderr) if self.bar is not None else print(text, file=sys.stderr))
-        elif event.kind == "done" and self.bar is not None:
-            self.bar.close()
+                self.bar = tqdm(total=event.total_steps, initial=event.step, unit="step", dynamic_ncols=True)
+            case StepEvent() if self.bar is not None:
+                self.bar.update(event.step - self.bar.n)
+                self.bar.set_postfix(loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", epoch=event.epoch)
+            case WarningEvent() | CheckpointEvent() | LogEvent():
+                text = _event_line(event)
+                (self.bar.write(text, file=sys.stderr) if self.bar is not None else print(text, file=sys.stderr))
+            case DoneEvent() if self.bar is not None:
+                self.bar.close()
 
 
-def _print_json_event(event) -> None:
+def _event_line(event: LogEvent | WarningEvent | CheckpointEvent | DoneEvent) -> str:
+    """``[warning] …``, ``[log] …``, ``[checkpoint] <folder>``, ``[done] finished``."""
+    match event:
+        case CheckpointEvent():
+            return f"[checkpoint] {event.path}"
+        case DoneEvent():
+            return f"[done] {event.status}"
+        case _:
+            return f"[{event.kind}] {event.message}"
+
+
+def _print_json_event(event: TrainEvent) -> None:
     """``--json-events``: one JSON line per event on stdout, flushed (the studio reads them from a pipe)."""
     import json
 
     print(json.dumps(event.to_dict()), flush=True)
 
 
-def _stop_check(stop: threading.Event, stop_file: str | None):
-    """``should_stop``: Ctrl-C, or (``--stop-file``) the file appeared."""
-    if not stop_file:
-        return stop.is_set
-    path = Path(stop_file)
-    return lambda: stop.is_set() or path.exists()
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _training_commands(stop_file: str | None, command_file: str | None) -> TrainingCommands:
+    """Ctrl-C's commands; with ``--stop-file`` / ``--command-file`` also the ones another process writes (the
+    command file is read by the main process only: the run shares its requests with the other processes)."""
+    from studio.train.control import FileCommands, TrainingCommands
+
+    if not (stop_file or command_file):
+        return TrainingCommands()
+    return FileCommands(stop_file, command_file, follow_file=is_main_process())

@@ -13,7 +13,7 @@ from studio.cli.config import user_errors as _user_errors
 from studio.cli.console import graceful_stop
 from studio.cli.console import print_error as _print_error
 from studio.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
-from studio.cli.progress import _print_json_event, _ProgressBar, _stop_check
+from studio.cli.progress import _print_json_event, _ProgressBar, _training_commands, is_main_process
 
 
 def register(subparsers) -> None:
@@ -29,6 +29,9 @@ def register(subparsers) -> None:
                        help="print every training event as one JSON line on stdout instead of the progress bar")
     train.add_argument("--stop-file", metavar="PATH",
                        help="stop after the current step (saving a checkpoint) as soon as this file exists")
+    train.add_argument("--command-file", metavar="PATH",
+                       help="a file another program appends requests to, one a line: 'save' (a checkpoint now), "
+                            "'sample' (the samples now) or 'stop'")
     train.set_defaults(handler=cmd_train)
 
 
@@ -36,7 +39,7 @@ def _launch_processes(args) -> int:
     """``--num-processes N``: the same command under ``accelerate launch`` (data-parallel, one process per device)."""
     import socket
 
-    from studio.train.run import check_resume_folder_free
+    from studio.train.resume import check_resume_folder_free
 
     try:  # a run folder in use or nothing to resume: said here once, not by each process through the launcher
         check_resume_folder_free(load_cli_config(args.config, args.set or [], args.resume))
@@ -62,13 +65,11 @@ def _launch_processes(args) -> int:
         command.append("--json-events")
     if args.stop_file:
         command += ["--stop-file", args.stop_file]
+    if args.command_file:
+        command += ["--command-file", args.command_file]
     import subprocess
 
     return subprocess.call(command)
-
-
-def _is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def cmd_train(args) -> int:
@@ -76,7 +77,7 @@ def cmd_train(args) -> int:
 
     if args.num_processes > 1 and "LOCAL_RANK" not in os.environ:
         return _launch_processes(args)
-    main_process = _is_main_process()  # one progress bar and one set of messages, from the main process
+    main_process = is_main_process()  # one progress bar and one set of messages, from the main process
     if not main_process:
         sys.stdout = open(os.devnull, "w")
     try:
@@ -84,11 +85,12 @@ def cmd_train(args) -> int:
     except _user_errors() as error:
         _print_error(error)
         return EXIT_USER_ERROR
-    with graceful_stop("stopping after this step and saving a checkpoint") as stop:
+    commands = _training_commands(args.stop_file, args.command_file)
+    with graceful_stop("stopping after this step and saving a checkpoint", on_stop=commands.stop):
         try:
             emit = (_print_json_event if args.json_events else _ProgressBar(args.quiet)) if main_process else (
                 lambda event: None)
-            result = run_training(config, emit=emit, should_stop=_stop_check(stop, args.stop_file))
+            result = run_training(config, emit=emit, commands=commands)
         except _user_errors() as error:
             if main_process:
                 _print_error(error)

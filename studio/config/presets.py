@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from studio.util.paths import repo_root
+
 from .errors import ConfigError
 from .io import build_config, config_from_dict
 from .reader import entries_from_text, merge_entries, read_text
@@ -101,7 +103,7 @@ def _read_advice(raw: Any, source: str, problems: list[str]) -> tuple[Advice, ..
 
 def presets_root() -> Path:
     """``$LORA_STUDIO_PRESETS`` when set, else ``presets/`` at the repository root."""
-    return Path(os.environ.get(PRESETS_ENV) or Path(__file__).resolve().parents[2] / "presets")
+    return Path(os.environ.get(PRESETS_ENV) or repo_root() / "presets")
 
 
 def load_preset(path: str | os.PathLike, kind: str = "") -> Preset:

@@ -146,7 +146,7 @@ def diagnose_loss(records: list[dict]) -> LossDiagnosis:
 
 
 def diagnose_run(run_dir) -> LossDiagnosis:
-    """``diagnose_loss`` on a run folder's ``loss.jsonl``."""
-    from studio.train.recorder import read_loss_log
+    """``diagnose_loss`` on a run folder's loss log."""
+    from studio.train.run_folder import RunFolder
 
-    return diagnose_loss(read_loss_log(run_dir))
+    return diagnose_loss(RunFolder(run_dir).loss_log())

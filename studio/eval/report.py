@@ -9,6 +9,7 @@ import shutil
 import time
 from pathlib import Path
 
+from studio.train.run_folder import RunFolder
 from studio.util.fs import atomic_write_text
 
 from .metrics import metric_help
@@ -158,7 +159,7 @@ def write_evaluation(run_dir, grid_result, diagnosis=None, *, verdict: Verdict |
     from .loss import diagnose_run
 
     folder = Path(run_dir) if run_dir else Path(grid_result.grid_png).parent
-    if diagnosis is None and run_dir and (folder / "loss.jsonl").is_file():
+    if diagnosis is None and run_dir and RunFolder(folder).loss_file.is_file():
         diagnosis = diagnose_run(folder)
     metrics = grid_result.metrics
     verdict = verdict or make_verdict(metrics, diagnosis)

@@ -1,39 +1,36 @@
 """Find LoRA files: run folders, checkpoint folders, ``.safetensors`` files, and names from ``<lora:name:w>``.
 
-A run folder (``output_dir/<name>-<timestamp>/``) holds the final ``pytorch_lora_weights.safetensors`` and
-``checkpoints/step-NNNNNN/pytorch_lora_weights.safetensors``; its ``config.yaml`` names the base model.
+A run folder (``studio.train.run_folder``) holds the final diffusers LoRA and one in each checkpoint; its config
+snapshot names the base model.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from studio.lora import DIFFUSERS_WEIGHT_NAME
+from studio.train.run_folder import RunFolder, checkpoint_lora_step
+
 from .spec import EvalError
 
-LORA_FILE = "pytorch_lora_weights.safetensors"
-CHECKPOINTS = "checkpoints"
+LORA_FILE = DIFFUSERS_WEIGHT_NAME  # the name studio.app.evaluation passes on to the Evaluation tab
 
 
 def is_run_dir(folder: Path) -> bool:
-    """A training run folder: a ``config.yaml`` next to a final LoRA, a loss log or checkpoints."""
-    folder = Path(folder)
-    return (folder / "config.yaml").is_file() and any(
-        (folder / name).exists() for name in (LORA_FILE, "loss.jsonl", "run.json", CHECKPOINTS))
+    """A training run folder: a config snapshot next to a final LoRA, a loss log, a run record or checkpoints."""
+    return RunFolder(folder).is_run()
 
 
 def find_run_dir(lora_path: str | os.PathLike) -> Path | None:
     """The run folder a LoRA file or folder belongs to (final file or checkpoint), or None for a loose file."""
-    path = Path(lora_path).expanduser().resolve()
-    for candidate in (path, path.parent, path.parent.parent, path.parent.parent.parent):
-        if candidate.is_dir() and is_run_dir(candidate):
-            return candidate
-    return None
+    run = RunFolder.containing(lora_path)
+    return run.path if run else None
 
 
 def _from_folder(folder: Path) -> Path:
     """The LoRA file a folder stands for: its diffusers file, a run's newest checkpoint, or its one LoRA file."""
-    if (folder / LORA_FILE).is_file():
-        return folder / LORA_FILE
+    if (folder / DIFFUSERS_WEIGHT_NAME).is_file():
+        return folder / DIFFUSERS_WEIGHT_NAME
     checkpoints = run_checkpoints(folder)
     if checkpoints:
         return checkpoints[-1][1]
@@ -100,21 +97,18 @@ def resolve_lora(name_or_path: str | os.PathLike, search_dirs=()) -> Path:
 
 def run_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, LoRA file) of every complete checkpoint in a run, oldest first."""
-    from studio.train.checkpoint import list_checkpoints
-
-    return [(int(folder.name.split("-")[1]), folder / LORA_FILE)
-            for folder in list_checkpoints(Path(run_dir)) if (folder / LORA_FILE).is_file()]
+    return RunFolder(run_dir).checkpoint_loras()
 
 
 def checkpoint_label(lora_path: Path) -> str:
     """``step 200`` for a checkpoint, ``final`` for a run's final LoRA, else the file's stem."""
     path = Path(lora_path)
-    if path.parent.parent.name == CHECKPOINTS and path.parent.name.startswith("step-"):
-        step = path.parent.name.partition("-")[2]
-        return f"step {int(step)}" if step.isdigit() else path.parent.name
-    if path.name == LORA_FILE and is_run_dir(path.parent):
+    step = checkpoint_lora_step(path)
+    if step is not None:
+        return f"step {step}"
+    if path.name == DIFFUSERS_WEIGHT_NAME and is_run_dir(path.parent):
         return "final"
-    return path.parent.name if path.name == LORA_FILE else path.stem
+    return path.parent.name if path.name == DIFFUSERS_WEIGHT_NAME else path.stem
 
 
 def grid_checkpoints(lora_path: Path, run_dir: Path | None, checkpoints: list[str],
@@ -127,8 +121,9 @@ def grid_checkpoints(lora_path: Path, run_dir: Path | None, checkpoints: list[st
             raise EvalError(f"checkpoints 'all' needs a run folder, but {lora_path} is a loose file: "
                             "pass checkpoint folders, or the run folder as the LoRA.")
         groups = [(f"step {step}", path) for step, path in run_checkpoints(run_dir)]
-        if (run_dir / LORA_FILE).is_file():
-            groups.append(("final", run_dir / LORA_FILE))
+        final = RunFolder(run_dir).diffusers_lora
+        if final.is_file():
+            groups.append(("final", final))
         if not groups:
             raise EvalError(f"{run_dir} has no checkpoints and no final LoRA yet: train it first.")
         return groups
@@ -141,15 +136,16 @@ def grid_checkpoints(lora_path: Path, run_dir: Path | None, checkpoints: list[st
 
 
 def run_base_model(run_dir: Path | None) -> tuple[str, str]:
-    """(base_model, base_model_config) from a run's ``config.yaml``; ("", "") without a run."""
-    if run_dir is None or not (run_dir / "config.yaml").is_file():
+    """(base_model, base_model_config) from a run's config snapshot; ("", "") without a run."""
+    config_file = RunFolder(run_dir).config_file if run_dir is not None else None
+    if config_file is None or not config_file.is_file():
         return "", ""
     from studio.config import ConfigError, load_config
 
     try:
-        config = load_config(run_dir / "config.yaml")
+        config = load_config(config_file)
     except ConfigError as error:
-        raise EvalError(f"{run_dir / 'config.yaml'} cannot be read ({error}): "
+        raise EvalError(f"{config_file} cannot be read ({error}): "
                         "pass the base model explicitly.") from None
     return str(config.base_model or ""), str(config.base_model_config or "")
 

@@ -16,9 +16,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.util.paths import repo_root
+
 from .prompts import LORA_TAG, tidy, trigger_pattern
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START, BEFORE, END = "start", "before", "end"
 _WORD_AFTER = re.compile(r"\s*([^\W\d_][\w-]*)")
 
@@ -108,7 +109,7 @@ def learn_placement(captions, trigger: str, source: str = "") -> TriggerPlacemen
 def _existing(path_text: str) -> Path | None:
     """A path from a run's config: as written (absolute or from here), else from the studio's folder."""
     path = Path(path_text).expanduser()
-    for candidate in (path,) if path.is_absolute() else (path, REPO_ROOT / path):
+    for candidate in (path,) if path.is_absolute() else (path, repo_root() / path):
         if candidate.is_file():
             return candidate
     return None
@@ -119,10 +120,13 @@ def run_captions(run_dir: Path | None) -> tuple[list[str], str]:
     from studio.config import ConfigError, load_config
     from studio.data import DatasetError, read_metadata
 
-    if run_dir is None or not (Path(run_dir) / "config.yaml").is_file():
+    from studio.train.run_folder import RunFolder
+
+    config_file = RunFolder(run_dir).config_file if run_dir is not None else None
+    if config_file is None or not config_file.is_file():
         return [], ""
     try:
-        csv_text = load_config(Path(run_dir) / "config.yaml").resolved_metadata_path()
+        csv_text = load_config(config_file).resolved_metadata_path()
         csv_path = _existing(csv_text) if csv_text else None
         if csv_path is None:
             return [], ""

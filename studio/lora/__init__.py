@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import importlib
 
+# The file name diffusers' ``load_lora_weights(folder)`` reads: a run folder's and a checkpoint's LoRA.
+DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
+
 _WHERE = {
     "save_diffusers_lora": "formats", "save_kohya_lora": "formats", "load_lora_file": "formats",
     "LoraFormatError": "formats", "read_lora_info": "info", "LoraInfo": "info",

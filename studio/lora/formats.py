@@ -22,9 +22,8 @@ import torch
 
 from studio.util.fs import atomic_write_bytes
 
-from . import kohya
+from . import DIFFUSERS_WEIGHT_NAME, kohya
 
-DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 DIFFUSERS_PREFIXES = ("unet.", "text_encoder.", "text_encoder_2.")

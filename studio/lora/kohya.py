@@ -1,8 +1,8 @@
 """The kohya / A1111 / ComfyUI ("WebUI") LoRA layout: key names, training metadata and the additional-network hashes.
 
 Written by hand rather than with diffusers' ``convert_state_dict_to_kohya``, which stores ``alpha = rank`` and
-names SD 1.x text-encoder modules ``lora_te1_...`` (see the spike notes). Conventions checked against:
-ComfyUI ``comfy/lora.py`` (SD 1.x text-encoder keys only as ``lora_te_text_model_encoder_layers_{i}_...``;
+names SD 1.x text-encoder modules ``lora_te1_...``, which ComfyUI and A1111 do not load for SD 1.x.
+Conventions checked against: ComfyUI ``comfy/lora.py`` (SD 1.x text-encoder keys only as ``lora_te_text_model_encoder_layers_{i}_...``;
 UNet keys as ``lora_unet_`` + diffusers path with ``.`` -> ``_``; scale = alpha / rank), A1111
 ``extensions-builtin/Lora/networks.py`` (same names, alias from ``ss_output_name``) and kohya sd-scripts
 (``train_network.py`` metadata, ``precalculate_safetensors_hashes`` / ``addnet_hash_*``, ``sai_model_spec``).

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-import studio
+from studio.util.paths import repo_root
 
 from . import single_file
 from .families import Components, Family, family_named, family_of_index, family_of_pipeline
@@ -38,7 +38,7 @@ class ModelLoadError(ValueError):
 
 def default_model_path() -> Path:
     """Where the embedded toy-world model lives (a diffusers folder)."""
-    return Path(studio.__file__).parent.parent / "assets" / "toy-world"
+    return repo_root() / "assets" / "toy-world"
 
 
 def toy_world_models() -> list[Path]:
@@ -154,7 +154,8 @@ def _quiet_dtype(dtype: torch.dtype) -> dict:
 
 
 def _check_no_adapter_weights(folder: Path) -> None:
-    """Refuse folders saved after ``add_adapter`` (spike pitfall 4): their ``base_layer`` keys reload as random."""
+    """Refuse folders saved after ``add_adapter``: peft renames the wrapped weights ``….base_layer.weight``, so
+    ``from_pretrained`` finds no weight under the original names and leaves those layers randomly initialised."""
     for weights in sorted(folder.glob("*/*.safetensors")):
         keys, _ = single_file.read_header(weights)
         if any(".base_layer." in key or ".lora_A." in key for key in keys):

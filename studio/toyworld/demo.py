@@ -17,12 +17,13 @@ import random
 from pathlib import Path
 
 from studio.util.fs import atomic_write_bytes, atomic_write_text
+from studio.util.paths import repo_root
 
 from .world import (
     BACKGROUNDS, BASE_SHAPES, COLOURS, STAR_TRIGGER, STRIPED_TRIGGER, Scene, caption, random_scene, render,
 )
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets" / "demo-datasets"
+ASSETS = repo_root() / "assets" / "demo-datasets"
 DEMO_DATASETS: dict[str, Path] = {"star": ASSETS / "star", "striped": ASSETS / "striped"}
 DEMO_TRIGGERS: dict[str, str] = {"star": STAR_TRIGGER, "striped": STRIPED_TRIGGER}
 PRIOR_DATASET = ASSETS / "priors"

@@ -23,6 +23,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from studio.util.paths import repo_root  # noqa: E402
+
 from . import architecture  # noqa: E402
 from .pretrain import denoiser_arguments, encode_pool, start_run, train_denoiser  # noqa: E402
 from .vocab import build_clip_tokenizer  # noqa: E402
@@ -66,7 +68,7 @@ def save_pipeline(out: Path, tokenizer, text_encoder, text_encoder_2, vae, unet,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     denoiser_arguments(parser).add_argument(
-        "--vae-from", type=Path, default=Path(__file__).parents[2] / "assets" / "toy-world" / "vae")
+        "--vae-from", type=Path, default=repo_root() / "assets" / "toy-world" / "vae")
     args = parser.parse_args(argv)
     rng, log, started = start_run(args)
 

@@ -1,5 +1,21 @@
-"""Training: the loop (``loop.py``), what it needs (``setup.py``), checkpoints, exports and run folders."""
-from .events import TrainEvent
-from .run import RunResult, TrainingFailed, run_training
+"""Training: ``run.py`` drives a run (``TrainingRun``), ``loop.py`` trains one step, ``setup.py`` builds what a run
+needs; ``events.py`` and ``control.py`` are what a caller sees and asks, ``run_folder.py`` what a run leaves on disk.
 
-__all__ = ["RunResult", "TrainEvent", "TrainingFailed", "run_training"]
+The names below are imported on first use, so ``studio.train.events`` and the run folder load without torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "RunResult": "run", "TrainingFailed": "run", "TrainingRun": "run", "run_training": "run",
+    "TrainEvent": "events", "TrainingCommands": "control", "RunFolder": "run_folder",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'studio.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from studio.config import TrainConfig
+    from studio.models.families import Family
 
 ADAPTER = "default"
 
@@ -39,7 +44,7 @@ def _check_targets(model: torch.nn.Module, targets: list[str], where: str) -> No
         )
 
 
-def _check_patched_together(family, encoder: str, targets: list[str]) -> None:
+def _check_patched_together(family: Family | None, encoder: str, targets: list[str]) -> None:
     """Refuse, before training, a text-encoder target set the WebUI file could not carry: layers a client patches
     only together must all be targets or none (the WebUI file would otherwise fail its save-time check)."""
     together = family.lora_naming.patched_together.get(encoder, ()) if family is not None else ()
@@ -52,7 +57,8 @@ def _check_patched_together(family, encoder: str, targets: list[str]) -> None:
             f"add {', '.join(missing)} or leave all of them out")
 
 
-def add_lora_adapters(unet, text_encoders: dict, config, family=None) -> list[torch.nn.Parameter]:
+def add_lora_adapters(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.Module], config: TrainConfig,
+                      family: Family | None = None) -> list[torch.nn.Parameter]:
     """Freeze the base, add seeded LoRA adapters, and return the trainable parameters (kept in fp32).
 
     ``text_encoders``: ``{component: module}`` (one for SD 1.x, two for SDXL); with ``train_text_encoder`` every
@@ -80,10 +86,10 @@ def add_lora_adapters(unet, text_encoders: dict, config, family=None) -> list[to
 
         for model in models:
             add_input_axis_dora(model, ADAPTER)
-    params = [p for model in models for p in model.parameters() if p.requires_grad]
-    for param in params:
-        param.data = param.data.float()
-    return params
+    from diffusers.training_utils import cast_training_params
+
+    cast_training_params(models, dtype=torch.float32)
+    return [p for model in models for p in model.parameters() if p.requires_grad]
 
 
 def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -179,7 +185,8 @@ def read_lora_file(path: str | Path, unet, text_encoders: dict, family=None) -> 
     return convert_unet_state_dict_to_peft(unet_part), texts, alpha
 
 
-def load_initial_lora(unet, text_encoders: dict, path: str | Path, config, family=None) -> None:
+def load_initial_lora(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.Module], path: str | Path,
+                      config: TrainConfig, family: Family | None = None) -> None:
     """Start from an existing LoRA file (diffusers or kohya format): incremental training.
 
     When the file's alpha differs from this run's, ``lora_B`` is rescaled so the LoRA's effect is unchanged.

@@ -12,8 +12,15 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from studio.config import TrainConfig
+    from studio.data import BucketBatchSampler, TrainingImages
+    from studio.models import Components
+    from studio.models.families import Family
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -43,7 +50,8 @@ class Batch:
 class BatchSource:
     """Batches of (latents, captions) for the trainer, cached or computed on the fly."""
 
-    def __init__(self, images, captions: list[str], buckets: list, sampler, vae, config, device, weight_dtype,
+    def __init__(self, images: TrainingImages, captions: list[str], buckets: list, sampler: BucketBatchSampler,
+                 vae: torch.nn.Module, config: TrainConfig, device: torch.device, weight_dtype: torch.dtype,
                  process_index: int = 0, num_processes: int = 1, loss_weights: list[float] | None = None):
         self.process_index = process_index
         self.loss_weights = loss_weights  # per picture (prior pictures count prior_loss_weight); None = all 1
@@ -143,7 +151,7 @@ class BatchSource:
         drops = torch.rand(len(indices), generator=generator).tolist()
         return ["" if d < self.config.caption_dropout else self.captions[i] for i, d in zip(indices, drops)]
 
-    def micro_for(self, indices: list[int], epoch: int, part: slice, family) -> torch.Tensor | None:
+    def micro_for(self, indices: list[int], epoch: int, part: slice, family: Family) -> torch.Tensor | None:
         """The family's per-picture numbers (SDXL: original size, crop corner, target size) of ``indices[part]``,
         or None for families without them."""
         rows = [family.micro_conditioning(*self.images.geometry(i, self.flipped(epoch, i))) for i in indices[part]]
@@ -162,7 +170,7 @@ class TextConditioner:
     """Caption -> the UNet's text conditioning (``families.Conditioning``), cached per caption when the text
     encoders are frozen. The model's family encodes (one encoder for SD 1.x, two for SDXL)."""
 
-    def __init__(self, components, device, trainable: bool, unwrap=lambda module: module):
+    def __init__(self, components: Components, device: torch.device, trainable: bool, unwrap=lambda module: module):
         self.components = components
         self.family = components.family
         self.device = device

@@ -11,36 +11,18 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "trainer_state.json"
+from .run_folder import STATE_FILE, RunFolder
+
+if TYPE_CHECKING:
+    from .setup import TrainingSetup
+
 OPTIMIZER_FILE = "optimizer.safetensors"
 ADAPTER_FILE = "adapter_state.safetensors"  # peft names, exactly what resume loads back
-LORA_FILE = "pytorch_lora_weights.safetensors"
-# Settings that change the LoRA's tensors' shapes or meaning: a resume with other values cannot continue.
-RESUME_MUST_MATCH = (
-    "lora_rank", "lora_alpha", "target_modules", "use_dora", "train_text_encoder", "text_encoder_target_modules",
-)
-
-
-class ResumeError(ValueError):
-    """Nothing to resume, or a checkpoint that does not fit the config; the message says what to pass."""
-
-
-def checkpoint_name(step: int) -> str:
-    return f"step-{step:06d}"
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first (partial folders are never listed)."""
-    folder = Path(run_dir) / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step-") and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
 def _optimizer_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
@@ -64,16 +46,17 @@ def _optimizer_state_dict(tensors: dict[str, torch.Tensor], groups: list[dict]) 
     return {"state": state, "param_groups": groups}
 
 
-def save_checkpoint(run_dir: Path, setup, step: int, epoch: int, write_lora, adapters: dict[str, torch.Tensor]) -> Path:
+def save_checkpoint(run_dir: Path, setup: TrainingSetup, step: int, epoch: int, write_lora: Callable[[Path], Path],
+                    adapters: dict[str, torch.Tensor]) -> Path:
     """Write checkpoint ``step`` atomically.
 
     ``write_lora(folder)`` writes the diffusers LoRA file (what evaluation loads); ``adapters`` are the same
     tensors under peft's names (what resume loads), keyed ``unet.…`` / ``text_encoder.…``.
     """
-    root = Path(run_dir) / CHECKPOINTS
+    final = RunFolder(run_dir).checkpoint_dir(step)
+    root = final.parent
     root.mkdir(parents=True, exist_ok=True)
-    final = root / checkpoint_name(step)
-    partial = root / f".{checkpoint_name(step)}.partial-{os.getpid()}"
+    partial = root / f".{final.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     try:
@@ -90,7 +73,8 @@ def save_checkpoint(run_dir: Path, setup, step: int, epoch: int, write_lora, ada
     return final
 
 
-def _write_parts(partial: Path, setup, step: int, epoch: int, write_lora, adapters: dict) -> None:
+def _write_parts(partial: Path, setup: TrainingSetup, step: int, epoch: int, write_lora: Callable[[Path], Path],
+                 adapters: dict) -> None:
     # Debug/test knob: pause between the files of a checkpoint so a kill can land in the middle of a write.
     pause = float(os.environ.get("LORA_STUDIO_CHECKPOINT_DELAY", "0") or 0)
     write_lora(partial)
@@ -123,13 +107,13 @@ def _fsync_dir(folder: Path) -> None:
 
 def prune_checkpoints(run_dir: Path, keep_last: int) -> list[Path]:
     """Delete all but the newest ``keep_last`` checkpoints (0 keeps all) and any leftover partial folders."""
-    root = Path(run_dir) / CHECKPOINTS
+    folder = RunFolder(run_dir)
     removed = []
-    if root.is_dir():
-        for leftover in root.glob(".step-*"):
+    if folder.checkpoints_dir.is_dir():
+        for leftover in folder.checkpoints_dir.glob(".step-*"):
             if not leftover.name.endswith(f"-{os.getpid()}"):
                 shutil.rmtree(leftover, ignore_errors=True)
-    checkpoints = list_checkpoints(run_dir)
+    checkpoints = folder.checkpoints()
     if keep_last > 0:
         for old in checkpoints[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
@@ -142,12 +126,12 @@ def remove_leftover_temps(run_dir: Path) -> list[Path]:
     and its checkpoint folders; returns them. Only for a run that holds the folder's lock."""
     from studio.util.fs import remove_atomic_temps
 
-    root = Path(run_dir) / CHECKPOINTS
+    root = RunFolder(run_dir).checkpoints_dir
     folders = [Path(run_dir), root] + (sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
     return [path for folder in folders for path in remove_atomic_temps(folder)]
 
 
-def load_checkpoint_state(setup, checkpoint: Path) -> dict:
+def load_checkpoint_state(setup: TrainingSetup, checkpoint: Path) -> dict:
     """Restore optimizer, LR scheduler and grad scaler; returns the trainer state (step, epoch …)."""
     state = json.loads((checkpoint / STATE_FILE).read_text())
     tensors = load_file(str(checkpoint / OPTIMIZER_FILE))
@@ -156,36 +140,3 @@ def load_checkpoint_state(setup, checkpoint: Path) -> dict:
     if state.get("grad_scaler") and setup.accelerator.scaler is not None:
         setup.accelerator.scaler.load_state_dict(state["grad_scaler"])
     return state
-
-
-def find_resume_point(resume: str, output_dir: Path, output_name: str) -> tuple[Path, Path]:
-    """Resolve ``resume`` ("latest", a run folder or a checkpoint folder) to (run folder, checkpoint)."""
-    if resume == "latest":
-        runs = sorted(
-            (p for p in Path(output_dir).glob(f"{output_name}-*") if (p / "config.yaml").is_file()),
-            key=lambda p: p.name,
-            reverse=True,
-        )
-        for run in runs:
-            checkpoints = list_checkpoints(run)
-            if checkpoints:
-                return run, checkpoints[-1]
-        raise ResumeError(
-            f"resume: latest found no checkpoint of '{output_name}' under {output_dir}; "
-            "train first (checkpoints are written every save_steps and on stop) or pass a run folder"
-        )
-    path = Path(resume)
-    if (path / STATE_FILE).is_file():
-        return path.parent.parent, path
-    checkpoints = list_checkpoints(path) if path.is_dir() else []
-    if not checkpoints:
-        raise ResumeError(f"resume: {path} is neither a checkpoint folder nor a run folder with checkpoints")
-    return path, checkpoints[-1]
-
-
-def check_resume_compatible(saved: dict, current: dict, source: Path) -> None:
-    """Refuse a resume whose LoRA settings differ from the run that wrote the checkpoint."""
-    changed = [key for key in RESUME_MUST_MATCH if saved.get(key) != current.get(key)]
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} in the run, {current.get(k)!r} now" for k in changed)
-        raise ResumeError(f"cannot resume from {source}: {detail}; use the run's values or start a new run")

@@ -9,15 +9,23 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from .adapters import adapter_state
+from .run_folder import webui_file_name
+
+if TYPE_CHECKING:
+    from studio.config import TrainConfig
+    from studio.lora.layout import BaseLayout
+
+    from .setup import TrainingSetup
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def lora_states(setup, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
+def lora_states(setup: TrainingSetup, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
     """(UNet adapter tensors, {text component: adapter tensors} — empty unless the text encoders are trained),
     unwrapped from accelerate, in ``dtype``."""
     unwrap = setup.accelerator.unwrap_model
@@ -29,11 +37,11 @@ def lora_states(setup, dtype: torch.dtype = torch.float32) -> tuple[dict, dict]:
     return unet, texts
 
 
-def webui_axis_dora(config) -> bool:
+def webui_axis_dora(config: TrainConfig) -> bool:
     return bool(config.use_dora) and getattr(config, "dora_axis", "webui") == "webui"
 
 
-def base_layout(setup):
+def base_layout(setup: TrainingSetup) -> BaseLayout:
     """The trained model's layers as ComfyUI and A1111 name them (``studio.lora.layout``)."""
     from studio.lora.layout import layout_of
 
@@ -42,8 +50,8 @@ def base_layout(setup):
     return layout_of(setup.components.family, unwrap(setup.components.unet), encoders)
 
 
-def write_diffusers_lora(folder: Path, setup, dtype: torch.dtype = torch.float32, run_info: dict | None = None,
-                         step: int | None = None, epoch: int | None = None) -> Path:
+def write_diffusers_lora(folder: Path, setup: TrainingSetup, dtype: torch.dtype = torch.float32,
+                         run_info: dict | None = None, step: int | None = None, epoch: int | None = None) -> Path:
     """A checkpoint's or run's LoRA for diffusers, with kohya's ``ss_*`` / ``modelspec.*`` metadata; for a
     WebUI-axis DoRA (no diffusers form) the checked WebUI file instead."""
     from studio.lora import build_kohya_metadata, save_diffusers_lora
@@ -61,7 +69,8 @@ def write_diffusers_lora(folder: Path, setup, dtype: torch.dtype = torch.float32
     )
 
 
-def write_webui_lora(folder: Path, setup, dtype: torch.dtype, run_info: dict | None, step, epoch) -> Path:
+def write_webui_lora(folder: Path, setup: TrainingSetup, dtype: torch.dtype, run_info: dict | None, step: int | None,
+                     epoch: int | None) -> Path:
     """``folder/<name>.safetensors``, checked against ComfyUI's and A1111's key rules before it replaces the old one."""
     from studio.lora import build_kohya_metadata, save_kohya_lora
 
@@ -69,21 +78,21 @@ def write_webui_lora(folder: Path, setup, dtype: torch.dtype, run_info: dict | N
     unet, text = lora_states(setup, dtype)
     family = setup.components.family
     return save_kohya_lora(
-        Path(folder) / f"{config.resolved_output_name()}.safetensors", unet, text,
+        Path(folder) / webui_file_name(config.resolved_output_name()), unet, text,
         rank=config.lora_rank, alpha=config.effective_alpha(), family=family,
         metadata=build_kohya_metadata(kohya_values(setup, run_info or {}, step, epoch), family),
         unet_config=dict(setup.accelerator.unwrap_model(setup.components.unet).config), layout=base_layout(setup),
     )
 
 
-def write_checkpoint_loras(folder: Path, setup) -> Path:
+def write_checkpoint_loras(folder: Path, setup: TrainingSetup) -> Path:
     """A checkpoint's LoRA files: diffusers' (what evaluation loads; absent for a WebUI-axis DoRA) and the
     WebUI file, checked against ComfyUI's and A1111's key rules. Returns the diffusers file, else the WebUI one."""
     webui = write_webui_lora(Path(folder), setup, torch.float32, None, None, None)
     return webui if webui_axis_dora(setup.config) else Path(write_diffusers_lora(folder, setup))
 
 
-def kohya_values(setup, run_info: dict, step: int | None, epoch: int | None) -> dict:
+def kohya_values(setup: TrainingSetup, run_info: dict, step: int | None, epoch: int | None) -> dict:
     """Plain values for kohya's ``ss_*`` metadata (A1111 shows them; ``ss_tag_frequency`` as a tag cloud)."""
     config = setup.config
     values = {
@@ -117,8 +126,9 @@ def kohya_values(setup, run_info: dict, step: int | None, epoch: int | None) -> 
     return values
 
 
-def write_final_files(run_dir: Path, setup, run_info: dict, step: int, epoch: int, warn,
-                      note=None) -> tuple[Path | None, Path]:
+def write_final_files(run_dir: Path, setup: TrainingSetup, run_info: dict, step: int, epoch: int,
+                      warn: Callable[[str], None], note: Callable[[str], None] | None = None,
+                      ) -> tuple[Path | None, Path | None]:
     """The final files in ``save_precision``: (diffusers file or None, WebUI/kohya file). ``note`` (a message
     callback) hears which clients load the WebUI file: "loads in ComfyUI and A1111: 64/64 keys, alpha 8 ..."."""
     from safetensors.torch import load_file

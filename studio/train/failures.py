@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import errno
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.data.metadata import DatasetError
 
 from .loop import NonFiniteLoss
+
+if TYPE_CHECKING:
+    from studio.config import TrainConfig
 
 
 def _is_out_of_memory(error: BaseException) -> bool:
@@ -27,7 +31,7 @@ def _is_disk_full(error: BaseException) -> bool:
     return "No space left on device" in text or "os error 28" in text
 
 
-def describe_failure(error: BaseException, config, last_checkpoint: Path | None) -> str:
+def describe_failure(error: BaseException, config: TrainConfig, last_checkpoint: Path | None) -> str:
     """One paragraph: what happened, what is kept, what to try."""
     kept = (f" The last good checkpoint is kept: {last_checkpoint} (resume with --resume latest)."
             if last_checkpoint else " No checkpoint was written yet.")

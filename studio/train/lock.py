@@ -16,7 +16,8 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-LOCK_FILE = "run.lock"
+from .run_folder import RunFolder
+
 EMPTY_LOCK_STALE_S = 5.0  # a lock file still empty after this long was left by a process killed while writing it
 
 
@@ -79,13 +80,13 @@ def describe_holder(run_dir: Path, holder: dict) -> str:
         after = "wait for it or stop it"
     else:
         where = f"on {holder.get('host')}"
-        after = f"wait for it or stop it (if that machine no longer trains it, delete {run_dir / LOCK_FILE})"
+        after = f"wait for it or stop it (if that machine no longer trains it, delete {RunFolder(run_dir).lock_file})"
     return f"{run_dir} is being trained by process {holder.get('pid', '?')} {where} since {since}; {after}"
 
 
 def check_free(run_dir: str | os.PathLike) -> None:
     """Raise ``RunLocked`` when a running process holds ``run_dir``; takes nothing (a look before launching)."""
-    holder = _read(Path(run_dir) / LOCK_FILE)
+    holder = _read(RunFolder(run_dir).lock_file)
     if holder and (holder.get("host") != socket.gethostname() or _alive(holder)):
         raise RunLocked(describe_holder(Path(run_dir), holder))
 
@@ -95,7 +96,7 @@ class RunLock:
 
     def __init__(self, run_dir: str | os.PathLike, warn=None):
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK_FILE
+        self.path = RunFolder(self.run_dir).lock_file
         self.warn = warn or (lambda message: None)
         self.record = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(),
                        "process_start": _process_start(os.getpid()), "token": uuid.uuid4().hex}
@@ -133,7 +134,7 @@ class RunLock:
         """Move a dead process's lock aside; the caller then creates its own. Of two runs that both found the
         same stale lock, the rename succeeds for one; if the other then moved the first one's new lock by
         mistake, it puts it back."""
-        aside = self.path.with_name(f".{LOCK_FILE}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        aside = self.path.with_name(f".{self.path.name}.stale-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(self.path, aside)
         except FileNotFoundError:

@@ -1,20 +1,23 @@
-"""The training loop: a function of (setup, start step) that reports through ``emit`` and stops on ``should_stop``.
+"""One training step: the diffusion loss of a batch, and one optimizer step over its micro-batches.
 
-Like minGPT's trainer it owns no files and no UI: saving a checkpoint is a callback, progress is an event.
-One iteration is one optimizer step over ``gradient_accumulation_steps`` micro-batches.
+It owns no files, events or UI (``run.py`` does): a step is a function of (setup, step number), every random
+choice of step k drawn from generators seeded with (seed, k), so a resumed run repeats the steps it lost.
 """
 from __future__ import annotations
 
 import contextlib
-import math
-import time
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from .batches import step_generator
-from .events import Emit, ShouldStop, TrainEvent
+from .control import Requests
+
+if TYPE_CHECKING:
+    from studio.models.families import Conditioning
+
+    from .setup import TrainingSetup
 
 
 class NonFiniteLoss(RuntimeError):
@@ -30,16 +33,20 @@ class NonFiniteLoss(RuntimeError):
 
 
 def snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-γ loss weights (Hang et al. 2023) for epsilon or v-prediction targets."""
-    alphas = noise_scheduler.alphas_cumprod.to(timesteps.device)[timesteps].float()
-    snr = alphas / (1 - alphas).clamp(min=1e-8)
-    clipped = torch.minimum(snr, torch.full_like(snr, gamma))
+    """Min-SNR-γ loss weights (Hang et al. 2023) for epsilon or v-prediction targets.
+
+    A zero-terminal-SNR schedule has SNR 0 at its last timestep: the epsilon weight there is kept finite.
+    """
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(noise_scheduler, timesteps)
+    clipped = snr.clamp(max=gamma)
     if noise_scheduler.config.prediction_type == "v_prediction":
         return clipped / (snr + 1)
     return clipped / snr.clamp(min=1e-8)
 
 
-def diffusion_loss(setup, latents: torch.Tensor, conditioning, generator: torch.Generator,
+def diffusion_loss(setup: TrainingSetup, latents: torch.Tensor, conditioning: Conditioning, generator: torch.Generator,
                    batch: int, part: slice, weights: torch.Tensor | None = None,
                    micro: torch.Tensor | None = None) -> torch.Tensor:
     """Noise the latents at random timesteps and score the UNet's prediction (epsilon or v).
@@ -81,7 +88,7 @@ def diffusion_loss(setup, latents: torch.Tensor, conditioning, generator: torch.
     return per_sample.mean()
 
 
-def optimizer_step(setup, step: int) -> tuple[float, int]:
+def optimizer_step(setup: TrainingSetup, step: int) -> tuple[float, int]:
     """One optimizer step; returns (mean loss over the micro-batches, epoch)."""
     config = setup.config
     torch.manual_seed((config.seed * 31 + step) % (2**63 - 1))  # LoRA dropout and anything else global
@@ -113,15 +120,17 @@ def optimizer_step(setup, step: int) -> tuple[float, int]:
     return total.item(), epoch
 
 
-def _agreed(setup, stop: bool) -> bool:
-    """With several processes a stop asked of any one of them stops all of them at the same step."""
+def agreed(setup: TrainingSetup, requests: Requests) -> Requests:
+    """With several processes, a request seen by any one of them is done by all of them at the same step."""
     if setup.accelerator.num_processes == 1:
-        return stop
-    flag = torch.tensor([1.0 if stop else 0.0], device=setup.accelerator.device)
-    return bool(setup.accelerator.reduce(flag, reduction="sum").item() > 0)
+        return requests
+    flags = torch.tensor([float(requests.stop), float(requests.save), float(requests.sample)],
+                         device=setup.accelerator.device)
+    stop, save, sample = (bool(value > 0) for value in setup.accelerator.reduce(flags, reduction="sum").tolist())
+    return Requests(stop=stop, save=save, sample=sample)
 
 
-def _no_sync_unless(setup, last: bool):
+def _no_sync_unless(setup: TrainingSetup, last: bool):
     """Skip the gradient all-reduce on all but the last micro-batch of an accumulation (several processes)."""
     if last or setup.accelerator.num_processes == 1:
         return contextlib.nullcontext()
@@ -129,41 +138,3 @@ def _no_sync_unless(setup, last: bool):
     for model in setup.trained_models:
         stack.enter_context(setup.accelerator.no_sync(model))
     return stack
-
-
-def train_loop(
-    setup,
-    start_step: int,
-    emit: Emit,
-    should_stop: ShouldStop,
-    checkpoint: Callable[[int, int], None],
-) -> str:
-    """Train from ``start_step`` to ``setup.total_steps``; returns "finished" or "stopped".
-
-    ``checkpoint(step, epoch)`` is called every ``save_steps`` and when a stop is requested, after the step.
-    """
-    config = setup.config
-    started = time.time()
-    done_here = 0
-    for step in range(start_step, setup.total_steps):
-        loss, epoch = optimizer_step(setup, step)
-        if not math.isfinite(loss):
-            raise NonFiniteLoss(step + 1, loss)
-        done_here += 1
-        finished = step + 1 == setup.total_steps
-        validate = config.validation_steps and (finished or (step + 1) % config.validation_steps == 0)
-        val_loss = setup.validation_loss() if validate else None
-        elapsed = time.time() - started
-        emit(
-            TrainEvent(
-                "step", step=step + 1, total_steps=setup.total_steps, epoch=epoch + 1, loss=loss, val_loss=val_loss,
-                lr=setup.lr_scheduler.get_last_lr()[0], elapsed_s=elapsed,
-                eta_s=elapsed / done_here * (setup.total_steps - step - 1),
-            )
-        )
-        stop = _agreed(setup, should_stop())
-        if not finished and (stop or (config.save_steps and (step + 1) % config.save_steps == 0)):
-            checkpoint(step + 1, epoch)
-        if stop and not finished:
-            return "stopped"
-    return "finished"

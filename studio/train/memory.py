@@ -23,7 +23,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import torch
+
+    from studio.config import TrainConfig
 
 ENCODE_TENSORS = 5.0
 AVAILABLE_ENV = "LORA_STUDIO_AVAILABLE_MEMORY_MB"  # test/debug knob: pretend this much memory is free (MiB)
@@ -99,7 +104,8 @@ def available_memory(device) -> tuple[int, int | None]:
     return host, torch.cuda.mem_get_info(device)[0]
 
 
-def refusal(config, pictures: int, estimate: EncodeEstimate, processes: int, host: int, gpu: int | None) -> str | None:
+def refusal(config: TrainConfig, pictures: int, estimate: EncodeEstimate, processes: int, host: int,
+            gpu: int | None) -> str | None:
     """The sentence that refuses the run, or None when the encode fits (``host``/``gpu``: bytes available)."""
     width, height = estimate.call_size
     call = (f"{_gb(estimate.call_bytes)} for one VAE call on {estimate.call_pictures} picture(s) of "
@@ -124,7 +130,8 @@ def refusal(config, pictures: int, estimate: EncodeEstimate, processes: int, hos
             f"free; {', or '.join(advice)}, or free some memory")
 
 
-def check_latent_memory(vae, config, buckets: list[tuple[int, int]], per_call, device, processes: int = 1) -> None:
+def check_latent_memory(vae: torch.nn.Module, config: TrainConfig, buckets: list[tuple[int, int]], per_call, device,
+                        processes: int = 1) -> None:
     """Raise ``NotEnoughMemory`` (before any encoding) when encoding these pictures would not fit."""
     import torch
 

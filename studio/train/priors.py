@@ -18,10 +18,21 @@ import os
 import random
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from studio.data import BucketBatchSampler
+
+from .run_folder import priors_cache
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from studio.config import TrainConfig
+    from studio.models import Components
+
+    from .setup import TrainingData
 
 PRIOR_STEPS = 25  # denoising steps per generated prior picture
 PRIOR_GUIDANCE = 5.0
@@ -29,7 +40,7 @@ PRIOR_BATCH = 8
 MANIFEST = "priors.json"
 
 
-def prior_prompts(config, captions: list[str]) -> list[str]:
+def prior_prompts(config: TrainConfig, captions: list[str]) -> list[str]:
     """The ``prior_count`` prompts to draw: the class prompt, or the captions without the trigger, cycled."""
     from .samples import without_trigger
 
@@ -49,11 +60,12 @@ def _model_fingerprint(source: str) -> str:
     return source + "|" + ";".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in files[:200])
 
 
-def cache_folder(config, source: str, prompts: list[str]) -> Path:
+def cache_folder(config: TrainConfig, source: str, prompts: list[str]) -> Path:
+    """The cache of these prior pictures: the same model, prompts, size and seed find the same folder."""
     key = json.dumps({"model": _model_fingerprint(source), "prompts": prompts, "size": config.resolution,
                       "seed": config.seed, "steps": PRIOR_STEPS, "guidance": PRIOR_GUIDANCE}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return Path(config.output_dir) / "priors" / digest
+    return priors_cache(config.output_dir, digest)
 
 
 def _pipeline(components, device):
@@ -96,7 +108,8 @@ def generate_priors(components, prompts: list[str], folder: Path, size: int, see
     return folder
 
 
-def prepare_priors(config, components, captions: list[str], accelerator, log=print) -> list[Path]:
+def prepare_priors(config: TrainConfig, components: Components, captions: list[str], accelerator: Accelerator,
+                   log=print) -> list[Path]:
     """The folders of prior pictures for this run: ``prior_data_dir`` when set, and the ``prior_count`` pictures
     drawn by the base model (generated and cached when needed); both when both are asked for."""
     folders = [Path(config.prior_data_dir)] if config.prior_data_dir else []
@@ -186,7 +199,7 @@ class PriorMixSampler(BucketBatchSampler):
         return sum(-(-size // self.batch_size) for size in sizes.values())
 
 
-def add_priors(data, folders: list[Path], config, num_processes: int = 1):
+def add_priors(data: TrainingData, folders: list[Path], config: TrainConfig, num_processes: int = 1) -> TrainingData:
     """``data`` (a ``TrainingData``) with the prior pictures of ``folders`` mixed in (see ``PriorMixSampler``)."""
     import dataclasses
 

@@ -1,34 +1,36 @@
-"""One training run end to end: run folder, setup, resume, the loop, checkpoints and the final LoRA files.
+"""One training run end to end, as a ``TrainingRun``: prepare, then step / checkpoint / sample, then finish or fail.
 
-``run_training`` is what the CLI and the studio call; it reports through ``emit`` and stops on ``should_stop``.
-A run folder is written by one run at a time (``lock.py``): a second run on it is refused before the model loads.
+``run_training`` is what the CLI and the studio call; the run reports through ``emit`` and, after every step,
+does what ``commands`` asks (stop, save now, sample now). A run folder is written by one run at a time
+(``lock.py``): a second run on it is refused before the model loads.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .checkpoint import (
-    ADAPTER_FILE,
-    STATE_FILE,
-    ResumeError,
-    check_resume_compatible,
-    find_resume_point,
-    list_checkpoints,
-    load_checkpoint_state,
-    prune_checkpoints,
-    remove_leftover_temps,
-    save_checkpoint,
+from .checkpoint import prune_checkpoints, remove_leftover_temps, save_checkpoint
+from .control import TrainingCommands
+from .events import (
+    CheckpointEvent, DoneEvent, Emit, LogEvent, SampleEvent, StartEvent, StepEvent, ValidationEvent, WarningEvent,
+    ignore_event,
 )
-from .events import Emit, ShouldStop, TrainEvent, ignore_event, never_stop
-from .failures import describe_failure
 from .lock import RunLock, lock_for_all_processes
-from .loop import train_loop
-from .recorder import RunRecorder, new_run_dir
+from .recorder import RunRecorder
+from .resume import checkpoint_under_lock, restore, resume_point
+from .run_folder import RunFolder
+
+if TYPE_CHECKING:
+    from studio.config import TrainConfig
+
+    from .samples import SampleRenderer
+    from .setup import TrainingSetup
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunResult:
     status: str  # "finished" or "stopped"
-    run_dir: Path
+    run_dir: Path | None  # None only on the processes of a new multi-process run other than the main one
     step: int
     total_steps: int
     diffusers_lora: Path | None = None
@@ -52,224 +54,243 @@ class TrainingFailed(RuntimeError):
         self.run_dir = run_dir
 
 
-def _resume_point(config) -> tuple[Path | None, Path | None]:
-    """(run folder, checkpoint) to continue from, checked against the run's own config; (None, None) if new."""
-    from studio.config import config_to_dict, load_config
-
-    if not config.resume:
-        return None, None
-    run_dir, checkpoint = find_resume_point(config.resume, Path(config.output_dir), config.resolved_output_name())
-    saved = load_config(run_dir / "config.yaml")
-    check_resume_compatible(config_to_dict(saved), config_to_dict(config), checkpoint)
-    return run_dir, checkpoint
-
-
-def check_resume_folder_free(config) -> None:
-    """Before starting the processes of a run: refuse a resume whose run folder another process trains
-    (``RunLocked``) or that has nothing to resume (``ResumeError``). The run itself takes the lock."""
-    from .lock import check_free
-
-    run_dir, _ = _resume_point(config)
-    if run_dir:
-        check_free(run_dir)
-
-
-def _checkpoint_under_lock(config, run_dir: Path, found: Path) -> Path:
-    """The checkpoint to resume from, looked up again now that no other run can prune the folder.
-
-    A checkpoint named by path must still be there; otherwise the newest one of the run folder is taken (another
-    run may have added newer ones, or pruned ``found``, before it released the folder).
-    """
-    if config.resume != "latest" and Path(config.resume) == found:
-        if not (found / STATE_FILE).is_file():
-            raise ResumeError(f"resume: {found} was removed while waiting for the run folder (another run pruned "
-                              f"it); resume from {run_dir} to take its newest checkpoint")
-        return found
-    checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
-        raise ResumeError(f"resume: {run_dir} has no checkpoint any more; start a new run")
-    return checkpoints[-1]
-
-
-def _new_run_dir(config, setup, warn) -> tuple[Path, RunLock]:
-    """A timestamped run folder, locked, holding the config snapshot (with the effective batch as a comment)."""
-    from studio.config import dump_config
-    from studio.util.fs import atomic_write_text
-
-    run_dir = new_run_dir(Path(config.output_dir), config.resolved_output_name())
-    lock = RunLock(run_dir, warn).acquire()
-    processes = setup.accelerator.num_processes
-    note = (f"# effective batch: {config.batch_size} per process x {processes} process(es) x "
-            f"{config.gradient_accumulation_steps} accumulation = {setup.effective_batch}\n")
-    atomic_write_text(run_dir / "config.yaml", dump_config(config) + note)
-    return run_dir, lock
-
-
-def _restore(setup, checkpoint: Path) -> int:
-    """Load a checkpoint's LoRA and optimizer state into ``setup``; returns the step to continue from."""
-    from safetensors.torch import load_file
-
-    from .adapters import load_adapter_state, split_diffusers_lora
-
-    unet_state, text_states = split_diffusers_lora(load_file(str(checkpoint / ADAPTER_FILE)))
-    unwrap = setup.accelerator.unwrap_model
-    load_adapter_state(unwrap(setup.components.unet), unet_state, str(checkpoint))
-    if setup.config.train_text_encoder:
-        for name, encoder in setup.components.text_encoders.items():
-            load_adapter_state(unwrap(encoder), text_states.get(name, {}), str(checkpoint))
-    return int(load_checkpoint_state(setup, checkpoint)["step"])
-
-
-def _sample_renderer(setup, run_dir):
-    """Samples are drawn when ``sample_steps`` and sample prompts are set (main process only)."""
-    if not (setup.config.sample_steps and setup.config.validation_prompts):
-        return None
-    from .samples import SampleRenderer
-
-    return SampleRenderer(setup, run_dir)
-
-
-def _reporters(emit: Emit):
-    """(warn, note): a message to the log and to ``emit`` as a warning / log event."""
-    def warn(message: str) -> None:
-        log.warning(message)
-        emit(TrainEvent("warning", message=message))
-
-    def note(message: str) -> None:
-        log.info(message)
-        emit(TrainEvent("log", message=message))
-
-    return warn, note
-
-
-def _clean_leftovers(run_dir: Path, note) -> None:
-    """Temporary files of writes a killed run never finished (this run holds the folder's lock)."""
-    removed = remove_leftover_temps(run_dir)
-    if removed:
-        note(f"removed {len(removed)} leftover temporary file(s) of an interrupted write from {run_dir}")
-
-
-def run_training(config, emit: Emit = ignore_event, should_stop: ShouldStop = never_stop) -> RunResult:
+def run_training(config: TrainConfig, emit: Emit = ignore_event,
+                 commands: TrainingCommands | None = None) -> RunResult:
     """Train the LoRA described by ``config``; raises ``TrainingFailed`` (or a config/data error before start).
 
     ``RunLocked`` (another process trains the run folder to resume) comes before the model loads.
     """
-    from .setup import build_setup
-
-    import torch
-
-    warn, note = _reporters(emit)
-    run_dir, resume_from = _resume_point(config)
-    lock = lock_for_all_processes(run_dir, warn) if run_dir else None
-    threads_before = torch.get_num_threads()  # the run picks its own count (threads.py); the process gets it back
-    try:
-        if run_dir:
-            resume_from = _checkpoint_under_lock(config, run_dir, resume_from)
-            if lock:
-                _clean_leftovers(run_dir, note)
-        setup = build_setup(config, warn=warn, note=note)  # data and model errors surface here, before any folder
-        start_step = _restore(setup, resume_from) if resume_from else 0
-        if resume_from and lock:
-            prune_checkpoints(run_dir, 0)  # only clears half-written folders a killed run left behind
-        if run_dir is None and setup.accelerator.is_main_process:
-            run_dir, lock = _new_run_dir(config, setup, warn)
-        return _Session(setup, run_dir, resume_from, start_step, emit, warn).train(should_stop)
-    finally:
-        torch.set_num_threads(threads_before)
-        if lock:
-            lock.release()
+    return TrainingRun(config, emit, commands).run()
 
 
-class _Session:
-    """The part of a run after setup: records, samples, checkpoints, the loop and the final files."""
+class TrainingRun:
+    """The life of one run. ``run()`` calls, in order: ``prepare``; ``step`` for every step, with ``checkpoint``
+    and ``sample`` when they are due or asked for; ``finish``, or ``fail`` when something breaks after the start.
+    """
 
-    def __init__(self, setup, run_dir: Path | None, resume_from: Path | None, start_step: int, emit, warn):
-        self.setup, self.config, self.run_dir, self.emit, self.warn = setup, setup.config, run_dir, emit, warn
-        self.main = setup.accelerator.is_main_process
-        self.start_step = start_step
-        recorder = RunRecorder(run_dir, start_step, enabled=self.main)
-        recorder.info.setdefault("session_id", uuid.uuid4().hex)
-        recorder.info.setdefault("started_at", time.time())
-        recorder.update(status="running", step=start_step, total_steps=setup.total_steps, error=None,
-                        num_processes=setup.accelerator.num_processes, effective_batch=setup.effective_batch,
-                        prior_images=setup.prior_count, prior_folder=setup.prior_folder or None,
-                        cpu_threads=setup.threads.count if setup.threads else None,
-                        resumed_from=str(resume_from) if resume_from else recorder.info.get("resumed_from"))
-        self.recorder = recorder
-        self.last = {"checkpoint": resume_from, "epoch": 0, "step": start_step}
-        self.renderer = _sample_renderer(setup, run_dir) if self.main else None
+    def __init__(self, config: TrainConfig, emit: Emit = ignore_event, commands: TrainingCommands | None = None):
+        self.config = config
+        self.emit = emit
+        self.commands = commands or TrainingCommands()
+        self.setup: TrainingSetup | None = None
+        self.folder: RunFolder | None = None  # None on the other processes of a new multi-process run
+        self.lock: RunLock | None = None
+        self.recorder: RunRecorder | None = None
+        self.renderer: SampleRenderer | None = None
+        self.start_step = 0
+        self.step_done = 0  # the last step trained
+        self.epoch = 0  # of the last step trained, counted from 1 (0 before the first)
+        self.sampled_at = -1  # the step whose samples were drawn last
+        self.last_checkpoint: Path | None = None
+        self.started_at = 0.0  # when this session's first step began (for the ETA)
 
-    def on_event(self, event: TrainEvent) -> None:
-        config, renderer = self.config, self.renderer
-        if event.kind == "step":
-            self.recorder.step(event)
-            self.last["epoch"] = event.epoch
-            if renderer and (event.step % config.sample_steps == 0 or event.step == event.total_steps):
-                self.emit(event)
-                paths = renderer.render(event.step)
-                self.recorder.samples(event.step, paths)
-                self.emit(TrainEvent("sample", step=event.step, total_steps=event.total_steps,
-                                     message="\n".join(str(p) for p in paths), path=str(paths[0].parent)))
-                return
-        elif event.kind == "validation":
-            self.recorder.validation(event)
+    @property
+    def main(self) -> bool:
+        return self.setup is not None and self.setup.accelerator.is_main_process
+
+    # -- the run as a whole ---------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        import torch
+
+        threads_before = torch.get_num_threads()  # the run picks its own count (threads.py); the process gets it back
+        try:
+            self.prepare()
+            self._announce()
+            try:
+                if self.setup.validator is not None:
+                    self._validation_at_start()
+                return self.finish(self._train())
+            except Exception as error:  # the run folder keeps the reason; the caller gets one readable message
+                raise self.fail(error) from error
+        finally:
+            torch.set_num_threads(threads_before)
+            if self.lock is not None:
+                self.lock.release()
+
+    def _train(self) -> str:
+        """Every step from ``start_step`` on, doing what was asked after each; "finished" or "stopped"."""
+        from .loop import agreed
+
+        setup = self.setup
+        self.started_at = time.time()
+        for step in range(self.start_step, setup.total_steps):
+            event = self.step(step)
+            asked = agreed(setup, self.commands.take())
+            if asked.sample and self.sampled_at != event.step:
+                self.sample(event.step)
+            if event.step == setup.total_steps:
+                break  # the final files are the last save
+            if asked.stop or asked.save or self._save_due(event.step):
+                self.checkpoint(event.step)
+            if asked.stop:
+                return "stopped"
+        return "finished"
+
+    # -- the parts ----------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Find what to resume, take the run folder, build the setup, restore the checkpoint, open the records.
+
+        The errors here are the user's to fix (config, data, model, a busy run folder); nothing is recorded.
+        """
+        from .setup import build_setup
+
+        config = self.config
+        folder, resume_from = resume_point(config)
+        if folder:
+            self.lock = lock_for_all_processes(folder.path, self._warn)
+            resume_from = checkpoint_under_lock(config, folder, resume_from)
+            if self.lock:
+                self._clean_leftovers(folder)
+        self.setup = setup = build_setup(config, warn=self._warn, note=self._note)  # errors come before any folder
+        self.start_step = self.step_done = restore(setup, resume_from) if resume_from else 0
+        if resume_from and self.lock:
+            prune_checkpoints(folder.path, 0)  # only clears half-written folders a killed run left behind
+        if folder is None and self.main:
+            folder = self._new_run_folder()
+        self.folder, self.last_checkpoint = folder, resume_from
+        self.recorder = self._open_recorder(resume_from)
+        if self.main and config.validation_prompts:
+            from .samples import SampleRenderer
+
+            self.renderer = SampleRenderer(setup, folder)
+
+    def step(self, step: int) -> StepEvent:
+        """Train step ``step + 1``, score it when validation is due, record and report it, draw due samples."""
+        from .loop import NonFiniteLoss, optimizer_step
+
+        setup, config = self.setup, self.config
+        loss, epoch = optimizer_step(setup, step)
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(step + 1, loss)
+        number = self.step_done = step + 1
+        self.epoch = epoch + 1
+        validate = config.validation_steps and (number == setup.total_steps or number % config.validation_steps == 0)
+        elapsed = time.time() - self.started_at
+        event = StepEvent(step=number, total_steps=setup.total_steps, epoch=self.epoch, loss=loss,
+                          val_loss=setup.validation_loss() if validate else None,
+                          lr=setup.lr_scheduler.get_last_lr()[0], elapsed_s=elapsed,
+                          eta_s=elapsed / (number - self.start_step) * (setup.total_steps - number))
+        self.recorder.step(event)
         self.emit(event)
+        if self.renderer and config.sample_steps and (number % config.sample_steps == 0 or number == setup.total_steps):
+            self.sample(number)
+        return event
 
-    def checkpoint(self, step: int, epoch: int) -> None:
+    def checkpoint(self, step: int) -> Path | None:
+        """Write checkpoint ``step`` (the main process writes; every process takes part in the call)."""
         from .export import lora_states, write_checkpoint_loras
 
-        self.last["step"] = step  # every process: only the main one writes the folder, all of them report the step
         if not self.main:
-            return
+            return None
         setup = self.setup
         unet_state, text_states = lora_states(setup)
         adapters = {f"unet.{k}": v for k, v in unet_state.items()}
         for name, state in text_states.items():
             adapters.update({f"{name}.{k}": v for k, v in state.items()})
-        folder = save_checkpoint(self.run_dir, setup, step, epoch, lambda f: write_checkpoint_loras(f, setup), adapters)
-        prune_checkpoints(self.run_dir, self.config.keep_last_n_checkpoints)
-        self.last["checkpoint"] = folder
-        self.recorder.update(step=step, last_checkpoint=str(folder))
-        self.emit(TrainEvent("checkpoint", step=step, total_steps=setup.total_steps, epoch=epoch + 1,
-                             path=str(folder)))
+        path = save_checkpoint(self.folder.path, setup, step, self.epoch - 1,
+                               lambda target: write_checkpoint_loras(target, setup), adapters)
+        prune_checkpoints(self.folder.path, self.config.keep_last_n_checkpoints)
+        self.last_checkpoint = path
+        self.recorder.update(step=step, last_checkpoint=str(path))
+        self.emit(CheckpointEvent(step=step, total_steps=setup.total_steps, epoch=self.epoch, path=str(path)))
+        return path
+
+    def sample(self, step: int) -> None:
+        """Draw the sample prompts at ``step`` into the run folder (main process; needs sample prompts)."""
+        if not self.main:
+            return
+        if self.renderer is None:
+            self._warn("sample now: the config has no sample prompts (validation_prompts); nothing to draw")
+            return
+        paths = self.renderer.render(step)
+        self.sampled_at = step
+        self.recorder.samples(step, paths)
+        self.emit(SampleEvent(step=step, total_steps=self.setup.total_steps, paths=tuple(str(p) for p in paths)))
+
+    def finish(self, status: str) -> RunResult:
+        """Write the final files of a finished run, record how it ended, report "done"."""
+        from .export import write_final_files
+
+        setup, folder = self.setup, self.folder
+        run_dir = folder.path if folder else None
+        result = RunResult(status, run_dir, self.step_done, setup.total_steps, last_checkpoint=self.last_checkpoint)
+        if status == "finished" and self.main:
+            result.diffusers_lora, result.webui_lora = write_final_files(
+                run_dir, setup, self.recorder.info, setup.total_steps, self.epoch, self._warn,
+                lambda message: self.emit(LogEvent(message=message)))
+        self.recorder.update(status=status, step=result.step, finished_at=time.time())
+        self.recorder.close()
+        self.emit(DoneEvent(step=result.step, total_steps=setup.total_steps, status=status,
+                            run_dir=str(run_dir or "")))
+        return result
+
+    def fail(self, error: Exception) -> TrainingFailed:
+        """Record ``error`` in the run folder, in words a user can act on; the exception to raise (call it from
+        the ``except`` that caught ``error``: its traceback goes to ``run.json``)."""
+        from .failures import describe_failure
+
+        message = describe_failure(error, self.config, self.last_checkpoint)
+        self.recorder.update(status="failed", error=message, traceback=traceback.format_exc())
+        self.recorder.close()
+        return TrainingFailed(f"training failed: {message}", self.folder.path if self.folder else None)
+
+    # -- helpers ------------------------------------------------------------------------------------------
+    def _save_due(self, step: int) -> bool:
+        return bool(self.config.save_steps) and step % self.config.save_steps == 0
+
+    def _validation_at_start(self) -> None:
+        setup = self.setup
+        event = ValidationEvent(step=self.start_step, total_steps=setup.total_steps, val_loss=setup.validation_loss())
+        self.recorder.validation(event)
+        self.emit(event)
+
+    def _warn(self, message: str) -> None:
+        log.warning(message)
+        self.emit(WarningEvent(message=message))
+
+    def _note(self, message: str) -> None:
+        log.info(message)
+        self.emit(LogEvent(message=message))
+
+    def _clean_leftovers(self, folder: RunFolder) -> None:
+        """Temporary files of writes a killed run never finished (this run holds the folder's lock)."""
+        removed = remove_leftover_temps(folder.path)
+        if removed:
+            self._note(f"removed {len(removed)} leftover temporary file(s) of an interrupted write from {folder.path}")
+
+    def _new_run_folder(self) -> RunFolder:
+        """A timestamped run folder, locked, holding the config snapshot (with the effective batch as a comment)."""
+        from studio.config import dump_config
+        from studio.util.fs import atomic_write_text
+
+        config, setup = self.config, self.setup
+        folder = RunFolder.create(config.output_dir, config.resolved_output_name())
+        self.lock = RunLock(folder.path, self._warn).acquire()
+        note = (f"# effective batch: {config.batch_size} per process x {setup.accelerator.num_processes} "
+                f"process(es) x {config.gradient_accumulation_steps} accumulation = {setup.effective_batch}\n")
+        atomic_write_text(folder.config_file, dump_config(config) + note)
+        return folder
+
+    def _open_recorder(self, resume_from: Path | None) -> RunRecorder:
+        setup = self.setup
+        recorder = RunRecorder(self.folder, self.start_step, enabled=self.main)
+        recorder.info.setdefault("session_id", uuid.uuid4().hex)
+        recorder.info.setdefault("started_at", time.time())
+        recorder.update(status="running", step=self.start_step, total_steps=setup.total_steps, error=None,
+                        num_processes=setup.accelerator.num_processes, effective_batch=setup.effective_batch,
+                        prior_images=setup.prior_count, prior_folder=setup.prior_folder or None,
+                        cpu_threads=setup.threads.count if setup.threads else None,
+                        resumed_from=str(resume_from) if resume_from else recorder.info.get("resumed_from"))
+        return recorder
 
     def _announce(self) -> None:
         setup, config = self.setup, self.config
-        self.emit(TrainEvent("log", message=f"effective batch {setup.effective_batch}: {config.batch_size} per "
-                             f"process x {setup.accelerator.num_processes} process(es) x "
-                             f"{config.gradient_accumulation_steps} accumulation"))
+        self.emit(LogEvent(message=f"effective batch {setup.effective_batch}: {config.batch_size} per process x "
+                           f"{setup.accelerator.num_processes} process(es) x {config.gradient_accumulation_steps} "
+                           "accumulation"))
         if setup.prior_count:
-            self.emit(TrainEvent("log", message=f"prior images: {setup.prior_count} from {setup.prior_folder}, "
-                                 f"{config.prior_ratio:g} per training image each epoch, loss weight "
-                                 f"{config.prior_loss_weight:g}"))
-        self.emit(TrainEvent("start", step=self.start_step, total_steps=setup.total_steps, message=str(self.run_dir),
-                             path=str(self.run_dir)))
-
-    def train(self, should_stop: ShouldStop) -> RunResult:
-        from .export import write_final_files
-
-        setup, last, recorder, run_dir = self.setup, self.last, self.recorder, self.run_dir
-        self._announce()
-        try:
-            if setup.validator is not None:
-                self.on_event(TrainEvent("validation", step=self.start_step, total_steps=setup.total_steps,
-                                         val_loss=setup.validation_loss()))
-            status = train_loop(setup, self.start_step, self.on_event, should_stop, self.checkpoint)
-            result = RunResult(status, run_dir, setup.total_steps, setup.total_steps,
-                               last_checkpoint=last["checkpoint"])
-            if status == "finished" and self.main:
-                result.diffusers_lora, result.webui_lora = write_final_files(
-                    run_dir, setup, recorder.info, setup.total_steps, last["epoch"], self.warn,
-                    lambda message: self.emit(TrainEvent("log", message=message)))
-            elif status == "stopped":
-                result.step = last["step"]
-        except Exception as error:  # the run folder keeps the reason; the caller gets one readable message
-            message = describe_failure(error, self.config, last["checkpoint"])
-            recorder.update(status="failed", error=message, traceback=traceback.format_exc())
-            recorder.close()
-            raise TrainingFailed(f"training failed: {message}", run_dir) from error
-        recorder.update(status=status, step=result.step, finished_at=time.time())
-        recorder.close()
-        self.emit(TrainEvent("done", step=result.step, total_steps=setup.total_steps, message=status,
-                             path=str(run_dir)))
-        return result
+            self.emit(LogEvent(message=f"prior images: {setup.prior_count} from {setup.prior_folder}, "
+                               f"{config.prior_ratio:g} per training image each epoch, loss weight "
+                               f"{config.prior_loss_weight:g}"))
+        self.emit(StartEvent(step=self.start_step, total_steps=setup.total_steps, run_dir=str(self.folder.path
+                                                                                             if self.folder else "")))

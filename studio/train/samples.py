@@ -8,8 +8,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from .run_folder import RunFolder
+    from .setup import TrainingSetup
 
 SAMPLE_SEED = 1234
 SAMPLE_STEPS = 20
@@ -49,9 +54,11 @@ def assemble_pipeline(components, unwrap=lambda module: module):
 
 
 class SampleRenderer:
-    def __init__(self, setup, run_dir: Path):
+    """Draws the config's sample prompts (each with and without the trigger) into the run folder."""
+
+    def __init__(self, setup: TrainingSetup, folder: RunFolder):
         self.setup = setup
-        self.run_dir = Path(run_dir)
+        self.folder = folder
         self.pairs = sample_prompts(list(setup.config.validation_prompts), setup.config.trigger_word)
 
     def _pipeline(self):
@@ -65,7 +72,7 @@ class SampleRenderer:
         pipe.set_progress_bar_config(disable=True)
         models = [pipe.unet] + [getattr(pipe, name) for name in self.setup.components.text_encoders]
         modes = [m.training for m in models]
-        folder = self.run_dir / "samples" / f"step-{step:06d}"
+        folder = self.folder.samples_dir(step)
         folder.mkdir(parents=True, exist_ok=True)
         size = self.setup.config.resolution
         try:

@@ -4,17 +4,27 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from .adapters import add_lora_adapters, load_initial_lora
 from .batches import BatchSource, TextConditioner
-from .threads import use_threads
+from .threads import ThreadChoice, use_threads
+
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
+    from studio.config import TrainConfig
+    from studio.data import BucketBatchSampler, TrainingImages
+    from studio.models import Components
+
+    from .validation import Validator
 
 log = logging.getLogger(__name__)
 
 
-def make_accelerator(mixed_precision: str, warn):
+def make_accelerator(mixed_precision: str, warn: Callable[[str], None]) -> Accelerator:
     """An ``Accelerator`` for this run.
 
     accelerate keeps its state process-wide: a second ``Accelerator`` with another ``mixed_precision`` raises.
@@ -35,25 +45,25 @@ def make_accelerator(mixed_precision: str, warn):
     return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available())
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainingSetup:
     """The parts of a run; the loop reads them, ``run.py`` builds and saves them."""
 
-    config: object
-    accelerator: object
-    components: object  # studio.models.Components
-    params: list
+    config: TrainConfig
+    accelerator: Accelerator
+    components: Components
+    params: list[torch.nn.Parameter]  # the trainable LoRA tensors, in fp32
     optimizer: torch.optim.Optimizer
-    lr_scheduler: object
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     batches: BatchSource
     text: TextConditioner
     total_steps: int
-    num_images: int
-    tag_frequency: dict
-    validator: object = None  # validation.Validator on the main process when validation_steps > 0
+    num_images: int  # training pictures, prior pictures not counted
+    tag_frequency: dict[str, int]
+    validator: Validator | None = None  # on the main process when validation_steps > 0
     prior_count: int = 0  # prior pictures mixed in (they follow the training pictures in ``batches``)
     prior_folder: str = ""
-    threads: object = None  # threads.ThreadChoice: the CPU threads this run trains with, and why
+    threads: ThreadChoice | None = None  # the CPU threads this run trains with, and why
 
     def validation_loss(self) -> float | None:
         if self.validator is None:
@@ -83,11 +93,11 @@ class TrainingSetup:
 
 @dataclass
 class TrainingData:
-    images: object  # TrainingImages of the training set
+    images: TrainingImages  # the training set (prior pictures appended when they are mixed in)
     captions: list[str]
-    buckets: list
-    sampler: object
-    validation_images: object
+    buckets: list[tuple[int, int]]
+    sampler: BucketBatchSampler
+    validation_images: TrainingImages
     validation_captions: list[str]
     validation_indices: list[int]
     loss_weights: list[float] | None = None  # per picture when prior pictures are mixed in
@@ -95,7 +105,7 @@ class TrainingData:
     prior_count: int = 0
 
 
-def load_data(config, num_processes: int = 1) -> TrainingData:
+def load_data(config: TrainConfig, num_processes: int = 1) -> TrainingData:
     """Read and check the dataset, and split off the validation images when ``validation_split`` > 0.
 
     Markdown structure (``**core**``, ``*mood*``) and ``(word:1.3)`` weighting are stripped: the text encoder
@@ -122,7 +132,7 @@ def load_data(config, num_processes: int = 1) -> TrainingData:
     return TrainingData(images, captions, buckets, sampler, images, captions, held)
 
 
-def _prepare_models(components, config, accelerator):
+def _prepare_models(components: Components, config: TrainConfig, accelerator: Accelerator):
     device = accelerator.device
     weight_dtype = torch.float32
     if device.type == "cuda" and accelerator.mixed_precision in ("fp16", "bf16"):
@@ -152,7 +162,7 @@ def _prepare_models(components, config, accelerator):
     return params, weight_dtype
 
 
-def _optimizer(components, config):
+def _optimizer(components: Components, config: TrainConfig) -> torch.optim.Optimizer:
     unet_params = [p for p in components.unet.parameters() if p.requires_grad]
     groups = [{"params": unet_params, "lr": config.learning_rate}]
     if config.train_text_encoder:
@@ -165,7 +175,8 @@ def _optimizer(components, config):
                              fused=fused or None)
 
 
-def build_setup(config, warn=log.warning, progress=None, note=log.info) -> TrainingSetup:
+def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning, progress=None,
+                note: Callable[[str], None] = log.info) -> TrainingSetup:
     """Load the model and data named by ``config`` and make them ready to train."""
     from diffusers.optimization import get_scheduler
 
@@ -206,13 +217,16 @@ def build_setup(config, warn=log.warning, progress=None, note=log.info) -> Train
             setattr(components, name, accelerator.prepare(encoder))
     concept_captions = captions[:len(captions) - data.prior_count]
     return TrainingSetup(
-        config, accelerator, components, params, optimizer, lr_scheduler, source, text, total,
-        len(images) - data.prior_count, tag_frequency(concept_captions), validator, data.prior_count,
-        str(data.prior_folder or ""), threads,
+        config=config, accelerator=accelerator, components=components, params=params, optimizer=optimizer,
+        lr_scheduler=lr_scheduler, batches=source, text=text, total_steps=total,
+        num_images=len(images) - data.prior_count, tag_frequency=tag_frequency(concept_captions),
+        validator=validator, prior_count=data.prior_count, prior_folder=str(data.prior_folder or ""),
+        threads=threads,
     )
 
 
-def _with_priors(data, config, components, accelerator, say) -> TrainingData:
+def _with_priors(data: TrainingData, config: TrainConfig, components: Components, accelerator: Accelerator,
+                 say: Callable[[str], None]) -> TrainingData:
     """``data`` with the prior pictures mixed in when the config asks for them (generated once if needed)."""
     if not (config.prior_data_dir or config.prior_count):
         return data

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
+
+if TYPE_CHECKING:
+    import torch
+    from accelerate import Accelerator
+
+    from studio.config import TrainConfig
 
 # UNets below this many parameters train on one thread (the toy-world UNet has 1.7 M, SD 1.5's 860 M).
 SMALL_MODEL_PARAMETERS = 20_000_000
@@ -51,7 +57,8 @@ def choose_threads(setting: int | None, unet_parameters: int, default_threads: i
     return ThreadChoice(share, f"{size}: {cores}; set cpu_threads to choose")
 
 
-def use_threads(config, unet, accelerator, note) -> ThreadChoice:
+def use_threads(config: TrainConfig, unet: torch.nn.Module, accelerator: Accelerator,
+                note: Callable[[str], None]) -> ThreadChoice:
     """Choose the count for this run, apply it to torch and say it in the run's log (``note``)."""
     import torch
 

@@ -114,3 +114,21 @@ def start(studio, yaml_text: str, resume: bool, processes=1) -> tuple:
 
 def stop(studio) -> str:
     return "■ stopping after this step; a checkpoint will be saved" if studio.training.stop() else "nothing is running"
+
+
+def save_now(studio) -> str:
+    if studio.training.save_now():
+        return "a checkpoint will be saved after this step; training goes on"
+    return "nothing is training"
+
+
+def sample_now(studio) -> str:
+    if studio.training.sample_now():
+        return "the samples will be drawn after this step; training goes on"
+    return "nothing is training"
+
+
+def tick(studio, shown_end: str = ""):
+    """``poll``, plus whether Save now and Sample now can be used (while a run is active)."""
+    active = gr.update(interactive=studio.training.snapshot().active)
+    return (*poll(studio, shown_end), active, active)

@@ -1,4 +1,5 @@
-"""Training tab: presets, the main settings as a form, the full YAML, Start/Stop/Resume and live progress.
+"""Training tab: presets, the main settings as a form, the full YAML, Start/Stop/Resume, Save now and Sample now
+(while a run is active) and live progress.
 
 The YAML box is the config; the form edits fields of it through the service (``config_yaml_with``), and editing
 the YAML updates the form when the box loses focus. Progress comes from polling the job's snapshot.
@@ -68,6 +69,8 @@ def render(studio) -> SimpleNamespace:
     with gr.Row():
         start = gr.Button("Start training", variant="primary", elem_id="train-start")
         stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+        save_now = gr.Button("Save now", interactive=False, elem_id="train-save-now")
+        sample_now = gr.Button("Sample now", interactive=False, elem_id="train-sample-now")
         resume = gr.Button("Resume latest", elem_id="train-resume")
     message = gr.Markdown(elem_id="train-message")
     progress = gr.HTML(elem_id="train-progress")
@@ -80,7 +83,8 @@ def render(studio) -> SimpleNamespace:
     shown_end = gr.State("")  # the run end the message line has told (see training_progress.poll)
     synced = gr.State(studio.config_yaml(config))  # the YAML as of the last form/YAML sync
     return SimpleNamespace(presets=presets, family=family, form=form, yaml=yaml_box, import_file=import_file,
-                           export=export, export_file=export_file, start=start, stop=stop, resume=resume,
+                           export=export, export_file=export_file, start=start, stop=stop, save_now=save_now,
+                           sample_now=sample_now, resume=resume,
                            message=message, progress=progress, loss_plot=loss_plot, samples=samples, logs=logs,
                            timer=timer, shown_end=shown_end, synced=synced, processes_row=processes_row,
                            processes=processes, effective=effective)
@@ -197,8 +201,10 @@ def listen(ui: SimpleNamespace, studio) -> None:
     ui.resume.click(start(True), inputs=[ui.processes, *state], outputs=[ui.message, *live])
     training_processes.listen(ui, studio)
     ui.stop.click(lambda: training_progress.stop(studio), outputs=ui.message)
-    ui.timer.tick(lambda shown: training_progress.poll(studio, shown), inputs=ui.shown_end,
-                  outputs=[*live, ui.message, ui.shown_end])
+    ui.save_now.click(lambda: training_progress.save_now(studio), outputs=ui.message)
+    ui.sample_now.click(lambda: training_progress.sample_now(studio), outputs=ui.message)
+    ui.timer.tick(lambda shown: training_progress.tick(studio, shown), inputs=ui.shown_end,
+                  outputs=[*live, ui.message, ui.shown_end, ui.save_now, ui.sample_now])
 
 
 def _listen_presets_and_import(ui: SimpleNamespace, studio, fields: list, show_family) -> None:

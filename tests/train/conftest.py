@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import csv
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from studio.toyworld.world import ALL_SHAPES, caption, random_scene, render
+
+sys.path.insert(0, str(Path(__file__).parent))  # run_helpers, shared by the test modules
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,9 @@ from studio.config import load_config
 from studio.jobs import TrainingJob
 from studio.jobs_multi import ProcessRunner
 from studio.train import run_training
-from studio.train.checkpoint import list_checkpoints
 from studio.train.events import TrainEvent
-from studio.train.lock import LOCK_FILE
 from studio.train.memory import AVAILABLE_ENV
+from studio.train.run_folder import LOCK_FILE, RunFolder
 
 ROOT = Path(__file__).resolve().parents[2]
 HELD = re.compile(r"is being trained by process (\d+) on this machine since \d\d:\d\d; wait for it or stop it")
@@ -37,7 +36,7 @@ def _cli(*args: str, env: dict | None = None, timeout: float = 240) -> subproces
 def resumable(write_config):
     """(config resuming "latest", its run folder): a finished 4-step run with a checkpoint at step 2."""
     result = run_training(load_config(write_config("first.yaml", max_steps=4, save_steps=2)))
-    assert result.status == "finished" and [c.name for c in list_checkpoints(result.run_dir)] == ["step-000002"]
+    assert result.status == "finished" and [c.name for c in RunFolder(result.run_dir).checkpoints()] == ["step-000002"]
     return write_config("resume.yaml", max_steps=4, save_steps=2, resume="latest"), result.run_dir
 
 
@@ -138,14 +137,14 @@ def test_several_processes_refuse_a_busy_run_folder_with_the_sentence(resumable,
     assert launched.returncode == 0, launched.stderr[-3000:]
     said = [(tmp_path / f"rank-{rank}").read_text() for rank in (0, 1)]
     assert all(line.startswith(f"refused: {sentence}") for line in said), said
-    assert json.loads((run_dir / LOCK_FILE).read_text())["pid"] == holder.pid and len(list_checkpoints(run_dir)) == 1
+    assert json.loads((run_dir / LOCK_FILE).read_text())["pid"] == holder.pid and len(RunFolder(run_dir).checkpoints()) == 1
 
 
 def test_a_killed_runs_lock_and_temp_files_are_taken_over_and_cleared_at_resume(resumable):
     config_path, run_dir = resumable
     dead = _dead_pid()
     _plant_lock(run_dir, dead)
-    checkpoint = list_checkpoints(run_dir)[0]
+    checkpoint = RunFolder(run_dir).checkpoints()[0]
     ours = [run_dir / ".pytorch_lora_weights.safetensors.k3x_9q2a.tmp", run_dir / ".run.json.0a1b2c3d.tmp",
             checkpoint / ".pytorch_lora_weights.safetensors.zz9_abcd.tmp"]
     users = [run_dir / "notes.tmp", run_dir / ".notes.tmp", checkpoint / "my.safetensors.tmp"]
@@ -196,7 +195,7 @@ def test_run_files_get_the_umask_mode_not_0600(write_config, tmp_path):
         os.umask(previous)
     run = result.run_dir
     files = [run / "config.yaml", run / "run.json", run / "pytorch_lora_weights.safetensors", run / "tiny.safetensors",
-             list_checkpoints(run)[0] / "pytorch_lora_weights.safetensors"]
+             RunFolder(run).checkpoints()[0] / "pytorch_lora_weights.safetensors"]
     modes = {p.name if p.parent == run else f"checkpoint/{p.name}": oct(stat.S_IMODE(p.stat().st_mode)) for p in files}
     assert set(modes.values()) == {"0o644"}, modes
 

@@ -15,8 +15,7 @@ from safetensors.torch import load_file
 
 from studio.config import load_config
 from studio.train import TrainingFailed, run_training
-from studio.train.checkpoint import list_checkpoints
-from studio.train.recorder import read_loss_log
+from studio.train.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,24 +70,24 @@ def test_sigkill_then_resume_latest_equals_uninterrupted_run(straight, tmp_path,
     process = _train_cli(config_path, env=slow)
     runs = lambda: list((tmp_path / "out").glob("tiny-*"))  # noqa: E731
     if moment == "after_checkpoint":
-        _wait_until(lambda: runs() and len(read_loss_log(runs()[0])) >= 7)
+        _wait_until(lambda: runs() and len(RunFolder(runs()[0]).loss_log()) >= 7)
     else:
         _wait_until(lambda: runs() and list((runs()[0] / "checkpoints").glob(".step-000010.partial-*")))
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     run = runs()[0]
     assert json.loads((run / "run.json").read_text())["status"] == "running"  # killed: nothing could record it
-    complete = [c.name for c in list_checkpoints(run)]
+    complete = [c.name for c in RunFolder(run).checkpoints()]
     if moment == "during_checkpoint":
         assert complete == ["step-000005"]  # the half-written step 10 is never listed
     else:
-        assert complete and len(read_loss_log(run)) < 60
+        assert complete and len(RunFolder(run).loss_log()) < 60
 
     resumed = subprocess.run([sys.executable, "studio.py", "train", "--config", str(config_path), "--quiet",
                               "--resume", "latest"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _max_diff(_lora(reference_dir), _lora(run)) <= 1e-6
-    assert [r["step"] for r in read_loss_log(run)] == list(range(1, 61))
+    assert [r["step"] for r in RunFolder(run).loss_log()] == list(range(1, 61))
     assert not list((run / "checkpoints").glob(".step-*")), "a half-written checkpoint folder was left behind"
 
 
@@ -110,7 +109,7 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_says_what_to_try(write_co
     assert "nan" in message.lower() and "learning_rate" in message and "fp32" in message
     assert "step-000003" in message
     run = failure.value.run_dir
-    assert [c.name for c in list_checkpoints(run)] == ["step-000003"]
+    assert [c.name for c in RunFolder(run).checkpoints()] == ["step-000003"]
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     assert not (run / "pytorch_lora_weights.safetensors").exists()
 
@@ -146,7 +145,7 @@ def test_full_disk_is_a_clear_error_and_leaves_no_corrupt_checkpoint(write_confi
         message = str(failure.value)
         assert "disk is full" in message and "output_dir" in message
         run = failure.value.run_dir
-        complete = list_checkpoints(run)
+        complete = RunFolder(run).checkpoints()
         assert complete, "the first checkpoints fit and must survive"
         for checkpoint in complete:  # every listed checkpoint loads
             load_file(str(checkpoint / "adapter_state.safetensors"))

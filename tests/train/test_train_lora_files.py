@@ -7,7 +7,7 @@ from safetensors import safe_open
 
 from studio.config import load_config
 from studio.train import run_training
-from studio.train.checkpoint import list_checkpoints
+from studio.train.run_folder import RunFolder
 
 
 def _keys(path):
@@ -31,7 +31,7 @@ def test_a_dora_run_lists_its_webui_file_with_dora_scales(write_config, tmp_path
     assert said == [f"tiny.safetensors loads in ComfyUI: {len(keys)}/{len(keys)} keys, alpha 8 on every module "
                     "(A1111 not checked: A1111 builds only the released SD 1.x / SDXL block layouts, and this base "
                     "model has another)"]
-    checkpoint = list_checkpoints(result.run_dir)[-1]
+    checkpoint = RunFolder(result.run_dir).checkpoints()[-1]
     assert (checkpoint / "tiny.safetensors").is_file()
     assert not (checkpoint / "pytorch_lora_weights.safetensors").exists()
 
@@ -39,7 +39,7 @@ def test_a_dora_run_lists_its_webui_file_with_dora_scales(write_config, tmp_path
 def test_plain_runs_keep_both_files_and_checkpoints_get_the_webui_file_too(write_config, tmp_path):
     result = run_training(load_config(write_config(output_dir=str(tmp_path / "p"), max_steps=4, save_steps=2)))
     assert result.diffusers_lora.is_file() and result.webui_lora.is_file()
-    checkpoint = list_checkpoints(result.run_dir)[-1]
+    checkpoint = RunFolder(result.run_dir).checkpoints()[-1]
     assert (checkpoint / "tiny.safetensors").is_file() and (checkpoint / "pytorch_lora_weights.safetensors").is_file()
     _, metadata = _keys(result.diffusers_lora)
     assert metadata["ss_output_name"] == "tiny" and metadata["modelspec.architecture"] == "stable-diffusion-v1/lora"

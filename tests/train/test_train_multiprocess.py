@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 
 from studio.config import load_config
 from studio.train import run_training
-from studio.train.recorder import read_loss_log
+from studio.train.run_folder import RunFolder
+from run_helpers import stop_after
 
 ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-3  # all-reduce sums gradients in another order; Adam amplifies it: measured 1.3e-4 on weights ~0.4
@@ -49,7 +50,7 @@ def test_two_processes_match_one_process_with_the_same_effective_batch(tmp_path,
     assert len(runs) == 1, "one run folder for both processes"
     run = runs[0]
     assert done.stderr.count("[done]") == 1 and done.stdout.count("run folder:") == 1  # no duplicated messages
-    log = read_loss_log(run)
+    log = RunFolder(run).loss_log()
     assert [r["step"] for r in log] == list(range(1, 25))
     validation = {r["step"]: r["val_loss"] for r in log if "val_loss" in r}
     validation[0] = json.loads((run / "run.json").read_text())["validation_at_start"]["0"]
@@ -63,16 +64,14 @@ def test_two_processes_match_one_process_with_the_same_effective_batch(tmp_path,
 def test_resume_with_another_process_count(tmp_path, toy_dataset, tiny_sd_dir):
     straight = run_training(load_config(_config(tmp_path, toy_dataset, tiny_sd_dir, "straight", batch_size=4,
                                                 max_steps=12)))
-    seen = []
     stopped = run_training(load_config(_config(tmp_path, toy_dataset, tiny_sd_dir, "split", batch_size=4,
                                                max_steps=12)),
-                           emit=lambda e: seen.append(e.step) if e.kind == "step" else None,
-                           should_stop=lambda: bool(seen) and seen[-1] == 6)
+                           **stop_after(6))
     assert stopped.status == "stopped"
     config = _config(tmp_path, toy_dataset, tiny_sd_dir, "split", batch_size=2, max_steps=12)
     done = _cli("--config", str(config), "--num-processes", "2", "--resume", "latest")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert [r["step"] for r in read_loss_log(stopped.run_dir)] == list(range(1, 13))
+    assert [r["step"] for r in RunFolder(stopped.run_dir).loss_log()] == list(range(1, 13))
     assert _max_diff(_lora(straight.run_dir), _lora(stopped.run_dir)) <= TOLERANCE
 
 

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from studio.config import load_config
 from studio.train import run_training
-from studio.train.recorder import read_loss_log
+from studio.train.run_folder import RunFolder
+from run_helpers import stop_after
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,9 +44,9 @@ def test_cli_run_writes_run_folder_and_loadable_lora_files(write_config, tiny_sd
     assert len(runs) == 1
     run = runs[0]
     assert (run / "config.yaml").is_file() and load_config(run / "config.yaml").lora_rank == 4
-    steps = [r["step"] for r in read_loss_log(run)]
+    steps = [r["step"] for r in RunFolder(run).loss_log()]
     assert steps == [1, 2, 3, 4, 5, 6]
-    assert {"epoch", "loss", "lr", "time"} <= set(read_loss_log(run)[0])
+    assert {"epoch", "loss", "lr", "time"} <= set(RunFolder(run).loss_log()[0])
     assert list((run / "logs").glob("events.out.tfevents.*")), "no TensorBoard event file"
     assert (run / "checkpoints" / "step-000003" / "pytorch_lora_weights.safetensors").is_file()
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
@@ -87,7 +88,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_latest_finishes(write_co
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     output = config_path.parent / "output"
     deadline = time.time() + 120
-    while time.time() < deadline and not any(len(read_loss_log(r)) >= 3 for r in output.glob("tiny-*")):
+    while time.time() < deadline and not any(len(RunFolder(r).loss_log()) >= 3 for r in output.glob("tiny-*")):
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
@@ -99,7 +100,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_latest_finishes(write_co
     done = subprocess.run([sys.executable, "studio.py", "train", "--config", str(config_path), "--quiet",
                            "--resume", "latest"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert [r["step"] for r in read_loss_log(run)] == list(range(1, 151))
+    assert [r["step"] for r in RunFolder(run).loss_log()] == list(range(1, 151))
 
 
 def _lora_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -116,9 +117,7 @@ def test_stop_and_resume_equals_straight_run(write_config, tmp_path):
     assert straight.status == "finished"
 
     config = load_config(write_config(max_steps=20, save_steps=5, output_dir=str(tmp_path / "b")))
-    seen = []
-    stopped = run_training(config, emit=lambda e: seen.append(e.step) if e.kind == "step" else None,
-                           should_stop=lambda: bool(seen) and seen[-1] == 10)
+    stopped = run_training(config, **stop_after(10))
     assert stopped.status == "stopped" and stopped.step == 10
     assert not (stopped.run_dir / "pytorch_lora_weights.safetensors").exists()
 
@@ -126,19 +125,17 @@ def test_stop_and_resume_equals_straight_run(write_config, tmp_path):
                                                     resume="latest")))
     assert resumed.status == "finished" and resumed.run_dir == stopped.run_dir
     assert _max_diff(_lora_tensors(straight.run_dir), _lora_tensors(resumed.run_dir)) <= 1e-6
-    assert [r["step"] for r in read_loss_log(resumed.run_dir)] == list(range(1, 21))
+    assert [r["step"] for r in RunFolder(resumed.run_dir).loss_log()] == list(range(1, 21))
 
 
 def test_resume_after_steps_past_the_checkpoint_logs_each_step_once(write_config, tmp_path):
     """A run killed after step 7 with its last checkpoint at 5 retrains 6 and 7; the log keeps them once."""
     out = str(tmp_path / "c")
-    seen = []
     first = run_training(load_config(write_config(max_steps=10, save_steps=5, output_dir=out)),
-                         emit=lambda e: seen.append(e.step) if e.kind == "step" else None,
-                         should_stop=lambda: bool(seen) and seen[-1] == 7)
+                         **stop_after(7))
     (first.run_dir / "checkpoints" / "step-000007").rename(first.run_dir / "checkpoints" / ".gone")
     run_training(load_config(write_config(max_steps=10, save_steps=5, output_dir=out, resume=str(first.run_dir))))
-    assert [r["step"] for r in read_loss_log(first.run_dir)] == list(range(1, 11))
+    assert [r["step"] for r in RunFolder(first.run_dir).loss_log()] == list(range(1, 11))
 
 
 def test_same_seed_gives_identical_lora_and_precision_can_change_between_runs(write_config, tmp_path):
@@ -168,7 +165,7 @@ def test_fp16_on_cpu_falls_back_with_a_warning(write_config, tmp_path):
 ])
 def test_training_options_run_and_lower_nothing_to_nan(write_config, tmp_path, option):
     result = run_training(load_config(write_config(output_dir=str(tmp_path / "o"), max_steps=4, **option)))
-    losses = [r["loss"] for r in read_loss_log(result.run_dir)]
+    losses = [r["loss"] for r in RunFolder(result.run_dir).loss_log()]
     assert len(losses) == 4 and all(l == l and l < 10 for l in losses)
 
 

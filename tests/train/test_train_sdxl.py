@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from studio.config import load_config
 from studio.train import run_training
+from run_helpers import stop_after
 
 RANK, ALPHA = 4, 8
 # kohya's SDXL names: UNet modules by their original block names, one prefix per text encoder.
@@ -102,10 +103,8 @@ def test_sdxl_run_trains_both_text_encoders_and_both_files_load_back_equal(sdxl_
 
 def test_sdxl_unet_only_resume_equals_a_straight_run(sdxl_config, tmp_path):
     straight = run_training(sdxl_config(output_dir=str(tmp_path / "a")))
-    seen = []
     stopped = run_training(sdxl_config(output_dir=str(tmp_path / "b")),
-                           emit=lambda e: seen.append(e.step) if e.kind == "step" else None,
-                           should_stop=lambda: bool(seen) and seen[-1] == 2)
+                           **stop_after(2))
     assert stopped.status == "stopped" and stopped.step == 2
     resumed = run_training(sdxl_config(output_dir=str(tmp_path / "b"), resume="latest"))
     assert resumed.status == "finished"

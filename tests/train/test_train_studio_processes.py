@@ -8,6 +8,7 @@ import pytest
 
 from studio.jobs_multi import MAX_PROCESSES_ENV, env_max_processes, max_processes
 from studio.service import Studio
+from studio.train.run_folder import RunFolder, checkpoint_step
 
 
 def _yaml(studio: Studio, toy_dataset, tiny_sd_dir, **values) -> str:
@@ -52,6 +53,23 @@ def test_two_processes_stop_mid_run_then_resume_to_the_end(tmp_path, toy_dataset
     assert len(runs) == 1 and runs[0].status == "finished" and runs[0].final_lora is not None, "one run folder"
     assert len(list(studio.output_dir.glob("*/*/pytorch_lora_weights.safetensors"))) == 1, "one final LoRA"
     assert not list((studio.workspace / "jobs").glob("*.stop")), "the stop file is cleared"
+
+
+def test_save_now_and_sample_now_reach_both_processes_through_the_command_file(tmp_path, toy_dataset, tiny_sd_dir):
+    studio = Studio(tmp_path / "workspace")
+    studio.start_training(_yaml(studio, toy_dataset, tiny_sd_dir, max_steps=400, validation_steps=0, sample_steps=0),
+                          num_processes=2)
+    _wait_for(lambda: studio.training.snapshot().step >= 2)
+    assert studio.training.save_now() and studio.training.sample_now()
+    _wait_for(lambda: studio.training.snapshot().last_checkpoint and studio.training.snapshot().sample_step)
+    assert studio.training.stop() and studio.training.wait(120)
+    snapshot = studio.training.snapshot()
+    assert snapshot.status == "stopped", snapshot.error
+    saved = [path for path in RunFolder(snapshot.run_dir).checkpoints() if str(path) != snapshot.last_checkpoint]
+    assert len(saved) == 1 and 2 <= checkpoint_step(saved[0]) < snapshot.step, "Save now's checkpoint, once"
+    assert snapshot.samples and all(Path(p).is_file() for p in snapshot.samples)
+    assert "error" not in "\n".join(snapshot.logs), "every process did the same at the same step"
+    assert not list((studio.workspace / "jobs").glob("*.commands")), "the command file is cleared"
 
 
 def test_a_failure_in_the_processes_reaches_the_snapshot(tmp_path, tiny_sd_dir):

@@ -5,11 +5,12 @@ import json
 
 from studio.config import load_config
 from studio.train import run_training
-from studio.train.recorder import read_loss_log
+from studio.train.run_folder import RunFolder
+from run_helpers import stop_after
 
 
 def _validation(run_dir) -> dict[int, float]:
-    scores = {r["step"]: r["val_loss"] for r in read_loss_log(run_dir) if "val_loss" in r}
+    scores = {r["step"]: r["val_loss"] for r in RunFolder(run_dir).loss_log() if "val_loss" in r}
     starts = json.loads((run_dir / "run.json").read_text()).get("validation_at_start", {})
     scores.update({int(step): value for step, value in starts.items()})
     return scores
@@ -20,10 +21,8 @@ def test_validation_loss_is_deterministic_and_repeats_exactly_on_resume(write_co
     first = run_training(load_config(write_config(output_dir=str(tmp_path / "a"), **settings)))
     scores = _validation(first.run_dir)
     assert set(scores) == {0, 3, 6}
-    seen = []
     stopped = run_training(load_config(write_config(output_dir=str(tmp_path / "b"), **settings)),
-                           emit=lambda e: seen.append(e.step) if e.kind == "step" else None,
-                           should_stop=lambda: bool(seen) and seen[-1] == 3)
+                           **stop_after(3))
     resumed = run_training(load_config(write_config(output_dir=str(tmp_path / "b"), resume="latest", **settings)))
     again = _validation(resumed.run_dir)
     assert again[3] == scores[3]  # scored again from the step-3 checkpoint: the same value

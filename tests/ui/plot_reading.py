@@ -1,7 +1,7 @@
 """Reading the Training tab's loss plot as drawn: the line's points in (step, loss) from the SVG vega draws."""
 from __future__ import annotations
+from studio.train.run_folder import RunFolder
 
-from studio.train.recorder import read_loss_log
 
 # What the loss plot drew: each axis's description and tick labels (value, centre on screen), and each line's
 # vertices on screen (vega draws a line as one SVG path, "M x,y L x,y ...", in the coordinates of its group).
@@ -63,7 +63,7 @@ def assert_plot_matches_log(page, run_dir, at_least: int, lines: int = 1, step_t
     order, each read within ``step_tolerance`` steps (a long run draws about 2 px a step: pass 2 there); returns
     how many points are drawn."""
     points, span = drawn_losses(page, lines)
-    logged = {record["step"]: record["loss"] for record in read_loss_log(run_dir)}
+    logged = {record["step"]: record["loss"] for record in RunFolder(run_dir).loss_log()}
     assert len(points) >= at_least, (len(points), at_least)
     for number, (step, loss) in enumerate(points, start=1):
         assert abs(step - number) < step_tolerance, f"point {number} drawn at step {step:.2f}"

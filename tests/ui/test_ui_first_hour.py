@@ -8,8 +8,8 @@ import re
 
 from plot_reading import assert_plot_matches_log
 from ui_helpers import ROOT, STATUS_JS, STEP_JS, fill, open_tab, pick
+from studio.train.run_folder import RunFolder
 
-from studio.train.recorder import read_loss_log
 
 STAR = ROOT / "assets" / "demo-datasets" / "star"
 TEXT_JS = "([selector, text]) => document.querySelector(selector).innerText.includes(text)"
@@ -66,7 +66,7 @@ def _train_the_demo(page, workspace, screenshot_dir):
     message = _wait_text(page, "#train-message", "✓ training finished", timeout=30_000)
     assert f"{STEPS}/{STEPS} steps" in message, message
     drawn = assert_plot_matches_log(page, run_dir, at_least=STEPS, lines=2, step_tolerance=2)
-    assert drawn == STEPS == len(read_loss_log(run_dir))  # both lines seen at the end, a point a step
+    assert drawn == STEPS == len(RunFolder(run_dir).loss_log())  # both lines seen at the end, a point a step
     assert "prior images: 20" in page.locator("#train-log textarea").input_value()
     assert page.locator("#train-samples img").count() >= 2, "the validation prompts' samples are shown"
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"

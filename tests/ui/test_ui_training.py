@@ -108,3 +108,26 @@ def test_after_start_the_page_shows_the_new_run_and_after_the_end_how_it_ended(p
     assert started and "finished" not in started, f"the previous run's bar showed after Start: {started}"
     page.wait_for_function(MESSAGE_JS, arg="✓ training finished: 3/3 steps", timeout=300_000)
     assert "3/3" in page.inner_text("#train-progress")
+
+
+LOG_JS = "(text) => document.querySelector('#train-log textarea').value.includes(text)"
+
+
+def test_save_now_and_sample_now_work_while_a_run_is_active(page):
+    open_tab(page, "Training")
+    assert page.locator("#train-save-now").is_disabled() and page.locator("#train-sample-now").is_disabled()
+    _short_demo_run(page, 2000)
+    page.click("#train-start")
+    page.wait_for_function(f"() => ({STEP_JS})() >= 2", timeout=300_000)
+    page.wait_for_function("() => !document.querySelector('#train-save-now').disabled", timeout=30_000)
+    page.click("#train-save-now")
+    page.wait_for_function(MESSAGE_JS, arg="a checkpoint will be saved after this step")
+    page.wait_for_function(LOG_JS, arg="checkpoint saved at step", timeout=120_000)
+    page.click("#train-sample-now")
+    page.wait_for_function(LOG_JS, arg="samples at step", timeout=120_000)
+    page.wait_for_function("() => document.querySelectorAll('#train-samples img').length > 0", timeout=30_000)
+    assert page.evaluate(f"({STATUS_JS})()") == "running", "the run goes on after both"
+    page.click("#train-stop")
+    page.wait_for_function(f"() => ({STATUS_JS})() === 'stopped'", timeout=120_000)
+    page.wait_for_function("() => document.querySelector('#train-save-now').disabled", timeout=30_000)
+    assert page.locator("#train-sample-now").is_disabled()
