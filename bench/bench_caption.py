@@ -38,7 +38,7 @@ def _tokenizer(folder: Path, words: list[str]):
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer.from_pretrained(str(folder))  # transformers 5 ignores vocab_file= (spike pitfall 3)
+    tokenizer = BertTokenizer.from_pretrained(str(folder))  # transformers 5 ignores vocab_file=: load the folder
     tokenizer.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
     return tokenizer
 

@@ -3,7 +3,7 @@
 Same classes and folder layout as SD 1.x (AutoencoderKL, CLIPTextModel + CLIPTokenizer, UNet2DConditionModel,
 a scheduler), so every code path that loads SD 1.x loads this model too. The noise schedule is zero-terminal-SNR
 with v-prediction: on 16 x 16 latents SD's standard schedule leaves enough signal at the last step that the
-model reads the background from the mean of the starting noise (see the spike notes).
+model reads the background from the mean of the starting noise instead of from the prompt.
 """
 from __future__ import annotations
 

@@ -94,7 +94,8 @@ def write_tokenizer_files(folder: Path, words: list[str] | None = None) -> tuple
 
 
 def build_clip_tokenizer(folder: Path, model_max_length: int = 77):
-    """A ``CLIPTokenizer`` over our vocabulary (``model_max_length`` passed explicitly: see spike note 2)."""
+    """A ``CLIPTokenizer`` over our vocabulary. ``model_max_length`` is passed explicitly: a tokenizer loaded from
+    only ``vocab.json`` + ``merges.txt`` gets 1e30, and the pipeline would pad every prompt to that length."""
     from transformers import CLIPTokenizer
 
     write_tokenizer_files(folder)

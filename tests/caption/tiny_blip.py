@@ -21,7 +21,7 @@ def build_tiny_blip(folder, image_size: int = 32):
     vocab_dir = folder.parent / f"{folder.name}-vocab"
     vocab_dir.mkdir(parents=True, exist_ok=True)
     (vocab_dir / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer.from_pretrained(str(vocab_dir))  # transformers 5 ignores vocab_file= (spike pitfall 3)
+    tokenizer = BertTokenizer.from_pretrained(str(vocab_dir))  # transformers 5 ignores vocab_file=: load the folder
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
     processor = BlipProcessor(BlipImageProcessorPil(size={"height": image_size, "width": image_size}), tokenizer)
     text = dict(vocab_size=len(tokenizer), hidden_size=32, encoder_hidden_size=32, intermediate_size=64,
