@@ -4,7 +4,7 @@ Names are imported on first use, so the CLI (and ``metadata.csv`` tools) start w
 """
 from __future__ import annotations
 
-import importlib
+from studio.util.lazy import lazy_exports
 
 _EXPORTS = {
     "assign_bucket": "buckets", "crop_fraction": "buckets", "fit_to_bucket": "buckets", "make_buckets": "buckets",
@@ -15,10 +15,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'studio.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"studio.data.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

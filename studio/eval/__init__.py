@@ -4,7 +4,7 @@ Names are imported on first use, so ``import studio.eval`` stays cheap for the C
 """
 from __future__ import annotations
 
-import importlib
+from studio.util.lazy import lazy_exports
 
 _EXPORTS = {
     "EvalError": "spec",
@@ -33,8 +33,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

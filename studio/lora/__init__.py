@@ -5,7 +5,7 @@ The names below are imported on first use, so ``studio.py inspect`` (``studio/cl
 """
 from __future__ import annotations
 
-import importlib
+from studio.util.lazy import lazy_exports
 
 # The file name diffusers' ``load_lora_weights(folder)`` reads: a run folder's and a checkpoint's LoRA.
 DIFFUSERS_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -18,8 +18,4 @@ _WHERE = {
 
 __all__ = list(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'studio.lora' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+__getattr__ = lazy_exports(__name__, _WHERE)

@@ -5,7 +5,7 @@ the module it is about to run.
 """
 from __future__ import annotations
 
-import importlib
+from studio.util.lazy import lazy_exports
 
 _EXPORTS = {
     "Reading": "checker",
@@ -21,8 +21,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

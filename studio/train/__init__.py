@@ -5,7 +5,7 @@ The names below are imported on first use, so ``studio.train.events`` and the ru
 """
 from __future__ import annotations
 
-import importlib
+from studio.util.lazy import lazy_exports
 
 _WHERE = {
     "RunResult": "run", "TrainingFailed": "run", "TrainingRun": "run", "run_training": "run",
@@ -14,8 +14,4 @@ _WHERE = {
 
 __all__ = list(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'studio.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+__getattr__ = lazy_exports(__name__, _WHERE)
