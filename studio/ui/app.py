@@ -56,7 +56,7 @@ def _access_note(studio) -> str:
 def use_for_training(studio, folder_text: str, yaml_text: str):
     """The Dataset tab's folder as the Training tab's ``train_data_dir``: (YAML, the form's field, message)."""
     folder = studio.datasets.folder(folder_text)
-    new_yaml = studio.config_yaml_with(yaml_text, {"train_data_dir": str(folder)})
+    new_yaml = studio.configs.yaml_with(yaml_text, {"train_data_dir": str(folder)})
     values = training_tab.form_values(studio, new_yaml)
     return new_yaml, values[training_tab.FORM_FIELDS.index("train_data_dir")], f"training will use {folder}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.jobs_multi import env_max_processes, max_processes
+from studio.app.processes import env_max_processes, max_processes
 
 
 def render() -> tuple[gr.Row, gr.Dropdown, gr.Markdown]:
@@ -29,7 +29,7 @@ def on_page_load():
 def effective_batch(studio, yaml_text: str, processes) -> str:
     """``effective batch 8 = 4 per device × 2 processes × 1 accumulation`` for the YAML box's config."""
     try:
-        config = studio.parse_config(yaml_text)
+        config = studio.configs.parse(yaml_text)
     except Exception:  # the YAML box shows its own error
         return ""
     count, accumulation = int(processes or 1), config.gradient_accumulation_steps

@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from studio.jobs import TrainingSnapshot, progress_line
+from studio.app.training import TrainingSnapshot, progress_line
 
 from .common import error_text
 
@@ -104,7 +104,7 @@ def start(studio, yaml_text: str, resume: bool, processes=1) -> tuple:
     """Start (or resume) a run: the message, and the new run's view in place of the previous run's."""
     count = int(processes or 1)
     try:
-        studio.start_training(yaml_text, resume=resume, num_processes=count)
+        studio.training.start(yaml_text, resume=resume, num_processes=count)
     except Exception as error:
         return (error_text(error), *(gr.update() for _ in range(4)))
     message = ("▶ training started" + (f" in {count} processes" if count > 1 else "")

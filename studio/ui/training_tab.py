@@ -50,16 +50,16 @@ def render(studio) -> SimpleNamespace:
     from studio.config import config_to_dict
     from studio.config.schema import field_specs
 
-    config = studio.default_config()
+    config = studio.configs.default()
     values, specs = config_to_dict(config), field_specs()
     presets = training_presets.render()
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Group():
                 form = {name: _widget(name, specs[name], values[name]) for name in FORM_FIELDS}
-            family = gr.Markdown(family_text(studio, studio.config_yaml(config)), elem_id="model-family")
+            family = gr.Markdown(family_text(studio, studio.configs.yaml(config)), elem_id="model-family")
         with gr.Column(scale=4):
-            yaml_box = gr.Code(value=studio.config_yaml(config), language="yaml", label="Full config (YAML)",
+            yaml_box = gr.Code(value=studio.configs.yaml(config), language="yaml", label="Full config (YAML)",
                                interactive=True, max_lines=28, elem_id="config-yaml")
             with gr.Row():
                 import_file = gr.UploadButton("Import YAML", file_types=[".yaml", ".yml"], elem_id="config-import")
@@ -81,7 +81,7 @@ def render(studio) -> SimpleNamespace:
     logs = gr.Textbox(label="Log", lines=6, max_lines=12, autoscroll=True, elem_id="train-log")
     timer = gr.Timer(training_progress.POLL_SECONDS)
     shown_end = gr.State("")  # the run end the message line has told (see training_progress.poll)
-    synced = gr.State(studio.config_yaml(config))  # the YAML as of the last form/YAML sync
+    synced = gr.State(studio.configs.yaml(config))  # the YAML as of the last form/YAML sync
     return SimpleNamespace(presets=presets, family=family, form=form, yaml=yaml_box, import_file=import_file,
                            export=export, export_file=export_file, start=start, stop=stop, save_now=save_now,
                            sample_now=sample_now, resume=resume,
@@ -128,7 +128,7 @@ def form_values(studio, yaml_text: str) -> list:
     from studio.config import config_to_dict
     from studio.config.schema import field_specs
 
-    values, specs = config_to_dict(studio.parse_config(yaml_text)), field_specs()
+    values, specs = config_to_dict(studio.configs.parse(yaml_text)), field_specs()
     return [_field_text(values[name]) if _optional_number(specs[name]) else values[name] for name in FORM_FIELDS]
 
 
@@ -141,9 +141,9 @@ def current_yaml(studio, yaml_text: str, synced: str, values) -> str:
     """
     from studio.config import config_to_dict
 
-    baseline = config_to_dict(studio.parse_config(synced or yaml_text))
+    baseline = config_to_dict(studio.configs.parse(synced or yaml_text))
     edited = {k: v for k, v in form_changes(values).items() if v != baseline[k]}
-    return studio.config_yaml_with(yaml_text, edited) if edited else yaml_text
+    return studio.configs.yaml_with(yaml_text, edited) if edited else yaml_text
 
 
 def listen(ui: SimpleNamespace, studio) -> None:
@@ -216,7 +216,7 @@ def _listen_presets_and_import(ui: SimpleNamespace, studio, fields: list, show_f
     def on_presets(yaml_text, synced, *values):
         names = dict(zip((kind for kind, _ in training_presets.DROPDOWNS), values))
         try:
-            new_yaml, report = studio.apply_presets(current_yaml(studio, yaml_text, synced, values[len(chosen):]),
+            new_yaml, report = studio.configs.apply_presets(current_yaml(studio, yaml_text, synced, values[len(chosen):]),
                                                     **names)
         except Exception as error:
             return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
@@ -228,7 +228,7 @@ def _listen_presets_and_import(ui: SimpleNamespace, studio, fields: list, show_f
 
     def on_import(file):
         try:
-            new_yaml = studio.import_config(file, uploaded=True)
+            new_yaml = studio.configs.import_file(file, uploaded=True)
         except Exception as error:
             return [gr.update(), gr.update(), *(gr.update() for _ in FORM_FIELDS), error_text(error)]
         return [new_yaml, new_yaml, *form_values(studio, new_yaml), "imported"]
@@ -240,11 +240,11 @@ def _listen_presets_and_import(ui: SimpleNamespace, studio, fields: list, show_f
 def family_text(studio, yaml_text: str) -> str:
     """The line under the form naming the base model's family, or why the base model cannot be used."""
     try:
-        return studio.model_family_line(yaml_text)
+        return studio.configs.model_family_line(yaml_text)
     except Exception as error:
         return f"Model family: not recognised — {error_text(error)}"
 
 
 def _export(studio, yaml_text):
-    path = studio.export_config(yaml_text)
+    path = studio.configs.export(yaml_text)
     return str(path), f"exported to {path}"
