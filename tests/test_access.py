@@ -12,7 +12,7 @@ import pytest
 
 from studio.app.access import AccessError, is_loopback, parse_data_dir
 from studio.data.synthetic import synthetic_image
-from studio.service import Studio
+from studio.app import Studio
 
 SECRET = "root:$6$SECRETHASH:19000:0:99999:7:::"
 
@@ -116,9 +116,9 @@ def test_a_link_inside_the_workspace_does_not_lead_out_of_it(remote, untouched):
 def test_every_path_setting_of_a_training_config_is_confined(remote, untouched, setting, value):
     data = _dataset(remote.workspace / "datasets" / "mine")
     values = {"train_data_dir": str(data), "output_dir": "output/mine", setting: value.format(host=untouched)}
-    yaml_text = remote.config_yaml_with(remote.config_yaml(remote.default_config()), values)
+    yaml_text = remote.configs.yaml_with(remote.configs.yaml(remote.configs.default()), values)
     with pytest.raises(AccessError) as error:
-        remote.start_training(yaml_text)
+        remote.training.start(yaml_text)
     assert setting in str(error.value)
     assert "SECRETHASH" not in str(error.value) and "root:" not in str(error.value)
     assert remote.training.snapshot().status == "idle"
@@ -127,28 +127,28 @@ def test_every_path_setting_of_a_training_config_is_confined(remote, untouched, 
 def test_a_model_name_that_is_a_folder_beside_the_server_process_is_a_path_too(remote, untouched, monkeypatch):
     monkeypatch.chdir(untouched)
     data = _dataset(remote.workspace / "datasets" / "mine")
-    yaml_text = remote.config_yaml_with(remote.config_yaml(remote.default_config()),
+    yaml_text = remote.configs.yaml_with(remote.configs.yaml(remote.configs.default()),
                                         {"train_data_dir": str(data), "base_model": "photos"})
     with pytest.raises(AccessError, match="base_model"):
-        remote.start_training(yaml_text)
+        remote.training.start(yaml_text)
 
 
 def test_pickle_base_models_are_the_operators_choice_alone(remote):
     data = _dataset(remote.workspace / "datasets" / "mine")
-    yaml_text = remote.config_yaml_with(remote.config_yaml(remote.default_config()),
+    yaml_text = remote.configs.yaml_with(remote.configs.yaml(remote.configs.default()),
                                         {"train_data_dir": str(data), "allow_pickle": True})
     with pytest.raises(AccessError, match="allow_pickle"):
-        remote.start_training(yaml_text)
+        remote.training.start(yaml_text)
 
 
 def test_a_config_file_outside_the_roots_is_not_imported_but_an_upload_is(remote, untouched, tmp_path):
     (untouched / "config.yaml").unlink(missing_ok=True)
     with pytest.raises(AccessError, match="outside"):
-        remote.import_config(untouched / "secret.txt")
+        remote.configs.import_file(untouched / "secret.txt")
     uploaded = tmp_path / "gradio-upload" / "mine.yaml"
     uploaded.parent.mkdir()
     uploaded.write_text("lora_rank: 12\n")
-    assert "lora_rank: 12" in remote.import_config(uploaded, uploaded=True)
+    assert "lora_rank: 12" in remote.configs.import_file(uploaded, uploaded=True)
 
 
 def test_prepare_writes_only_where_a_remote_user_may_write(remote, untouched):
@@ -212,7 +212,7 @@ def test_the_operator_still_names_any_folder(tmp_path, sentinel):
     assert "new caption" in (photos / "metadata.csv").read_text()
     out = studio.datasets.output_folder(photos, str(sentinel / "copy"))
     assert out == sentinel / "copy"
-    assert studio.import_config(_write(sentinel / "c.yaml", "lora_rank: 6\n")).count("lora_rank: 6") == 1
+    assert studio.configs.import_file(_write(sentinel / "c.yaml", "lora_rank: 6\n")).count("lora_rank: 6") == 1
 
 
 def _write(path: Path, text: str) -> Path:
@@ -265,7 +265,7 @@ def test_a_remote_user_trains_on_an_uploaded_dataset_with_a_model_from_a_data_di
     values = {"train_data_dir": str(result.folder), "base_model": str(tiny_sd_dir), "resolution": 32,
               "batch_size": 2, "max_steps": 2, "save_steps": 0, "sample_steps": 0, "validation_steps": 0,
               "output_dir": "output/remote"}
-    studio.start_training(studio.config_yaml_with(studio.config_yaml(studio.default_config()), values))
+    studio.training.start(studio.configs.yaml_with(studio.configs.yaml(studio.configs.default()), values))
     assert studio.training.wait(timeout=300)
     snapshot = studio.training.snapshot()
     assert snapshot.status == "finished", snapshot.error

@@ -23,7 +23,7 @@ from studio.config import ConfigError, load_config
 from studio.data import CaptionRecord, DatasetError, TrainingImages, load_training_set, read_metadata, write_metadata
 from studio.data.metadata import MAX_METADATA_BYTES, spreadsheet_csv
 from studio.data.scan import scan_folder
-from studio.service import Studio
+from studio.app import Studio
 
 
 def _png_bytes(image: Image.Image) -> bytes:

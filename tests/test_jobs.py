@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from studio.jobs import JobBusy, TrainingJob, progress_line
+from studio.app.training import JobBusy, TrainingJob, progress_line
 from studio.train.events import StartEvent, StepEvent
 
 

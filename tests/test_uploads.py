@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from studio.app.uploads import UploadError, UploadLimits, unpack_dataset_zip
-from studio.service import Studio
+from studio.app import Studio
 
 
 def _png(colour=(200, 30, 30)) -> bytes:

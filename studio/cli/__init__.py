@@ -6,10 +6,8 @@ One module per verb group (``train``, ``config``, ``caption``, ``data``, ``evalu
 ``console`` has what the verbs share on the terminal (the error line, a progress bar, ``graceful_stop``).
 The engine packages never import this package.
 """
-from studio.cli.config import user_errors as _user_errors
 from studio.cli.entry import COMMAND_MODULES, build_parser, main
 from studio.cli.exits import EXIT_FAILED, EXIT_FINDINGS, EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
 
 __all__ = ["COMMAND_MODULES", "EXIT_FAILED", "EXIT_FINDINGS", "EXIT_OK", "EXIT_STOPPED", "EXIT_USER_ERROR",
-           "build_parser", "main",
-           "_user_errors"]  # the name under which studio/jobs.py imports the training side's user errors
+           "build_parser", "main"]

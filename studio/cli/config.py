@@ -11,23 +11,10 @@ from typing import TYPE_CHECKING
 
 from studio.cli.console import print_error
 from studio.cli.exits import EXIT_OK, EXIT_USER_ERROR
+from studio.train.user_errors import user_errors
 
 if TYPE_CHECKING:  # the config module is imported only when a command runs
     from studio.config import TrainConfig
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions of the training side that mean "fix your input", not "the trainer broke"."""
-    from studio.config import ConfigError
-    from studio.data import DatasetError
-    from studio.models import ModelLoadError
-    from studio.train.adapters import AdapterError
-    from studio.train.lock import RunFolderError
-    from studio.train.memory import NotEnoughMemory
-    from studio.train.resume import ResumeError
-
-    return (ConfigError, DatasetError, ModelLoadError, ResumeError, AdapterError, RunFolderError, NotEnoughMemory,
-            FileNotFoundError)
 
 
 def load_cli_config(path: str | None, overrides: list[str], resume: str | None) -> TrainConfig:

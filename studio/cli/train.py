@@ -9,11 +9,11 @@ import os
 import sys
 
 from studio.cli.config import load_cli_config
-from studio.cli.config import user_errors as _user_errors
 from studio.cli.console import graceful_stop
 from studio.cli.console import print_error as _print_error
 from studio.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_STOPPED, EXIT_USER_ERROR
 from studio.cli.progress import _print_json_event, _ProgressBar, _training_commands, is_main_process
+from studio.train.user_errors import user_errors as _user_errors
 
 
 def register(subparsers) -> None:

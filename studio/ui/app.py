@@ -1,4 +1,4 @@
-"""The studio's Gradio Blocks: four tabs around one ``Studio`` service."""
+"""The studio's Gradio Blocks: four tabs around one ``Studio`` (``studio.app``)."""
 from __future__ import annotations
 
 from functools import partial
@@ -56,14 +56,13 @@ def _access_note(studio) -> str:
 def use_for_training(studio, folder_text: str, yaml_text: str):
     """The Dataset tab's folder as the Training tab's ``train_data_dir``: (YAML, the form's field, message)."""
     folder = studio.datasets.folder(folder_text)
-    new_yaml = studio.config_yaml_with(yaml_text, {"train_data_dir": str(folder)})
-    values = training_tab.form_values(studio, new_yaml)
-    return new_yaml, values[training_tab.FORM_FIELDS.index("train_data_dir")], f"training will use {folder}"
+    new_yaml, field = training_tab.with_data_dir(studio, yaml_text, folder)
+    return new_yaml, field, f"training will use {folder}"
 
 
 def _link_tabs(studio, dataset, captions, training) -> None:
     """The dataset picked in one tab follows the user to the others."""
     dataset.use.click(partial(use_for_training, studio), inputs=[dataset.folder, training.yaml],
-                      outputs=[training.yaml, training.form["train_data_dir"], dataset.message])
+                      outputs=[training.yaml, training.data_dir, dataset.message])
     dataset.folder.change(lambda text: text, inputs=dataset.folder, outputs=captions.folder,
                           trigger_mode="always_last")

@@ -80,7 +80,7 @@ def login_for(options: LaunchOptions) -> tuple[str, str] | None:
 
 def launch(options: LaunchOptions, block: bool = True):
     """Build the app around a ``Studio`` for the workspace and serve it; returns (app, local url)."""
-    from studio.service import Studio
+    from studio.app import Studio
 
     from .app import build_app
 

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from studio.app.configs import list_presets
+
 # (kind, label) in the order the dropdowns are shown; presets apply in the order model, demo, task, rank, epochs.
 DROPDOWNS = (("model", "Model preset"), ("task", "Task preset"), ("rank", "Rank preset"),
              ("epochs", "Epoch preset"), ("demo", "Demo preset"))
@@ -14,8 +16,6 @@ DROPDOWNS = (("model", "Model preset"), ("task", "Task preset"), ("rank", "Rank 
 
 def render() -> SimpleNamespace:
     """The dropdowns (``preset-<kind>``), the Apply button and the notes under them."""
-    from studio.config import list_presets
-
     with gr.Row():
         dropdowns = {kind: gr.Dropdown(["", *(p.name for p in list_presets(kind))], value="", label=label,
                                        elem_id=f"preset-{kind}") for kind, label in DROPDOWNS}

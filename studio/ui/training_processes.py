@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.jobs_multi import env_max_processes, max_processes
+from studio.app.processes import env_max_processes, max_processes
+
+from .common import guarded
 
 
 def render() -> tuple[gr.Row, gr.Dropdown, gr.Markdown]:
@@ -26,12 +28,10 @@ def on_page_load():
     return gr.update(visible=count > 1), gr.update(choices=list(range(1, count + 1)), value=count)
 
 
+@guarded(lambda _message: "")  # a config that does not parse: the YAML box's own check tells why, once
 def effective_batch(studio, yaml_text: str, processes) -> str:
     """``effective batch 8 = 4 per device × 2 processes × 1 accumulation`` for the YAML box's config."""
-    try:
-        config = studio.parse_config(yaml_text)
-    except Exception:  # the YAML box shows its own error
-        return ""
+    config = studio.configs.parse(yaml_text)
     count, accumulation = int(processes or 1), config.gradient_accumulation_steps
     return (f"effective batch **{config.batch_size * count * accumulation}** = {config.batch_size} per device × "
             f"{count} process{'es' if count > 1 else ''} × {accumulation} accumulation")

@@ -11,9 +11,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from studio.jobs import TrainingSnapshot, progress_line
+from studio.app.training import TrainingSnapshot, progress_line
 
-from .common import error_text
+from .common import error_text, guarded
 
 POLL_SECONDS = 1.0
 
@@ -100,13 +100,11 @@ def poll(studio, shown_end: str = ""):
     return (*view(snapshot), message, key or shown_end)
 
 
+@guarded(lambda message: (message, *(gr.update() for _ in range(4))))
 def start(studio, yaml_text: str, resume: bool, processes=1) -> tuple:
     """Start (or resume) a run: the message, and the new run's view in place of the previous run's."""
     count = int(processes or 1)
-    try:
-        studio.start_training(yaml_text, resume=resume, num_processes=count)
-    except Exception as error:
-        return (error_text(error), *(gr.update() for _ in range(4)))
+    studio.training.start(yaml_text, resume=resume, num_processes=count)
     message = ("▶ training started" + (f" in {count} processes" if count > 1 else "")
                + (" (resuming the latest checkpoint)" if resume else ""))
     return (message, *view(studio.training.snapshot()))

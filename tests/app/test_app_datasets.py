@@ -10,7 +10,8 @@ from studio.app.datasets import TOY_WORLD_RESOLUTION
 from studio.app.review import thumbnail
 from studio.data.scan import save_decisions
 from studio.data.synthetic import synthetic_image
-from studio.service import Studio, StudioError
+from studio.app import Studio
+from studio.app.errors import StudioError
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_the_resolution_follows_what_a_folder_is_for(studio, folder, tmp_path):
     """The demos are for the toy worlds (their presets train at 32 px); a clean copy was made for its side."""
     import yaml
 
-    from studio.service import REPO_ROOT
+    from studio.app.configs import REPO_ROOT
 
     preset_sides = {yaml.safe_load(path.read_text())["resolution"] for path in (REPO_ROOT / "presets" / "demo").glob(
         "*.yaml")}

@@ -12,7 +12,7 @@ from studio.app.datasets import DEMO_ROOT
 from studio.caption import EditError
 from studio.caption.tokens import load_token_counter
 from studio.data.scan import save_decisions
-from studio.service import Studio
+from studio.app import Studio
 
 CSV = ('filename,prompt\n'
        'a.png,"**zq star**, a beautiful star, *calm*"\n'

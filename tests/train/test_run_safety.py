@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from studio.config import load_config
-from studio.jobs import TrainingJob
-from studio.jobs_multi import ProcessRunner
+from studio.app.processes import ProcessRunner
+from studio.app.training import TrainingJob
 from studio.train import run_training
 from studio.train.events import TrainEvent
 from studio.train.memory import AVAILABLE_ENV

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from studio.config import load_config
-from studio.jobs import TrainingJob
+from studio.app.training import TrainingJob
 from studio.train import run_training
 from studio.train.control import TrainingCommands
 from studio.train.events import CheckpointEvent, SampleEvent, StepEvent, WarningEvent

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from studio.jobs_multi import MAX_PROCESSES_ENV, env_max_processes, max_processes
-from studio.service import Studio
+from studio.app import Studio
+from studio.app.processes import MAX_PROCESSES_ENV, env_max_processes, max_processes
 from studio.train.run_folder import RunFolder, checkpoint_step
 
 
@@ -16,7 +16,7 @@ def _yaml(studio: Studio, toy_dataset, tiny_sd_dir, **values) -> str:
                 "batch_size": 2, "lora_rank": 4, "learning_rate": 1e-3, "max_steps": 16, "save_steps": 0,
                 "validation_steps": 8, "sample_steps": 8, "validation_prompts": ["a red star"],
                 "output_name": "duo", "seed": 7, **values}
-    return studio.config_yaml_with(studio.config_yaml(studio.default_config()), settings)
+    return studio.configs.yaml_with(studio.configs.yaml(studio.configs.default()), settings)
 
 
 def _wait_for(condition, timeout: float = 120) -> None:
@@ -29,17 +29,17 @@ def _wait_for(condition, timeout: float = 120) -> None:
 def test_two_processes_stop_mid_run_then_resume_to_the_end(tmp_path, toy_dataset, tiny_sd_dir):
     studio = Studio(tmp_path / "workspace")
     text = _yaml(studio, toy_dataset, tiny_sd_dir)
-    studio.start_training(text, num_processes=2)
+    studio.training.start(text, num_processes=2)
     _wait_for(lambda: studio.training.snapshot().step >= 2)
     assert studio.training.stop()
     assert studio.training.wait(120)
     stopped = studio.training.snapshot()
     assert stopped.status == "stopped", stopped.error
     assert 2 <= stopped.step < 16 and Path(stopped.last_checkpoint).is_dir(), "a checkpoint at the stop"
-    assert [run.status for run in studio.list_runs()] == ["stopped"]
+    assert [run.status for run in studio.runs.list()] == ["stopped"]
     assert "error" not in "\n".join(stopped.logs), "every process stops cleanly"
 
-    studio.start_training(text, resume=True, num_processes=2)
+    studio.training.start(text, resume=True, num_processes=2)
     assert studio.training.wait(180)
     done = studio.training.snapshot()
     assert done.status == "finished", done.error
@@ -49,7 +49,7 @@ def test_two_processes_stop_mid_run_then_resume_to_the_end(tmp_path, toy_dataset
     logs = "\n".join(done.logs)
     assert "effective batch 4: 2 per process x 2 process(es) x 1 accumulation" in logs
     assert "--num-processes 2" in logs and "finished:" in logs
-    runs = studio.list_runs()
+    runs = studio.runs.list()
     assert len(runs) == 1 and runs[0].status == "finished" and runs[0].final_lora is not None, "one run folder"
     assert len(list(studio.output_dir.glob("*/*/pytorch_lora_weights.safetensors"))) == 1, "one final LoRA"
     assert not list((studio.workspace / "jobs").glob("*.stop")), "the stop file is cleared"
@@ -57,7 +57,7 @@ def test_two_processes_stop_mid_run_then_resume_to_the_end(tmp_path, toy_dataset
 
 def test_save_now_and_sample_now_reach_both_processes_through_the_command_file(tmp_path, toy_dataset, tiny_sd_dir):
     studio = Studio(tmp_path / "workspace")
-    studio.start_training(_yaml(studio, toy_dataset, tiny_sd_dir, max_steps=400, validation_steps=0, sample_steps=0),
+    studio.training.start(_yaml(studio, toy_dataset, tiny_sd_dir, max_steps=400, validation_steps=0, sample_steps=0),
                           num_processes=2)
     _wait_for(lambda: studio.training.snapshot().step >= 2)
     assert studio.training.save_now() and studio.training.sample_now()
@@ -76,7 +76,7 @@ def test_a_failure_in_the_processes_reaches_the_snapshot(tmp_path, tiny_sd_dir):
     studio = Studio(tmp_path / "workspace")
     missing = tmp_path / "no-such-dataset"
     missing.mkdir()
-    studio.start_training(_yaml(studio, missing, tiny_sd_dir), num_processes=2)
+    studio.training.start(_yaml(studio, missing, tiny_sd_dir), num_processes=2)
     assert studio.training.wait(120)
     failed = studio.training.snapshot()
     assert failed.status == "failed"

@@ -2,7 +2,7 @@
 Chromium on a trained demo by test_ui_first_hour)."""
 from __future__ import annotations
 
-from studio.service import Studio
+from studio.app import Studio
 from studio.ui.evaluation_tab import metrics_markdown, rate_table, report_for_page, run_details
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from ui_helpers import STATUS_JS, configure_tiny_run, fill, pick, running_studio, start_training
 
-from studio.jobs_multi import MAX_PROCESSES_ENV
+from studio.app.processes import MAX_PROCESSES_ENV
 
 EFFECTIVE_JS = "() => document.querySelector('#train-effective-batch').innerText"
 

@@ -128,8 +128,9 @@ class ProcessRunner:
         command = self.command(config_path, files.stop, files.requests)
         emit(LogEvent(message=f"training in {self.num_processes} processes: {shlex.join(command)}"))
         python_path = [str(repo_root()), *filter(None, [os.environ.get("PYTHONPATH")])]  # so ``-m studio`` resolves
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(python_path)}
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                                   start_new_session=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(python_path)})
+                                   start_new_session=True, env=environment)
         ender = functools.partial(_end_group, process)
         atexit.register(ender)
         try:

@@ -1,32 +1,36 @@
-"""The studio's training job: one run at a time in an in-process thread, observed through snapshots.
+"""The studio's training: ``studio.training`` starts a run from the Training tab's YAML (in this process, or in
+several through :mod:`studio.app.processes`), and its :class:`TrainingJob` runs one at a time in a thread.
 
 gradio's ``cancels=`` cannot stop a function that is already running, so the job owns the run's
 ``TrainingCommands`` (stop, save now, sample now), which the trainer polls after every step (OneTrainer's
-callbacks/commands pair). The page polls ``snapshot()`` on a timer;
-a reloaded page sees the same live run because the job lives in the service, not in the page. A failure reaches
-the page as its message alone; the traceback of one that is not the user's to fix goes to ``debug_log``.
+callbacks/commands pair). The page polls ``snapshot()`` on a timer; a reloaded page sees the same live run because
+the job lives in the studio, not in the page. A failure reaches the page as its message alone; the traceback of
+one that is not the user's to fix goes to the debug log.
 """
 from __future__ import annotations
 
-import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from studio.app.background import BackgroundJob
+from studio.app.errors import DebugLog, JobBusy, is_user_error
 from studio.train.control import TrainingCommands
 from studio.train.events import (
     CheckpointEvent, LogEvent, SampleEvent, StartEvent, StepEvent, TrainEvent, ValidationEvent, WarningEvent,
 )
+from studio.train.user_errors import user_errors
+
+if TYPE_CHECKING:
+    from studio.app.access import Access
+    from studio.app.configs import Configs
 
 ACTIVE = ("starting", "running", "stopping")
 MAX_LOG_LINES = 200
 
-
-class JobBusy(RuntimeError):
-    """A second start while a run is active."""
+__all__ = ["JobBusy", "Training", "TrainingJob", "TrainingSnapshot", "progress_line"]
 
 
 @dataclass(frozen=True)
@@ -83,57 +87,44 @@ def progress_line(snapshot: TrainingSnapshot) -> str:
     return " · ".join(parts)
 
 
-class TrainingJob:
+class TrainingJob(BackgroundJob[TrainingSnapshot]):
     """Runs ``run_training`` in a daemon thread; start/stop/save_now/sample_now/snapshot are safe from any thread.
 
-    ``debug_log``: a file that collects the tracebacks of failures that are not the user's to fix (a bug, a crash
-    in a library); without it they go to this module's logger.
+    ``runner``: the training function, ``(config, emit, commands) -> RunResult`` (injectable for tests of the job
+    itself); ``debug_log``: where the tracebacks of failures that are not the user's to fix go.
     """
 
-    def __init__(self, runner=None, debug_log: str | Path | None = None):
-        self._runner = runner  # the training function; injectable for tests of the job itself
-        self._debug_log = Path(debug_log) if debug_log else None
-        self._lock = threading.Lock()
+    thread_name = "lora-training"
+    what = "training"
+
+    def __init__(self, runner=None, debug_log: DebugLog | str | Path | None = None):
+        super().__init__(TrainingSnapshot(), debug_log)
+        self._runner = runner
         self._commands = TrainingCommands()
-        self._thread: threading.Thread | None = None
-        self._state = TrainingSnapshot()
         self._losses: list[tuple[int, float]] = []
         self._val_losses: list[tuple[int, float]] = []
         self._logs: deque[str] = deque(maxlen=MAX_LOG_LINES)
 
+    @property
+    def user_errors(self) -> tuple[type[BaseException], ...]:  # the training side's, imported when one fails
+        return user_errors()
+
     def snapshot(self) -> TrainingSnapshot:
+        """The state with the loss curves and the log so far."""
         with self._lock:
             return replace(self._state, losses=tuple(self._losses), val_losses=tuple(self._val_losses),
                            logs=tuple(self._logs))
 
+    state = snapshot
+
     def start(self, config, runner=None) -> None:
         """Start training ``config`` (with ``runner`` instead of the job's own when given, e.g. one training in
         several processes); raises ``JobBusy`` while another run is active."""
-        with self._lock:
-            if self._state.active:
-                raise JobBusy(
-                    f"a training run is already {self._state.status} (step {self._state.step}/"
-                    f"{self._state.total_steps}); stop it or wait for it to finish before starting another"
-                )
-            self._commands = TrainingCommands()
-            self._losses = []
-            self._val_losses = []
-            self._logs.clear()
-            self._state = TrainingSnapshot(status="starting", started_at=time.time())
-            self._logs.append("loading the model and the dataset …")
-            self._thread = threading.Thread(target=self._run, args=(config, runner or self._runner),
-                                            name="lora-training", daemon=True)
-            self._thread.start()
+        self._launch(TrainingSnapshot(status="starting", started_at=time.time()), config, runner or self._runner)
 
     def stop(self) -> bool:
         """Ask the run to stop after the current step (a checkpoint is saved). False if nothing runs."""
-        with self._lock:
-            if not self._state.active:
-                return False
-            self._state = replace(self._state, status="stopping")
-            self._logs.append("stop requested: finishing this step and saving a checkpoint …")
-            self._commands.stop()
-        return True
+        return self._request_stop()
 
     def save_now(self) -> bool:
         """Ask the run for a checkpoint after the current step; it goes on training. False if nothing runs."""
@@ -143,6 +134,10 @@ class TrainingJob:
         """Ask the run to draw its samples after the current step; it goes on training. False if nothing runs."""
         return self._ask(TrainingCommands.sample_now, "samples requested: drawn after this step …")
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` seconds for the run to end; whether it has."""
+        return self.join(timeout)
+
     def _ask(self, request, note: str) -> bool:
         with self._lock:
             if not self._state.active or self._state.status == "stopping":
@@ -151,11 +146,20 @@ class TrainingJob:
             request(self._commands)
         return True
 
-    def wait(self, timeout: float | None = None) -> bool:
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-        return thread is None or not thread.is_alive()
+    def _busy(self, state: TrainingSnapshot) -> JobBusy:
+        return JobBusy(f"a training run is already {state.status} (step {state.step}/{state.total_steps}); stop it "
+                       "or wait for it to finish before starting another")
+
+    def _started(self) -> None:
+        self._commands = TrainingCommands()
+        self._losses = []
+        self._val_losses = []
+        self._logs.clear()
+        self._logs.append("loading the model and the dataset …")
+
+    def _stopped(self) -> None:
+        self._logs.append("stop requested: finishing this step and saving a checkpoint …")
+        self._commands.stop()
 
     def _on_event(self, event: TrainEvent) -> None:
         with self._lock:
@@ -183,24 +187,13 @@ class TrainingJob:
                     logs.append(f"{event.kind}: {event.message}")
             self._state = state
 
-    def _run(self, config, runner) -> None:
+    def _work(self, config, runner) -> None:
         if runner is None:
             from studio.train import run_training as runner
         try:
             result = runner(config, emit=self._on_event, commands=self._commands)
         except Exception as error:  # reaches the page as a readable message, never a silent stop
-            from studio.cli import _user_errors
-
-            message = str(error) or type(error).__name__
-            users = _user_errors()  # the user's own mistake (also one that stopped a started run) needs its words only
-            mine = isinstance(error, users) or isinstance(error.__cause__, users)
-            details = None if mine else self._keep_traceback(message)
-            with self._lock:
-                run_dir = str(getattr(error, "run_dir", "") or self._state.run_dir)
-                self._state = replace(self._state, status="failed", error=message, run_dir=run_dir, eta_s=None)
-                self._logs.append(f"error: {message}")
-                if details:
-                    self._logs.append(f"the technical details are in {details}")
+            self._failed(error)
             return
         with self._lock:
             self._state = replace(self._state, status=result.status, step=result.step, eta_s=None,
@@ -213,19 +206,53 @@ class TrainingJob:
             else:
                 self._logs.append(f"stopped at step {result.step}; Resume continues from {result.last_checkpoint}")
 
-    def _keep_traceback(self, message: str) -> Path | None:
-        """Append the failure being handled, with its traceback, to ``debug_log``; returns the file (None when
-        there is no file or it cannot be written: the traceback then goes to the logger)."""
-        import logging
+    def _failed(self, error: Exception) -> None:
+        """The failure being handled: its message on the page; the traceback of one that is not the user's (also
+        one that stopped a started run) in the debug log."""
+        message = str(error) or type(error).__name__
+        details = None if is_user_error(error, self.user_errors) else self.debug_log.keep(self.what, message)
+        with self._lock:
+            run_dir = str(getattr(error, "run_dir", "") or self._state.run_dir)
+            self._state = replace(self._state, status="failed", error=message, run_dir=run_dir, eta_s=None)
+            self._logs.append(f"error: {message}")
+            if details:
+                self._logs.append(f"the technical details are in {details}")
 
-        text = f"--- {datetime.now():%Y-%m-%d %H:%M:%S} training failed: {message}\n{traceback.format_exc()}"
-        if self._debug_log is not None:
-            try:
-                self._debug_log.parent.mkdir(parents=True, exist_ok=True)
-                with open(self._debug_log, "a", encoding="utf-8") as handle:
-                    handle.write(text)
-                return self._debug_log
-            except OSError:
-                pass
-        logging.getLogger(__name__).error("%s", text)
-        return None
+
+class Training:
+    """``studio.training``: runs of the page's config, one at a time. ``job`` runs them; ``jobs_dir`` holds the
+    configs handed to the processes of a run in several."""
+
+    def __init__(self, configs: Configs, access: Access, jobs_dir: Path, debug_log: DebugLog | str | Path):
+        self.configs, self.access, self.jobs_dir = configs, access, jobs_dir
+        self.job = TrainingJob(debug_log=debug_log)
+
+    def start(self, yaml_text: str, resume: bool = False, num_processes: int = 1) -> None:
+        """Train the YAML's config (its paths confined to what this user may use) in this process, or
+        (``num_processes`` > 1) data-parallel in that many subprocesses; ``resume``: from its latest checkpoint."""
+        from studio.app.confine import confine_config
+
+        config = confine_config(self.configs.parse(yaml_text), self.access)
+        if resume:
+            config = self.configs.changed(config, resume="latest")
+        runner = None
+        if int(num_processes or 1) > 1:
+            from studio.app.processes import ProcessRunner
+
+            runner = ProcessRunner(int(num_processes), self.jobs_dir)
+        self.job.start(config, runner=runner)
+
+    def snapshot(self) -> TrainingSnapshot:
+        return self.job.snapshot()
+
+    def stop(self) -> bool:
+        return self.job.stop()
+
+    def save_now(self) -> bool:
+        return self.job.save_now()
+
+    def sample_now(self) -> bool:
+        return self.job.sample_now()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.job.wait(timeout)
