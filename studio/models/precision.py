@@ -52,7 +52,7 @@ def plan_weights(choice: str, device_type: str, mixed_precision: str) -> WeightP
     return WeightPlan(choice, storage, compute, vae)
 
 
-def check_base_weights(choice: str, device_type: str, use_dora: bool = False, dora_axis: str = "webui") -> None:
+def check_base_weights(choice: str, device_type: str) -> None:
     """Refuse, with a sentence saying what to install or change, a ``base_weights`` this machine cannot train
     with; called before any weights load."""
     from .loading import ModelLoadError
@@ -67,10 +67,6 @@ def check_base_weights(choice: str, device_type: str, use_dora: bool = False, do
             raise ModelLoadError(
                 "base_weights: nf4 needs a CUDA GPU (bitsandbytes' 4-bit layers train only there) and this run has "
                 "none: choose base_weights: bf16 or fp8.")
-    if choice == "fp8" and use_dora and dora_axis == "diffusers":
-        raise ModelLoadError(
-            "base_weights: fp8 does not combine with use_dora and dora_axis: diffusers (PEFT's DoRA reads the fp8 "
-            "weights directly): set dora_axis: webui, or choose base_weights: bf16.")
 
 
 def nf4_quantize(pipe, family, compute: torch.dtype) -> None:

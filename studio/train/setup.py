@@ -197,7 +197,7 @@ def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning, 
 
     accelerator = make_accelerator(config.mixed_precision, warn)
     plan = plan_weights(config.base_weights, accelerator.device.type, accelerator.mixed_precision)
-    check_base_weights(config.base_weights, accelerator.device.type, config.use_dora, config.dora_axis)
+    check_base_weights(config.base_weights, accelerator.device.type)
     data = load_data(config, accelerator.num_processes)
     components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle,
                                  prediction_type=config.prediction_type, weights=plan)

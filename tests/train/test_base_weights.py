@@ -76,7 +76,7 @@ def test_bf16_base_on_cpu_keeps_the_lora_fp32_and_the_loss_falls(write_config, t
     result = run_training(load_config(write_config(**{**settings, "train_text_encoder": False})))
     losses = _losses(result.run_dir)
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    # Measured on this model: 0.574 -> 0.395 in bf16 and 0.574 -> 0.395 in fp32.
+    # Measured on this model: 0.564 -> 0.369 in bf16, 0.564 -> 0.369 with base_weights: fp32.
     assert last < 0.8 * first, losses
 
 
@@ -94,7 +94,7 @@ def test_fp16_base_on_cpu_trains_and_draws_its_samples_with_an_fp32_vae(write_co
     assert all(loss == loss for loss in _losses(result.run_dir))
 
 
-def test_fp8_base_is_stored_in_float8_and_trains_on_cpu(write_config, tmp_path):
+def test_fp8_base_is_stored_in_float8_and_trains_on_cpu_with_peft_dora_too(write_config, tmp_path):
     from studio.train.setup import build_setup
 
     settings = dict(max_steps=4, save_steps=0, base_weights="fp8", output_dir=str(tmp_path / "out"))
@@ -103,7 +103,7 @@ def test_fp8_base_is_stored_in_float8_and_trains_on_cpu(write_config, tmp_path):
     assert layer.base_layer.weight.dtype == torch.float8_e4m3fn
     assert layer.lora_A["default"].weight.dtype == torch.float32
     assert unet.conv_in.weight.dtype == torch.float32  # kept in the compute dtype, so unet.dtype stays fp32
-    result = run_training(load_config(write_config(**settings)))
+    result = run_training(load_config(write_config(**settings, use_dora=True, dora_axis="diffusers")))
     assert result.status == "finished"
     assert all(0 < loss < 10 for loss in _losses(result.run_dir))
 
