@@ -40,33 +40,38 @@ FULL = [(batch, precision, checkpointing) for batch in (1, 4) for precision in (
 QUICK = {"sd15": [(1, "fp16", False), (1, "bf16", False), (4, "fp16", False), (4, "fp16", True)],
          "sdxl": [(1, "fp16", False), (1, "bf16", True), (4, "bf16", False), (4, "fp16", True)]}
 TINY = [(4, "no", False), (4, "bf16", True)]  # the wiring check on a CPU (fp16 autocast needs a GPU)
+# --base-weights adds, per choice, a batch-1 bf16 step with gradient checkpointing whose frozen base model is stored
+# that way (ours only: the reference keeps its fp16/bf16 base), for the memory it saves; nf4 needs bitsandbytes.
+BASE_WEIGHTS = ("bf16", "fp8", "nf4")
 # Per model: resolution, pictures, (warm-up, timed) steps full and quick, SDXL width; the tiny wiring check's own.
 SPECS = {"sd15": {"resolution": 512, "pictures": 8, "steps": (3, 10), "quick_steps": (2, 5)},
          "sdxl": {"resolution": 1024, "pictures": 8, "steps": (2, 6), "quick_steps": (1, 3), "width": 1.0}}
 TINY_SDXL = {"resolution": 64, "width": 0.25}
 
 
-def plan(model: str, quick: bool, tiny: bool) -> tuple[list, tuple[int, int]]:
-    """(variants, (warm-up, timed) steps) for one model."""
+def plan(model: str, quick: bool, tiny: bool, base_weights: tuple[str, ...] = ()) -> tuple[list, tuple[int, int]]:
+    """(variants (batch, precision, checkpointing, base_weights), (warm-up, timed) steps) for one model."""
+    memory = [(1, "no" if tiny else "bf16", True, choice) for choice in base_weights]
     if tiny:
-        return TINY, (1, 2)
+        return [(*v, "auto") for v in TINY] + memory, (1, 2)
     spec = SPECS[model]
-    return (QUICK[model], spec["quick_steps"]) if quick else (FULL, spec["steps"])
+    variants, steps = (QUICK[model], spec["quick_steps"]) if quick else (FULL, spec["steps"])
+    return [(*v, "auto") for v in variants] + memory, steps
 
 
 def train_variant(model: str, data: str, resolution: int, variant: tuple, steps: tuple[int, int], work: Path) -> dict:
-    """Ours and the reference for one (batch, precision, checkpointing), steps alternated."""
+    """Ours and the reference for one (batch, precision, checkpointing, base_weights), steps alternated."""
     from train_sides import SideProcess, lockstep
 
-    batch, precision, checkpointing = variant
+    batch, precision, checkpointing, base_weights = variant
     argv = ["--model", model, "--data", data, "--resolution", str(resolution), "--batch", str(batch),
-            "--threads", "4", "--work", str(work / f"b{batch}-{precision}-{int(checkpointing)}"),
-            "--precision", precision, "--checkpointing", str(int(checkpointing))]
+            "--threads", "4", "--work", str(work / f"b{batch}-{precision}-{int(checkpointing)}-{base_weights}"),
+            "--precision", precision, "--checkpointing", str(int(checkpointing)), "--base-weights", base_weights]
     sides = lockstep(lambda side: SideProcess(REPO / "bench" / "bench_train.py", side, argv, work),
                      ["ours", "reference"], *steps)
     ours, ref = sides["ours"], sides["reference"]
     paired = [r / o for o, r in zip(ours["step_s"], ref["step_s"])]
-    return {"batch": batch, "precision": precision, "checkpointing": checkpointing,
+    return {"batch": batch, "precision": precision, "checkpointing": checkpointing, "base_weights": base_weights,
             "ours_s": statistics.median(ours["step_s"]), "ref_s": statistics.median(ref["step_s"]),
             "ratio": statistics.median(paired), "ours_vram": ours.get("peak_vram_mb"),
             "ref_vram": ref.get("peak_vram_mb"), "ours_rss": ours["peak_rss_mb"], "ref_rss": ref["peak_rss_mb"]}
@@ -105,13 +110,13 @@ def prepare(model: str, tiny: bool, work: Path) -> tuple[str, str, int, str]:
     return folder, data, resolution, f"SDXL base 1.0 configs at {width:g}× width (random weights), {resolution} px"
 
 
-def run(model: str, quick: bool, tiny: bool) -> dict:
+def run(model: str, quick: bool, tiny: bool, base_weights: tuple[str, ...] = ()) -> dict:
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # the naive way's 24 LoRA loads would each log the same notice
     info = machine()
     started = time.perf_counter()
-    variants, steps = plan(model, quick, tiny)
+    variants, steps = plan(model, quick, tiny, base_weights)
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as scratch:
         work = Path(scratch)
         folder, data, resolution, description = prepare(model, tiny, work)
@@ -119,6 +124,7 @@ def run(model: str, quick: bool, tiny: bool) -> dict:
         grid = grid_row(folder, data, resolution, 10 if quick or tiny else 25, work) if model == "sd15" else None
     command = "python bench/bench_gpu.py" + ("" if model == "sd15" else f" --model {model}")
     command += (" --quick" if quick else "") + (" --tiny --allow-cpu" if tiny else "")
+    command += f" --base-weights {' '.join(base_weights)}" if base_weights else ""
     return {"model_name": model, "rows": rows, "grid": grid, "machine": info, "steps": steps, "tiny": tiny,
             "command": command, "wall_s": time.perf_counter() - started, "model": description}
 
@@ -128,9 +134,10 @@ def markdown(result: dict) -> str:
     def mib(value):
         return "—" if value is None else f"{value:,.0f}"
 
-    header = ["batch", "precision", "gradient checkpointing", "ours s/step", "ours it/s", "reference s/step",
+    header = ["batch", "precision", "gradient checkpointing", "base weights (ours)", "ours s/step", "ours it/s", "reference s/step",
               "speed-up (paired rounds)", "ours peak VRAM MiB", "reference peak VRAM MiB"]
-    rows = [[r["batch"], r["precision"], "on" if r["checkpointing"] else "off", f"{r['ours_s']:.3f}",
+    rows = [[r["batch"], r["precision"], "on" if r["checkpointing"] else "off", r.get("base_weights", "auto"),
+             f"{r['ours_s']:.3f}",
              f"{1 / r['ours_s']:.2f}", f"{r['ref_s']:.3f}", f"**{r['ratio']:.2f}×**", mib(r["ours_vram"]),
              mib(r["ref_vram"])] for r in result["rows"]]
     grid = result["grid"]
@@ -141,20 +148,21 @@ def markdown(result: dict) -> str:
     return "\n".join([
         SECTIONS[result["model_name"]], "", f"Training step, {result['model']}, {warmup} warm-up + {timed} timed "
         "steps per variant, ours vs the reference loop in alternating processes (`bench/bench_gpu.py`).", "",
-        markdown_table(header, rows, "rlr" + "r" * 6), "", *grid_lines,
+        markdown_table(header, rows, "rlrl" + "r" * 6), "", *grid_lines,
         f"{describe_machine(result['machine'])} Whole run: {result['wall_s']:.0f} s.", "",
         f"Command: `{result['command']}`", ""])
 
 
-def listing(models: list[str], quick: bool, tiny: bool) -> str:
+def listing(models: list[str], quick: bool, tiny: bool, base_weights: tuple[str, ...] = ()) -> str:
     """What a run would measure, one line per training variant (nothing is imported or built)."""
     lines = []
     for model in models:
-        variants, (warmup, timed) = plan(model, quick, tiny)
+        variants, (warmup, timed) = plan(model, quick, tiny, base_weights)
         resolution = (TINY_SDXL["resolution"] if model == "sdxl" else 32) if tiny else SPECS[model]["resolution"]
-        for batch, precision, checkpointing in variants:
+        for batch, precision, checkpointing, weights in variants:
+            stored = "" if weights == "auto" else f" base_weights {weights}"
             lines.append(f"{model} {resolution} px batch {batch} {precision} checkpointing "
-                         f"{'on' if checkpointing else 'off'}: {warmup} warm-up + {timed} timed steps per side")
+                         f"{'on' if checkpointing else 'off'}{stored}: {warmup} warm-up + {timed} timed steps per side")
         if model == "sd15":
             lines.append(f"sd15 grid 6 weights x 4 seeds, {10 if quick or tiny else 25} steps")
     return "\n".join(lines)
@@ -167,19 +175,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 training variants per model and a 10-step grid")
     parser.add_argument("--tiny", action="store_true", help="tiny models at 32/64 px on a CPU (a wiring check)")
     parser.add_argument("--allow-cpu", action="store_true", help="run without a GPU (with --tiny)")
+    parser.add_argument("--base-weights", nargs="+", choices=BASE_WEIGHTS, default=[],
+                        help="also train with the frozen base stored this way (batch 1, bf16, checkpointing on)")
     parser.add_argument("--list", action="store_true", help="list what would run, then exit")
     parser.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.list:
-        print(listing(args.model, args.quick, args.tiny))
+        print(listing(args.model, args.quick, args.tiny, tuple(args.base_weights)))
         return 0
+    import importlib.util
+
     import torch
 
+    if "nf4" in args.base_weights and importlib.util.find_spec("bitsandbytes") is None:
+        print("base_weights nf4 left out: bitsandbytes is not installed (pip install bitsandbytes)")
+        args.base_weights.remove("nf4")
     if not torch.cuda.is_available() and not args.allow_cpu:
         print("no CUDA device here: nothing to measure (the GPU benchmarks run where a GPU is at hand)")
         return 0
     for model in args.model:
-        result = run(model, args.quick, args.tiny)
+        result = run(model, args.quick, args.tiny, tuple(args.base_weights))
         text = markdown(result)
         print(text)
         if not args.no_write and not args.tiny:

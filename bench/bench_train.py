@@ -234,12 +234,14 @@ def main(argv: list[str] | None = None) -> None:
     for name, default in (("resolution", 512), ("batch", 1), ("threads", THREADS), ("checkpointing", 0)):
         parser.add_argument(f"--{name}", type=int, default=default, help=argparse.SUPPRESS)
     parser.add_argument("--precision", choices=("no", "fp16", "bf16"), default="no", help=argparse.SUPPRESS)
+    parser.add_argument("--base-weights", default="auto", help=argparse.SUPPRESS)  # ours only (TrainConfig's)
     args = parser.parse_args(argv)
     if args.serve:
         from train_sides import serve
 
         serve(args.serve, args.model, args.data, args.resolution, args.batch, Path(args.work), args.threads,
-              {"precision": args.precision, "checkpointing": bool(args.checkpointing)})
+              {"precision": args.precision, "checkpointing": bool(args.checkpointing),
+               "base_weights": args.base_weights})
     else:
         if args.render:
             result = json.loads(args.render.read_text(encoding="utf-8"))

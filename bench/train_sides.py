@@ -46,7 +46,8 @@ def open_ours(model: str, data: str, resolution: int, batch: int, work: Path, va
     config = load_config({"train_data_dir": data, "base_model": model, "resolution": resolution, "batch_size": batch,
                           "lora_rank": RANK, "learning_rate": LR, "seed": SEED, "max_steps": 10_000,
                           "output_dir": str(work / "out"), "mixed_precision": variant.get("precision", "no"),
-                          "gradient_checkpointing": bool(variant.get("checkpointing"))})
+                          "gradient_checkpointing": bool(variant.get("checkpointing")),
+                          "base_weights": variant.get("base_weights", "auto")})
     started = time.perf_counter()
     setup = build_setup(config)
     info = {"setup_s": time.perf_counter() - started, "cache_s": cache["latent_cache_s"] + cache["text_cache_s"],

@@ -117,6 +117,11 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "training", "Gradients are clipped to this norm.", gt=0)
     mixed_precision: str = _f("no", "training", "Mixed precision: fp16/bf16 halve activation memory on a GPU.",
                               choices=("no", "fp16", "bf16"))
+    base_weights: str = _f(
+        "auto", "training", "Precision the frozen base model is stored in (the LoRA stays fp32): auto follows "
+        "mixed_precision on a GPU and fp32 on a CPU; bf16/fp16 halve its memory on any device; fp8 quarters it "
+        "(each layer upcast as it runs); nf4 is 4-bit QLoRA and needs bitsandbytes and a CUDA GPU.",
+        choices=("auto", "fp32", "bf16", "fp16", "fp8", "nf4"))
     gradient_checkpointing: bool = _f(False, "training", "Recompute activations to save memory (slower).")
     noise_offset: float = _f(0.0, "training", "Noise offset (about 0.05) helps very dark or bright pictures.",
                              min=0, max=1)

@@ -20,6 +20,7 @@ from studio.util.paths import repo_root
 
 from . import single_file
 from .families import Components, Family, family_named, family_of_index, family_of_pipeline
+from .precision import WeightPlan, nf4_quantize
 
 SINGLE_FILE_SUFFIXES = {".safetensors"}
 PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin"}
@@ -48,11 +49,19 @@ def toy_world_models() -> list[Path]:
 
 def load_components(
     base_model: str = "", base_model_config: str = "", dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
-    prediction_type: str = "auto",
+    prediction_type: str = "auto", weights: WeightPlan | None = None,
 ) -> Components:
-    """Load tokenizers, text encoders, VAE, UNet and a DDPM noise scheduler for training (see ``load_pipeline``)."""
-    pipe, source, kind = _load(base_model, base_model_config, dtype, allow_pickle, prediction_type)
-    return family_of_pipeline(pipe).components(pipe, source, kind)
+    """Load tokenizers, text encoders, VAE, UNet and a DDPM noise scheduler for training (see ``load_pipeline``).
+
+    ``weights``: the run's ``base_weights`` plan; nf4 loads in its compute dtype and quantizes the UNet and text
+    encoders to 4 bits (the other choices are applied after the LoRA is added: ``precision.store_base_weights``)."""
+    nf4 = weights is not None and weights.choice == "nf4"
+    pipe, source, kind = _load(base_model, base_model_config, weights.compute if nf4 else dtype, allow_pickle,
+                               prediction_type)
+    family = family_of_pipeline(pipe)
+    if nf4:
+        nf4_quantize(pipe, family, weights.compute)
+    return family.components(pipe, source, kind)
 
 
 def load_pipeline(

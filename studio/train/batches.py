@@ -170,8 +170,10 @@ class TextConditioner:
     """Caption -> the UNet's text conditioning (``families.Conditioning``), cached per caption when the text
     encoders are frozen. The model's family encodes (one encoder for SD 1.x, two for SDXL)."""
 
-    def __init__(self, components: Components, device: torch.device, trainable: bool, unwrap=lambda module: module):
+    def __init__(self, components: Components, device: torch.device, trainable: bool, unwrap=lambda module: module,
+                 dtype: torch.dtype | None = None):
         self.components = components
+        self.dtype = dtype  # the UNet's input dtype when its base weights are stored below fp32 (None: as encoded)
         self.family = components.family
         self.device = device
         self.trainable = trainable
@@ -189,8 +191,14 @@ class TextConditioner:
         from studio.models.families import Conditioning
 
         if not self.trainable and all(c in self._cache for c in captions):
-            return Conditioning.stack([self._cache[c] for c in captions], self.device)
-        return self.family.encode(self.components, captions, self.device)
+            return self._typed(Conditioning.stack([self._cache[c] for c in captions], self.device))
+        return self._typed(self.family.encode(self.components, captions, self.device))
+
+    def _typed(self, conditioning):
+        if self.dtype is None:
+            return conditioning
+        pooled = None if conditioning.pooled is None else conditioning.pooled.to(self.dtype)
+        return type(conditioning)(conditioning.hidden.to(self.dtype), pooled)
 
     def for_scoring(self, captions: list[str]):
         """The conditioning through the unwrapped text encoders (the validation loss runs on the main process
@@ -201,4 +209,4 @@ class TextConditioner:
             return self(captions)
         plain = dataclasses.replace(self.components, **{
             name: self.unwrap(encoder) for name, encoder in self.components.text_encoders.items()})
-        return self.family.encode(plain, captions, self.device)
+        return self._typed(self.family.encode(plain, captions, self.device))

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from studio.config import TrainConfig
     from studio.data import BucketBatchSampler, TrainingImages
     from studio.models import Components
+    from studio.models.precision import WeightPlan
 
     from .validation import Validator
 
@@ -132,24 +133,26 @@ def load_data(config: TrainConfig, num_processes: int = 1) -> TrainingData:
     return TrainingData(images, captions, buckets, sampler, images, captions, held)
 
 
-def _prepare_models(components: Components, config: TrainConfig, accelerator: Accelerator):
+def _prepare_models(components: Components, config: TrainConfig, accelerator: Accelerator, plan: WeightPlan):
+    """Move the models to the device, add the LoRA (fp32) and store the frozen base as ``plan`` says.
+
+    ``auto`` casts the base before the adapters are added, as it always has; the other choices add them while
+    the base is still fp32, so their initial values are exact fp32 draws (PEFT creates an adapter in its base
+    layer's dtype), and cast only the frozen tensors afterwards."""
+    from studio.models.precision import cast_vae_inputs, store_base_weights
+
     device = accelerator.device
-    weight_dtype = torch.float32
-    if device.type == "cuda" and accelerator.mixed_precision in ("fp16", "bf16"):
-        weight_dtype = torch.float16 if accelerator.mixed_precision == "fp16" else torch.bfloat16
     components.vae.requires_grad_(False)
-    vae_dtype = torch.float32 if weight_dtype == torch.float16 else weight_dtype  # fp16 VAEs overflow to NaN
-    modules = [(components.vae, vae_dtype), (components.unet, weight_dtype)]
-    modules += [(encoder, weight_dtype) for encoder in components.text_encoders.values()]
-    for module, dtype in modules:
-        if module.dtype == dtype:  # no cast: diffusers warns about any .to(dtype=...) call
-            module.to(device)
-        else:
-            module.to(device, dtype=dtype)
+    _move(components.vae, device, plan.vae)
     encoders = components.text_encoders
+    for module in (components.unet, *encoders.values()):
+        _move(module, device, plan.compute if plan.choice in ("auto", "nf4") else None)
     params = add_lora_adapters(components.unet, encoders, config, components.family)
     if config.init_lora:
         load_initial_lora(components.unet, encoders, config.init_lora, config, components.family)
+    store_base_weights([components.unet, *encoders.values()], plan)
+    if plan.vae != plan.compute:
+        cast_vae_inputs(components.vae)
     if config.gradient_checkpointing:
         components.unet.enable_gradient_checkpointing()
         if config.train_text_encoder:
@@ -159,7 +162,15 @@ def _prepare_models(components: Components, config: TrainConfig, accelerator: Ac
     for encoder in encoders.values():
         encoder.train(config.train_text_encoder)
     components.vae.eval()
-    return params, weight_dtype
+    return params
+
+
+def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype | None) -> None:
+    """``module`` onto ``device`` (and into ``dtype`` when given and different: diffusers warns about any cast)."""
+    if dtype is None or module.dtype == dtype or getattr(module, "is_quantized", False):
+        module.to(device)
+    else:
+        module.to(device, dtype=dtype)
 
 
 def _optimizer(components: Components, config: TrainConfig) -> torch.optim.Optimizer:
@@ -182,18 +193,22 @@ def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning, 
 
     from studio.caption import tag_frequency
     from studio.models import load_components
+    from studio.models.precision import check_base_weights, plan_weights
 
     accelerator = make_accelerator(config.mixed_precision, warn)
+    plan = plan_weights(config.base_weights, accelerator.device.type, accelerator.mixed_precision)
+    check_base_weights(config.base_weights, accelerator.device.type)
     data = load_data(config, accelerator.num_processes)
     components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle,
-                                 prediction_type=config.prediction_type)
+                                 prediction_type=config.prediction_type, weights=plan)
     threads = use_threads(config, components.unet, accelerator, note)  # before the priors: they are drawn with it
     data = _with_priors(data, config, components, accelerator, note)
     images, captions, buckets, sampler = data.images, data.captions, data.buckets, data.sampler
-    params, weight_dtype = _prepare_models(components, config, accelerator)
-    source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, weight_dtype,
+    params = _prepare_models(components, config, accelerator, plan)
+    source = BatchSource(images, captions, buckets, sampler, components.vae, config, accelerator.device, plan.compute,
                          accelerator.process_index, accelerator.num_processes, data.loss_weights)
-    text = TextConditioner(components, accelerator.device, config.train_text_encoder, accelerator.unwrap_model)
+    text = TextConditioner(components, accelerator.device, config.train_text_encoder, accelerator.unwrap_model,
+                           plan.compute if plan.casts_inputs else None)
     if config.cache_latents:
         source.fill_latent_cache(progress)
     if not config.train_text_encoder:
