@@ -20,7 +20,7 @@ from .training_progress import poll  # noqa: F401 - the app polls through this m
 
 FORM_FIELDS = (
     "train_data_dir", "base_model", "output_name", "resolution", "lora_rank", "lora_alpha", "batch_size",
-    "epochs", "max_steps", "learning_rate", "save_steps", "mixed_precision", "train_text_encoder",
+    "epochs", "max_steps", "learning_rate", "save_steps", "mixed_precision", "base_weights", "train_text_encoder",
     "trigger_word", "prior_data_dir", "prior_count", "prior_prompt", "validation_steps", "sample_steps",
 )
 
