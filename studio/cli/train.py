@@ -73,10 +73,20 @@ def _launch_processes(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from studio.train import TrainingFailed, run_training
-
     if args.num_processes > 1 and "LOCAL_RANK" not in os.environ:
         return _launch_processes(args)
+    from studio.train.lock import leave_process_group
+
+    try:
+        return _train_in_this_process(args)
+    finally:
+        leave_process_group()
+
+
+def _train_in_this_process(args) -> int:
+    """The run itself, in this process (one of several under ``accelerate launch``, or the only one)."""
+    from studio.train import TrainingFailed, run_training
+
     main_process = is_main_process()  # one progress bar and one set of messages, from the main process
     if not main_process:
         sys.stdout = open(os.devnull, "w")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from datetime import datetime
@@ -182,3 +183,16 @@ def lock_for_all_processes(run_dir: Path, warn=None) -> RunLock | None:
     if refusal:
         raise RunLocked(refusal)
     return lock
+
+
+def leave_process_group() -> None:
+    """Close torch.distributed's process group, if this process is in one, before the interpreter exits: a process
+    that leaves it open can abort at exit ("terminate called without an active exception", SIGABRT) while gloo's
+    threads still run, and the launcher then reports the whole run as failed."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    distributed = torch.distributed
+    if distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+

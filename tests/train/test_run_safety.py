@@ -115,7 +115,8 @@ def test_several_processes_refuse_a_busy_run_folder_with_the_sentence(resumable,
         "import os, sys\nfrom studio.train.lock import RunLocked, lock_for_all_processes\n"
         "try:\n    lock = lock_for_all_processes(sys.argv[1])\n    said = f'taken: {lock is not None}'\n"
         "except RunLocked as error:\n    said = f'refused: {error}'\n"
-        "open(os.path.join(sys.argv[2], 'rank-' + os.environ['RANK']), 'w').write(said)\n")
+        "open(os.path.join(sys.argv[2], 'rank-' + os.environ['RANK']), 'w').write(said)\n"
+        "from studio.train.lock import leave_process_group\nleave_process_group()\n")  # as the CLI ends
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no",
               str(probe), str(run_dir), str(tmp_path)]
