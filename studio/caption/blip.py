@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from PIL import Image
 
@@ -123,7 +123,7 @@ def list_images(folder: str | os.PathLike) -> list[str]:
 
 def caption_folder(folder: str | os.PathLike, captioner: Captioner, template: str = "{caption}", prefix: str = "",
                    suffix: str = "", batch_size: int = 8, progress: Progress | None = None,
-                   should_stop: Callable[[], bool] | None = None, skip=(), max_new_tokens: int = 30,
+                   should_stop: Callable[[], bool] | None = None, skip: Iterable[str] = (), max_new_tokens: int = 30,
                    prompt: str | None = None) -> list[CaptionRecord]:
     """Caption every image in ``folder`` (except the relative paths in ``skip``): one record per image.
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 from studio.caption.markup import core_tags, keyword_frequency
 from studio.util.fs import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from studio.data import CaptionRecord
+
 CORE_COLOUR, OTHER_COLOUR = "#d9480f", "#868e96"
 
 
-def keyword_chart(records, out_png: str | os.PathLike, top: int = 20) -> Path:
+def keyword_chart(records: Iterable[CaptionRecord | str], out_png: str | os.PathLike, top: int = 20) -> Path:
     """Draw a horizontal bar chart of the ``top`` keywords of ``records`` into ``out_png``; returns it.
 
     ``records`` are CaptionRecord rows or plain caption strings; the bars are :func:`chart_bars`. Core tags (marked
@@ -51,6 +55,6 @@ def keyword_chart(records, out_png: str | os.PathLike, top: int = 20) -> Path:
     return atomic_write_bytes(out_png, buffer.getvalue())
 
 
-def chart_bars(captions, top: int = 20) -> list[tuple[str, int]]:
+def chart_bars(captions: Iterable[str], top: int = 20) -> list[tuple[str, int]]:
     """The chart's bars, most frequent first: ``(keyword, captions using it)`` (:func:`keyword_frequency`)."""
     return list(keyword_frequency(captions).items())[:max(top, 1)]

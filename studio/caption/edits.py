@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import regex as regex_engine
 
@@ -21,6 +21,9 @@ from studio.caption.markup import join_tags, split_tags, strip_markup
 from studio.data import CaptionRecord, read_metadata, write_metadata
 from studio.data.metadata import MAX_METADATA_BYTES
 from studio.util.reading import FileRefused, read_bytes_capped
+
+if TYPE_CHECKING:
+    from studio.data.metadata import CaptionTable
 
 CAPTION_FIELD = "{caption}"
 MAX_PATTERN_CHARS = 500
@@ -43,7 +46,7 @@ class EditResult:
     records: tuple[CaptionRecord, ...] = ()
 
 
-def apply_template(records, template: str) -> list[CaptionRecord]:
+def apply_template(records: Iterable[CaptionRecord], template: str) -> list[CaptionRecord]:
     """Put each caption into ``template`` at ``{caption}`` (e.g. ``**{caption}**, high quality, detailed``).
 
     A caption that already has the template's text around it is left alone, so applying twice changes nothing.
@@ -62,7 +65,7 @@ def apply_template(records, template: str) -> list[CaptionRecord]:
     return _map(records, wrap)
 
 
-def add_prefix(records, prefix: str) -> list[CaptionRecord]:
+def add_prefix(records: Iterable[CaptionRecord], prefix: str) -> list[CaptionRecord]:
     """Put ``prefix`` (a trigger word such as ``zq style``) in front, unless the caption already starts with it."""
     tags = [tag.lower() for tag in split_tags(strip_markup(prefix))]
     if not tags:
@@ -75,7 +78,7 @@ def add_prefix(records, prefix: str) -> list[CaptionRecord]:
     return _map(records, add)
 
 
-def add_suffix(records, suffix: str) -> list[CaptionRecord]:
+def add_suffix(records: Iterable[CaptionRecord], suffix: str) -> list[CaptionRecord]:
     """Put ``suffix`` (a style tag) at the end, unless the caption already ends with it."""
     tags = [tag.lower() for tag in split_tags(strip_markup(suffix))]
     if not tags:
@@ -88,7 +91,8 @@ def add_suffix(records, suffix: str) -> list[CaptionRecord]:
     return _map(records, add)
 
 
-def find_replace(records, pattern: str, repl: str, regex: bool = False, ignore_case: bool = False) -> list[CaptionRecord]:
+def find_replace(records: Iterable[CaptionRecord], pattern: str, repl: str, regex: bool = False,
+                 ignore_case: bool = False) -> list[CaptionRecord]:
     """Replace ``pattern`` by ``repl`` in every caption (plain text, or a Python regular expression with ``\\1``).
 
     Captions that change are tidied: doubled spaces and empty tags (``a, , b``) left by a deletion go away. A
@@ -125,7 +129,7 @@ def find_replace(records, pattern: str, repl: str, regex: bool = False, ignore_c
     return _map(records, edit)
 
 
-def set_caption(records, filename: str, text: str) -> list[CaptionRecord]:
+def set_caption(records: Iterable[CaptionRecord], filename: str, text: str) -> list[CaptionRecord]:
     """Change the caption of one image (the row with ``filename``)."""
     records = list(records)
     if not any(record.filename == filename for record in records):
@@ -174,7 +178,7 @@ def _map(records, change: Callable[[str], str]) -> list[CaptionRecord]:
     return result
 
 
-def check_rewritable(path: Path, table) -> None:
+def check_rewritable(path: Path, table: CaptionTable) -> None:
     """Refuse to rewrite a file that holds more than ``filename,prompt`` rows (it would be lost)."""
     text = read_csv_bytes(path).decode("utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))

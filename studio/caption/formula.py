@@ -6,6 +6,8 @@ For hand-written captions: four fields, each a phrase or comma-separated tags, j
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 from studio.caption.markup import join_tags
 
 FORMULA_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -18,7 +20,8 @@ FORMULA_FIELDS: tuple[tuple[str, str, str], ...] = (
 """(name, label, example) for each part, in caption order -- what a form shows."""
 
 
-def build_caption(subject="", attributes="", scene="", style="") -> str:
+def build_caption(subject: str | Sequence[str] = "", attributes: str | Sequence[str] = "",
+                  scene: str | Sequence[str] = "", style: str | Sequence[str] = "") -> str:
     """Join the four parts with ``", "``; each part is a string or a list of tags; empty parts are skipped."""
     parts = []
     for part in (subject, attributes, scene, style):

@@ -16,6 +16,7 @@ import contextlib
 import os
 import threading
 from pathlib import Path
+from typing import Iterator
 
 from studio.caption.edits import EditError, EditResult, backup_path, read_csv_bytes
 from studio.data import read_metadata
@@ -29,7 +30,7 @@ _LOCKS_GUARD = threading.Lock()
 class CaptionHistory:
     """The undo and redo stacks of one caption file ``csv_path``, stored in the folder ``store``."""
 
-    def __init__(self, csv_path: str | os.PathLike, store: str | os.PathLike, limit: int = MAX_VERSIONS):
+    def __init__(self, csv_path: str | os.PathLike, store: str | os.PathLike, limit: int = MAX_VERSIONS) -> None:
         self.csv_path, self.store, self.limit = Path(csv_path), Path(store), limit
         with _LOCKS_GUARD:  # one lock per store, shared by every CaptionHistory of it (page clicks, the caption job)
             self.lock = _LOCKS.setdefault(str(self.store.resolve()), threading.RLock())
@@ -39,7 +40,7 @@ class CaptionHistory:
         return len(self._stack("undo")), len(self._stack("redo"))
 
     @contextlib.contextmanager
-    def recording(self):
+    def recording(self) -> Iterator[None]:
         """Around a write of the caption file: when the write changed it, its previous content becomes an Undo
         step (a file that did not exist before leaves nothing to undo)."""
         with self.lock:

@@ -11,10 +11,16 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from studio.caption.markup import markup_issues, split_tags, strip_markup
 from studio.caption.tokens import CLIP_WINDOW, counter_for
 from studio.data import CaptionRecord, read_metadata
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from studio.caption.tokens import TokenCounter
 
 RULES = {
     "empty": "the caption is empty",
@@ -69,7 +75,9 @@ class Finding:
         return f"{where}: {self.severity} [{self.rule}] {self.message}"
 
 
-def lint_captions(records, tokenizer=None, *, required_keywords=(), synonym_groups=DEFAULT_SYNONYMS,
+def lint_captions(records: Sequence[CaptionRecord],
+                  tokenizer: PreTrainedTokenizerBase | TokenCounter | None = None, *,
+                  required_keywords: Iterable[str] = (), synonym_groups: Sequence[Sequence[str]] = DEFAULT_SYNONYMS,
                   max_tokens: int = CLIP_WINDOW) -> list[Finding]:
     """Check every caption of ``records`` (CaptionRecord rows); findings sorted by line, then rule.
 
@@ -97,7 +105,8 @@ def lint_captions(records, tokenizer=None, *, required_keywords=(), synonym_grou
     return sorted(findings, key=lambda f: (f.line, _RULE_ORDER.get(f.rule, 99), f.filename))
 
 
-def lint_file(csv_path: str | os.PathLike, tokenizer=None, **options) -> list[Finding]:
+def lint_file(csv_path: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | TokenCounter | None = None,
+              **options: object) -> list[Finding]:
     """Lint a metadata.csv: :func:`lint_captions` plus the file's own problems and warnings (rule ``csv``).
 
     Raises ``studio.data.DatasetError`` when the file cannot be read at all (missing, not UTF-8, broken quotes).
@@ -115,7 +124,7 @@ def lint_file(csv_path: str | os.PathLike, tokenizer=None, **options) -> list[Fi
     return sorted(findings, key=lambda f: (f.line, _RULE_ORDER.get(f.rule, 99), f.filename))
 
 
-def count_severities(findings) -> dict[str, int]:
+def count_severities(findings: Iterable[Finding]) -> dict[str, int]:
     """``{"error": n, "warning": m}`` over ``findings``."""
     counts = {"error": 0, "warning": 0}
     for finding in findings:

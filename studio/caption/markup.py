@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 _EMPHASIS = re.compile(r"\*\*(.+?)\*\*|\*([^*]+?)\*", re.DOTALL)
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
@@ -95,7 +96,7 @@ def markup_issues(prompt: str) -> list[MarkupIssue]:
     return issues
 
 
-def tag_frequency(captions) -> dict[str, int]:
+def tag_frequency(captions: Iterable[str]) -> dict[str, int]:
     """How often each tag appears over ``captions`` (strings), most frequent first.
 
     Tags are the comma-separated parts of each caption with markup stripped and lower-cased (the CLIP tokenizer
@@ -109,7 +110,7 @@ def tag_frequency(captions) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def keyword_frequency(captions) -> dict[str, int]:
+def keyword_frequency(captions: Iterable[str]) -> dict[str, int]:
     """How often each keyword appears over ``captions``, most frequent first (counted once per caption).
 
     Tagged captions (``zq star, red eyes, long silver hair``) keep each comma-separated tag as one keyword, as
@@ -133,7 +134,7 @@ def _keywords(part: str) -> list[str]:
     return [word for word in words if word not in FUNCTION_WORDS]
 
 
-def core_tags(captions) -> set[str]:
+def core_tags(captions: Iterable[str]) -> set[str]:
     """Every tag marked ``**core**`` in any of ``captions``, lower-cased."""
     return {tag.lower() for caption in captions for tag in parse_structured(caption).core}
 

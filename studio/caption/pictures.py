@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.data.images import picture_problem
 from studio.data.scan import load_decisions
+
+if TYPE_CHECKING:
+    from studio.data.scan import ScanReport
 
 
 class PictureCheck:
     """Left-out pictures of any folder; holds the header checks made so far."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._checked: dict[tuple[str, int, int], str | None] = {}
 
-    def left_out(self, folder: Path, names: list[str], scan=None, scanned_at: float = 0.0
+    def left_out(self, folder: Path, names: list[str], scan: ScanReport | None = None, scanned_at: float = 0.0
                  ) -> dict[str, tuple[str, str]]:
         """``relpath -> (why, severity)`` for the pictures among ``names`` that are not captioned: ``error`` for a
         file that is no readable picture (its header, or ``scan``, the folder's latest ScanReport made at

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from studio.caption.edits import EditError
 from studio.caption.lint import Finding
 from studio.caption.markup import join_tags, parse_structured
 from studio.data import CaptionRecord
+
+if TYPE_CHECKING:
+    import pandas
 
 SEVERITY_MARK = {"error": "✗", "warning": "⚠"}
 PREVIEW_ROWS = 300
@@ -20,7 +24,7 @@ def findings_text(findings: list[Finding]) -> str:
     return "\n".join(f"{SEVERITY_MARK.get(f.severity, '•')} {f.rule}: {f.message}" for f in findings)
 
 
-def table_rows(value) -> list[tuple[str, str]]:
+def table_rows(value: pandas.DataFrame | Sequence[Sequence[object]] | None) -> list[tuple[str, str]]:
     """``(filename, prompt)`` of each row of the table's value (a DataFrame or lists); other columns ignored."""
     if hasattr(value, "values"):
         value = value.values.tolist()

@@ -9,9 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import studio
 from studio.util.paths import repo_root
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # The same folders as ``studio.models.clip_vocab.SHIPPED_TOKENIZER`` and ``studio.models.default_model_path()``,
 # named here so that counting tokens does not import torch and diffusers through ``studio.models``.
@@ -57,7 +61,7 @@ def rough_counter() -> TokenCounter:
     return TokenCounter(None, "a rough count (one token per word or punctuation mark; real CLIP counts are higher)")
 
 
-def counter_for(tokenizer) -> TokenCounter:
+def counter_for(tokenizer: PreTrainedTokenizerBase | TokenCounter | None) -> TokenCounter:
     """A counter over a tokenizer object already loaded (a transformers tokenizer with offset mapping)."""
     if tokenizer is None:
         return rough_counter()

@@ -12,7 +12,7 @@ class ConfigError(ValueError):
     not about one setting (a YAML syntax error, say). ``str(error)`` lists them all.
     """
 
-    def __init__(self, problems: Iterable[str], issues: Iterable[tuple[str | None, str]] | None = None):
+    def __init__(self, problems: Iterable[str], issues: Iterable[tuple[str | None, str]] | None = None) -> None:
         self.problems: list[str] = list(problems)
         self.issues: list[tuple[str | None, str]] = (
             list(issues) if issues is not None else [(None, p) for p in self.problems]

@@ -189,7 +189,9 @@ def apply_chosen(config: TrainConfig, chosen: list[Preset]) -> TrainConfig:
     return config
 
 
-def chosen_presets(rank=None, epochs=None, task=None, demo=None, root=None, model=None) -> list[Preset]:
+def chosen_presets(rank: str | int | None = None, epochs: str | int | None = None, task: str | None = None,
+                   demo: str | None = None, root: str | os.PathLike | None = None,
+                   model: str | None = None) -> list[Preset]:
     """The named presets in the order they apply: model, demo, task, rank, epochs (empty names are skipped)."""
     order = (("model", model), ("demo", demo), ("task", task), ("rank", rank), ("epochs", epochs))
     return [get_preset(kind, name, root) for kind, name in order if name is not None and name != ""]

@@ -97,7 +97,7 @@ def compose(text: str, source: str) -> Node | None:
 class NodeReader:
     """Turns nodes into plain Python values, spending a shared budget of visited nodes."""
 
-    def __init__(self, source: str, max_nodes: int = MAX_NODES):
+    def __init__(self, source: str, max_nodes: int = MAX_NODES) -> None:
         self.source = source
         self.left = max_nodes
         self.max_nodes = max_nodes

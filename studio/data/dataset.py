@@ -29,7 +29,7 @@ class TrainingImages(torch.utils.data.Dataset):
 
     def __init__(self, images_dir: str | os.PathLike, records: Sequence[CaptionRecord], resolution: int,
                  bucketing: bool = True, random_flip: bool = False, seed: int = 0, step: int | None = None,
-                 max_ratio: float = 2.0):
+                 max_ratio: float = 2.0) -> None:
         self.images_dir = Path(images_dir)
         self.records = list(records)
         self.resolution = resolution
@@ -108,7 +108,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, bucket_of_index: Sequence[Hashable], batch_size: int, seed: int, repeats: int = 1,
-                 drop_last: bool = False):
+                 drop_last: bool = False) -> None:
         if batch_size < 1 or repeats < 1:
             raise ValueError(f"batch_size ({batch_size}) and repeats ({repeats}) must be at least 1.")
         self.batch_size, self.seed, self.repeats, self.drop_last = batch_size, seed, repeats, drop_last

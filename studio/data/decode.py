@@ -23,7 +23,7 @@ _PILLOW_BOMB = re.compile(r"\((\d+) pixels\)")
 class UnreadableImage(Exception):
     """The file cannot be used: ``code`` is ``corrupt`` or ``bomb``; ``values`` holds the numbers behind it."""
 
-    def __init__(self, code: str, message: str, values: dict | None = None):
+    def __init__(self, code: str, message: str, values: dict | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.values = code, message, dict(values or {})
 

@@ -51,7 +51,7 @@ class DatasetProblem:
 class DatasetError(ValueError):
     """The training data cannot be used as it is; ``problems`` lists every reason at once."""
 
-    def __init__(self, problems: list[DatasetProblem] | tuple[DatasetProblem, ...] | str):
+    def __init__(self, problems: list[DatasetProblem] | tuple[DatasetProblem, ...] | str) -> None:
         if isinstance(problems, str):  # a DataLoader worker re-raises exceptions from their message alone
             self.problems = []
             super().__init__(problems)

@@ -8,7 +8,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from PIL import Image
 
@@ -89,7 +89,7 @@ def _run_batch(function: Callable[[Any], Any], batch: Sequence[Any]) -> list[Any
 
 
 @contextmanager
-def reused_image_memory(blocks: int = IMAGE_BLOCKS):
+def reused_image_memory(blocks: int = IMAGE_BLOCKS) -> Iterator[None]:
     """Let Pillow keep ``blocks`` freed memory blocks for reuse while the block runs (see :data:`IMAGE_BLOCKS`).
 
     Several threads may be inside at once (web page users); the setting is restored when the last one leaves.

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from studio.data.folder import is_link_loop, loop_problem
 from studio.data.metadata import (IMAGE_EXTENSIONS, NAMED_ON_LINE, DatasetError, DatasetProblem, read_metadata,
                                    resolve_inside)
 from studio.data.quality import colour_distance, group_pairs, hamming, near_duplicate_pairs
 from studio.data.scan_report import DROP_FLAGS, DuplicateGroup, Flag, ImageReport, ScanProblem
+
+if TYPE_CHECKING:
+    from studio.data.scan import Measurement
 
 
 @dataclass
@@ -52,7 +56,7 @@ def read_captions(root: Path, metadata_path: Path | None) -> Captions:
     return captions
 
 
-def flag_image(measurement, settings: dict, captions: Captions) -> list[Flag]:
+def flag_image(measurement: Measurement, settings: dict[str, Any], captions: Captions) -> list[Flag]:
     """Flags that depend on the image alone (and its caption); duplicates and greyscale are set-level."""
     if measurement.problem:
         return [Flag(measurement.problem, measurement.message, measurement.values)]

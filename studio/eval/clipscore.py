@@ -6,16 +6,20 @@ The CLIP model comes from a local folder (``CLIPModel`` weights + tokenizer + im
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .spec import EvalError
 
+if TYPE_CHECKING:
+    from transformers import CLIPModel, CLIPProcessor
+
 
 class ClipScorer:
     """A loaded CLIP model and processor; ``score(images, texts)`` gives one number per pair."""
 
-    def __init__(self, model, processor, device: str = "cpu", source: str = ""):
+    def __init__(self, model: CLIPModel, processor: CLIPProcessor, device: str = "cpu", source: str = "") -> None:
         self.model = model.to(device).eval()
         self.processor = processor
         self.device = device

@@ -1,7 +1,9 @@
 """Text to image with WebUI prompt syntax: ``a cat <lora:ink:0.6> <lora:watercolor:0.4>`` applies both LoRAs."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 from .prompts import parse_prompt
 from .resolve import resolve_lora
@@ -9,8 +11,12 @@ from .samplers import sampler_name, use_sampler
 from .session import Adapters, generate, get_pipeline, image_size
 from .spec import EvalError
 
+if TYPE_CHECKING:
+    from PIL import Image
 
-def prompt_loras(prompt: str, lora_dirs=()) -> tuple[str, dict[str, tuple[float, float]]]:
+
+def prompt_loras(prompt: str,
+                 lora_dirs: Iterable[str | os.PathLike] = ()) -> tuple[str, dict[str, tuple[float, float]]]:
     """(prompt without tags, {LoRA file: (unet weight, text-encoder weight)}); a file named twice adds up."""
     parsed = parse_prompt(prompt)
     weights: dict[str, tuple[float, float]] = {}
@@ -21,10 +27,11 @@ def prompt_loras(prompt: str, lora_dirs=()) -> tuple[str, dict[str, tuple[float,
     return parsed.text, weights
 
 
-def generate_from_prompt(prompt: str, *, base_model: str = "", base_model_config: str = "", lora_dirs=(),
-                         negative_prompt: str = "", seeds=(0,), steps: int = 25, guidance: float = 5.0,
+def generate_from_prompt(prompt: str, *, base_model: str = "", base_model_config: str = "",
+                         lora_dirs: Iterable[str | os.PathLike] = (), negative_prompt: str = "",
+                         seeds: Iterable[int] = (0,), steps: int = 25, guidance: float = 5.0,
                          sampler: str = "ddim", width: int = 0, height: int = 0, device: str = "auto",
-                         pipeline_cache: dict | None = None) -> list:
+                         pipeline_cache: dict | None = None) -> list[Image.Image]:
     """One picture per seed for ``prompt``, with every ``<lora:name:w>`` it names applied at its weight.
 
     Names are looked up in ``lora_dirs`` (see ``resolve_lora``); the negative prompt's tags are ignored, as in

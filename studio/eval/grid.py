@@ -8,7 +8,9 @@ drawn (once for all checkpoints), because every metric compares with it; ``inclu
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from . import metrics as m
 from .concepts import ConceptChecker, pick_checker
@@ -19,6 +21,10 @@ from .samplers import sampler_name, use_sampler
 from .session import Adapters, generate, get_pipeline, image_size, pick_device
 from .spec import MAX_CELLS, EvalError, GridResult, GridSpec, check_spec, column_weights
 from .trigger import placement_for
+
+if TYPE_CHECKING:
+    from .clipscore import ClipScorer
+    from .trigger import TriggerPlacement
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class GridRow:
 
 
 def plan_rows(spec: GridSpec, groups: list[tuple[str, Path]], search_dirs: list[Path],
-              placement=None) -> list[GridRow]:
+              placement: TriggerPlacement | None = None) -> list[GridRow]:
     """Rows in drawing order: checkpoint, then prompt (with / without trigger, put where ``placement`` says),
     then seed."""
     rows: list[GridRow] = []
@@ -158,7 +164,7 @@ def _pick_checker(spec: GridSpec, base_model: str, rows: list[GridRow], images: 
 
 
 def measure(spec: GridSpec, rows: list[GridRow], images: dict, checker: ConceptChecker | None,
-            clip_scorer=None) -> dict:
+            clip_scorer: ClipScorer | None = None) -> dict:
     """Per-cell numbers ``{(row, weight): {"change", "thumb", "clip", "concept"[, "checker"]}}``; the last two
     from ``checker`` (None: no concept is read)."""
     cells: dict = {}
@@ -206,8 +212,8 @@ def grid_metrics(rows: list[GridRow], cells: dict, columns: list[float], checker
     return summary
 
 
-def render_grid(spec: GridSpec, out_dir, progress=None, should_stop=None,
-                pipeline_cache: dict | None = None) -> GridResult:
+def render_grid(spec: GridSpec, out_dir: str | os.PathLike, progress: Callable[[int, int], None] | None = None,
+                should_stop: Callable[[], bool] | None = None, pipeline_cache: dict | None = None) -> GridResult:
     """Draw the grid ``spec`` asks for into ``out_dir`` (grid.png, cells/, grid.json) and measure it.
 
     ``progress(done, total)`` is called after every batch of pictures; ``should_stop()`` is asked before each

@@ -12,6 +12,7 @@ means: the run is cut into 4-12 equal windows and each window's mean compared wi
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,7 +146,7 @@ def diagnose_loss(records: list[dict]) -> LossDiagnosis:
     return LossDiagnosis(kind, message, advice, numbers)
 
 
-def diagnose_run(run_dir) -> LossDiagnosis:
+def diagnose_run(run_dir: str | os.PathLike) -> LossDiagnosis:
     """``diagnose_loss`` on a run folder's loss log."""
     from studio.train.run_folder import RunFolder
 

@@ -7,9 +7,13 @@ the grid always draws, shown or not. ``METRIC_HELP`` holds the one-line explanat
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from .grid import GridRow
 
 METRIC_HELP = {
     "change_from_base": "Strength response: how far each picture moves from the same seed's weight-0 picture "
@@ -87,7 +91,7 @@ def strength_response(curves: list[list[float]], weights: list[float]) -> dict:
             "smooth": smooth}
 
 
-def seed_spread(rows, cells: dict, weight: float) -> float | None:
+def seed_spread(rows: Sequence[GridRow], cells: dict, weight: float) -> float | None:
     """Mean pairwise thumbnail distance between the seeds of each (checkpoint, prompt), averaged; None if 1 seed."""
     groups: dict[tuple, list] = {}
     for row in rows:
@@ -108,7 +112,7 @@ def _by_weight(rows, cells: dict, weights: list[float], key: str) -> dict[float,
     return result
 
 
-def summarise(rows, cells: dict, weights: list[float]) -> dict:
+def summarise(rows: Sequence[GridRow], cells: dict, weights: list[float]) -> dict:
     """The grid's numbers for ``rows`` over the column ``weights`` (base = weight-0 values, shown or not).
 
     ``cells`` maps (row index, weight) to ``{"change", "thumb", "clip", "concept"}`` (clip / concept may be None).

@@ -7,6 +7,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from studio.util.fs import atomic_write_bytes, atomic_write_text
 
@@ -14,6 +15,9 @@ from .metrics import metric_help
 from .samplers import SAMPLER_LABELS, sampler_name
 from .sheet import draw_sheet
 from .spec import GridCell, GridResult, GridSpec, weight_label
+
+if TYPE_CHECKING:
+    from .grid import GridRow
 
 CELLS = "cells"
 GRID_PNG = "grid.png"
@@ -37,7 +41,7 @@ def _clear_old_cells(folder: Path) -> None:
             old.unlink()
 
 
-def row_label(row, show_trigger: bool) -> list[str]:
+def row_label(row: GridRow, show_trigger: bool) -> list[str]:
     """The label lines of a row: prompt, seed, checkpoint, and with / without the trigger."""
     lines = [row.prompt, f"seed {row.seed}", f"checkpoint: {row.group}"]
     if show_trigger:
@@ -80,8 +84,8 @@ def _json_safe(value):
     return value
 
 
-def write_outputs(out_dir: Path, spec: GridSpec, rows, columns: list[float], images: dict, cells: dict,
-                  summary: dict, *, lora_path: Path, run_dir: Path | None, base_model: str,
+def write_outputs(out_dir: Path, spec: GridSpec, rows: Sequence[GridRow], columns: list[float], images: dict,
+                  cells: dict, summary: dict, *, lora_path: Path, run_dir: Path | None, base_model: str,
                   stopped: bool, checker_name: str = "") -> GridResult:
     """Write cells, the labelled sheet and grid.json into ``out_dir``; returns the ``GridResult``.
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .spec import EvalError
+
+if TYPE_CHECKING:
+    from .trigger import TriggerPlacement
 
 LORA_TAG = re.compile(r"<lora:([^<>]*)>", re.IGNORECASE)
 
@@ -86,7 +90,7 @@ def has_trigger(prompt: str, trigger: str) -> bool:
     return bool(trigger.strip()) and bool(trigger_pattern(trigger).search(prompt))
 
 
-def with_trigger(prompt: str, trigger: str, placement=None) -> str:
+def with_trigger(prompt: str, trigger: str, placement: TriggerPlacement | None = None) -> str:
     """The prompt as written when it holds the trigger, else the trigger added where ``placement`` (a
     ``trigger.TriggerPlacement``) puts it, or ``trigger, prompt`` without one."""
     if placement is not None:
@@ -99,7 +103,8 @@ def without_trigger(prompt: str, trigger: str) -> str:
     return tidy(trigger_pattern(trigger).sub(" ", prompt))
 
 
-def prompt_rows(prompts: list[str], trigger: str = "", placement=None) -> list[tuple[str, bool | None]]:
+def prompt_rows(prompts: list[str], trigger: str = "",
+                placement: TriggerPlacement | None = None) -> list[tuple[str, bool | None]]:
     """(prompt, uses the trigger) for every row: each prompt once, or with and without ``trigger`` when set
     (added where ``placement`` puts it)."""
     rows: list[tuple[str, bool | None]] = []

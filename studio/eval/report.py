@@ -5,9 +5,11 @@ say, is its strength controllable, does it follow the text.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from studio.train.run_folder import RunFolder
 from studio.util.fs import atomic_write_text
@@ -15,6 +17,10 @@ from studio.util.fs import atomic_write_text
 from .metrics import metric_help
 from .output import lora_title
 from .verdict import Verdict, make_verdict, rows_read
+
+if TYPE_CHECKING:
+    from .loss import LossDiagnosis
+    from .spec import GridResult
 
 QUESTIONS = (
     "Is its style consistent?", "Are its features kept?", "Does it generalise?",
@@ -105,7 +111,7 @@ def _follows_text(metrics: dict, verdict: Verdict) -> str:
     return ("; ".join(parts) + ".") if parts else "Set a CLIP model or a trigger word to measure this."
 
 
-def answers(metrics: dict, verdict: Verdict, diagnosis) -> list[tuple[str, str]]:
+def answers(metrics: dict, verdict: Verdict, diagnosis: LossDiagnosis | None) -> list[tuple[str, str]]:
     """The six questions with their answers, from the rows the verdict reads (``rows_read``)."""
     metrics = rows_read(metrics)
     loss = f"{diagnosis.message} {diagnosis.advice}" if diagnosis is not None else "No loss.jsonl for this LoRA."
@@ -150,7 +156,8 @@ def _grid_copy(target: Path, grid_png: Path) -> str:
         return "evaluation/grid.png"
 
 
-def write_evaluation(run_dir, grid_result, diagnosis=None, *, verdict: Verdict | None = None,
+def write_evaluation(run_dir: str | os.PathLike | None, grid_result: GridResult,
+                     diagnosis: LossDiagnosis | None = None, *, verdict: Verdict | None = None,
                      file_name: str = "evaluation.md") -> Path:
     """Write ``evaluation.md`` (verdict, six answers, numbers, the grid) into ``run_dir``; returns its path.
 

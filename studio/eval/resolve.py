@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
 from studio.lora import DIFFUSERS_WEIGHT_NAME
 from studio.train.run_folder import RunFolder, checkpoint_lora_step
@@ -66,7 +67,7 @@ def _by_name(name: str, folder: Path) -> Path | None:
     return inside[-1] if inside else None
 
 
-def resolve_lora(name_or_path: str | os.PathLike, search_dirs=()) -> Path:
+def resolve_lora(name_or_path: str | os.PathLike, search_dirs: Iterable[str | os.PathLike] = ()) -> Path:
     """The LoRA ``.safetensors`` file meant by a path or a name.
 
     A path may be a LoRA file, a checkpoint folder or a run folder (its final LoRA, else its newest checkpoint).
@@ -112,7 +113,7 @@ def checkpoint_label(lora_path: Path) -> str:
 
 
 def grid_checkpoints(lora_path: Path, run_dir: Path | None, checkpoints: list[str],
-                     search_dirs=()) -> list[tuple[str, Path]]:
+                     search_dirs: Iterable[str | os.PathLike] = ()) -> list[tuple[str, Path]]:
     """The grid's row groups as (label, LoRA file): the LoRA itself, every checkpoint ("all"), or those listed."""
     if not checkpoints:
         return [(checkpoint_label(lora_path), lora_path)]
@@ -150,7 +151,7 @@ def run_base_model(run_dir: Path | None) -> tuple[str, str]:
     return str(config.base_model or ""), str(config.base_model_config or "")
 
 
-def default_search_dirs(run_dir: Path | None, extra=()) -> list[Path]:
+def default_search_dirs(run_dir: Path | None, extra: Iterable[str | os.PathLike] = ()) -> list[Path]:
     """Where ``<lora:name:w>`` names are looked up: the given folders, then the run's output folder."""
     dirs = [Path(d).expanduser() for d in extra if str(d).strip()]
     if run_dir is not None:

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from .spec import EvalError
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline, SchedulerMixin
 
 # canonical name -> (diffusers class, extra config)
 SAMPLERS: dict[str, tuple[str, dict]] = {
@@ -47,7 +51,7 @@ def sampler_name(name: str) -> str:
     raise EvalError(f"sampler {name!r} is unknown: choose one of {choices}.")
 
 
-def make_scheduler(name: str, model_config):
+def make_scheduler(name: str, model_config: Mapping[str, object]) -> SchedulerMixin:
     """A scheduler of the sampler ``name`` with the model's noise schedule."""
     import diffusers
 
@@ -56,7 +60,7 @@ def make_scheduler(name: str, model_config):
 
 
 @contextmanager
-def use_sampler(pipe, name: str):
+def use_sampler(pipe: DiffusionPipeline, name: str) -> Iterator[SchedulerMixin]:
     """Swap ``pipe``'s scheduler for the sampler ``name`` and put the original back afterwards."""
     original = pipe.scheduler
     pipe.scheduler = make_scheduler(name, original.config)

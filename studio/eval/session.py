@@ -7,13 +7,19 @@ sampler is put back, so a cached pipeline is always left as the base model.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
 from .spec import EvalError
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+    from PIL import Image
 
 ADAPTER_PREFIX = "grid_"  # never "eval": PEFT's ModuleDicts collide with nn.Module.eval
 
@@ -25,7 +31,8 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-def get_pipeline(base_model: str, base_model_config: str = "", device: str = "auto", cache: dict | None = None):
+def get_pipeline(base_model: str, base_model_config: str = "", device: str = "auto",
+                 cache: dict | None = None) -> DiffusionPipeline:
     """The base model's pipeline (its family's) on ``device`` (float16 on CUDA), from ``cache`` when it is there."""
     from studio.models import load_pipeline
 
@@ -43,14 +50,14 @@ def get_pipeline(base_model: str, base_model_config: str = "", device: str = "au
     return pipe
 
 
-def loaded_adapters(pipe) -> set[str]:
+def loaded_adapters(pipe: DiffusionPipeline) -> set[str]:
     try:
         return {name for names in pipe.get_list_adapters().values() for name in names}
     except (AttributeError, ValueError):
         return set()
 
 
-def remove_grid_adapters(pipe) -> None:
+def remove_grid_adapters(pipe: DiffusionPipeline) -> None:
     """Delete adapters a grid left behind (one that was interrupted half-way)."""
     stale = sorted(name for name in loaded_adapters(pipe) if name.startswith(ADAPTER_PREFIX))
     if stale:
@@ -64,7 +71,7 @@ class Adapters:
     LoRA cost per layer and step; the exact base weights are put back afterwards.
     """
 
-    def __init__(self, pipe):
+    def __init__(self, pipe: DiffusionPipeline) -> None:
         self.pipe = pipe
         self.names: dict[str, str] = {}  # file path -> adapter name
         self._originals: dict = {}  # LoRA-wrapped base layer -> its untouched (weight, bias)
@@ -75,7 +82,7 @@ class Adapters:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def load(self, path) -> str:
+    def load(self, path: str | os.PathLike) -> str:
         """Load a LoRA file once; returns its adapter name."""
         key = str(path)
         if key not in self.names:
@@ -106,7 +113,7 @@ class Adapters:
         self.pipe.set_adapters(names, values)
 
     @contextmanager
-    def fused(self, weights: dict[str, tuple[float, float]]):
+    def fused(self, weights: dict[str, tuple[float, float]]) -> Iterator[None]:
         """``activate(weights)``, then draw with the adapters merged into the base weights (``fuse_lora``).
 
         Merged layers skip the LoRA's extra matrix products at every step (about a fifth of a small model's
@@ -142,7 +149,8 @@ class Adapters:
                         layer.bias.copy_(bias)
 
     @contextmanager
-    def per_picture(self, path, weights: list[float], others: dict[str, tuple[float, float]]):
+    def per_picture(self, path: str | os.PathLike, weights: list[float],
+                    others: dict[str, tuple[float, float]]) -> Iterator[None]:
         """``path`` at ``weights[i]`` for picture ``i`` of each batch, the ``others`` at their fixed weights.
 
         Lets one pipeline call draw a row at several weights (see ``weighting``); plain LoRAs only.
@@ -153,7 +161,7 @@ class Adapters:
         with per_picture_weights(self.pipe, self.names[str(path)], weights):
             yield
 
-    def per_picture_possible(self, path) -> bool:
+    def per_picture_possible(self, path: str | os.PathLike) -> bool:
         """Whether ``path`` (loaded here if needed) is a plain LoRA that ``per_picture`` can weight."""
         from .weighting import supports_per_picture_weights
 
@@ -209,7 +217,7 @@ class EarlierAdaptersReport(logging.Filter):
     loaded, an unexpected or a mismatched key) is a real problem and passes.
     """
 
-    def __init__(self, loading: str):
+    def __init__(self, loading: str) -> None:
         super().__init__()
         self.loading = loading
 
@@ -252,20 +260,20 @@ def _quiet_loading(adapter: str = ""):
         diffusers_logging.set_verbosity(level)
 
 
-def image_size(pipe, width: int = 0, height: int = 0) -> tuple[int, int]:
+def image_size(pipe: DiffusionPipeline, width: int = 0, height: int = 0) -> tuple[int, int]:
     """(width, height): the given ones, or the model's native size."""
     native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
     return (width or native), (height or native)
 
 
-def initial_latents(pipe, seed: int, width: int, height: int) -> torch.Tensor:
+def initial_latents(pipe: DiffusionPipeline, seed: int, width: int, height: int) -> torch.Tensor:
     """The starting noise for ``seed``: drawn on the CPU in float32, so every device and weight gets the same."""
     shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=torch.float32)
 
 
-def generate(pipe, prompts: list[str], negatives: list[str], seeds: list[int], *, steps: int, guidance: float,
-             width: int, height: int) -> list:
+def generate(pipe: DiffusionPipeline, prompts: list[str], negatives: list[str], seeds: list[int], *, steps: int,
+             guidance: float, width: int, height: int) -> list[Image.Image]:
     """One PIL image per (prompt, negative, seed), in one pipeline call, each from its seed's initial noise.
 
     The seeds' generators also drive ancestral / SDE samplers, so those are repeatable too.

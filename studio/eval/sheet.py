@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Iterable
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -38,7 +39,8 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int, max_lines: int = 4) -> list[str]:
+def wrap(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, width: int,
+         max_lines: int = 4) -> list[str]:
     """Words of ``text`` in lines no wider than ``width`` pixels; the last line ends in "…" when cut."""
     lines: list[str] = []
     current = ""
@@ -68,7 +70,8 @@ def cell_size(image_size: tuple[int, int]) -> tuple[int, int]:
 
 
 def draw_sheet(images: list[list[Image.Image | None]], column_labels: list[str], row_labels: list[list[str]],
-               title: str, axis_title: str, corner: str = "", group_starts=()) -> tuple[Image.Image, SheetLayout]:
+               title: str, axis_title: str, corner: str = "",
+               group_starts: Iterable[int] = ()) -> tuple[Image.Image, SheetLayout]:
     """Draw ``images[row][column]`` (None = not drawn) under headers, with ``row_labels[row]`` (lines) beside.
 
     ``group_starts``: row indices that begin a new group (a checkpoint); a rule is drawn above them.

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from studio.util.paths import repo_root
 
@@ -91,7 +92,7 @@ def _vote(caption: str, pattern: re.Pattern) -> tuple | None:
     return BEFORE, following.group(1).lower(), ", "
 
 
-def learn_placement(captions, trigger: str, source: str = "") -> TriggerPlacement:
+def learn_placement(captions: Iterable[str], trigger: str, source: str = "") -> TriggerPlacement:
     """The placement most ``captions`` holding ``trigger`` agree on (the start when none holds it), with the
     separator most of those captions use."""
     if not trigger.strip():

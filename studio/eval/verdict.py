@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .loss import LossDiagnosis
 
 CONCEPT_KEEP = 0.8  # keep weights whose concept rate is at least this share of the best
 EFFECT_KEEP = 0.5  # ... or whose change from weight 0 is at least this share of the largest
@@ -142,7 +146,7 @@ def _score(summary: dict, low: float, high: float) -> tuple[str, float | None]:
 
 
 def pick_checkpoint(metrics: dict, low: float | None, high: float | None,
-                    diagnosis=None) -> tuple[str | None, list[str]]:
+                    diagnosis: LossDiagnosis | None = None) -> tuple[str | None, list[str]]:
     """(label, reasons): the earliest checkpoint within reach of the best score over the recommended range."""
     labels = list(metrics.get("checkpoints") or [])
     per = metrics.get("by_checkpoint") or {}
@@ -171,7 +175,7 @@ def pick_checkpoint(metrics: dict, low: float | None, high: float | None,
     return chosen, reasons
 
 
-def make_verdict(metrics: dict, diagnosis=None) -> Verdict:
+def make_verdict(metrics: dict, diagnosis: LossDiagnosis | None = None) -> Verdict:
     """The recommended weight range and best checkpoint for a grid's ``metrics`` (and loss ``diagnosis``), read
     from the rows with the trigger when the grid has them (``rows_read``)."""
     metrics = rows_read(metrics)

@@ -9,15 +9,20 @@ weighted this way; ``supports_per_picture_weights`` says which adapters can.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
 from .spec import EvalError
 
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+    from peft.tuners.lora import LoraLayer
+
 PARTS = ("unet", "text_encoder", "text_encoder_2")  # the parts a LoRA may change; SD 1.x has no second encoder
 
 
-def lora_layers(pipe, adapter: str | None = None) -> list:
+def lora_layers(pipe: DiffusionPipeline, adapter: str | None = None) -> list[LoraLayer]:
     """Every PEFT LoRA layer of the UNet and the text encoders (only those holding ``adapter`` when given)."""
     from peft.tuners.lora import LoraLayer
 
@@ -30,14 +35,14 @@ def lora_layers(pipe, adapter: str | None = None) -> list:
     return layers
 
 
-def supports_per_picture_weights(pipe, adapter: str) -> bool:
+def supports_per_picture_weights(pipe: DiffusionPipeline, adapter: str) -> bool:
     """True for a plain LoRA (no DoRA or other variant anywhere), whose output can be scaled picture by picture."""
     layers = lora_layers(pipe, adapter)
     return bool(layers) and not any(adapter in getattr(layer, "lora_variant", {}) for layer in layers)
 
 
 @contextmanager
-def per_picture_weights(pipe, adapter: str, weights: list[float]):
+def per_picture_weights(pipe: DiffusionPipeline, adapter: str, weights: list[float]) -> Iterator[None]:
     """While inside, picture ``i`` of every batch gets ``adapter`` at ``weights[i]`` (the adapter set to weight 1).
 
     A batch may hold the pictures once (the text encoder) or several times over (the UNet with classifier-free

@@ -192,7 +192,8 @@ def _trained_alpha(metadata: dict[str, str]) -> float | None:
 
 
 def check_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], layout: BaseLayout, *,
-                  fmt: str = "kohya", path: str = "", layout_name: str = "", expected=None, shapes: bool = True
+                  fmt: str = "kohya", path: str = "", layout_name: str = "",
+                  expected: dict[str, tuple[str, str]] | None = None, shapes: bool = True
                   ) -> LoraReport:
     """``shapes``: also require every module to fit its layer's weight (off when the base model is a stand-in)."""
     modules = group_modules(tensors)

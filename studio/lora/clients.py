@@ -18,6 +18,7 @@ printed as "Failed to match keys" and ignored. Scale = alpha / dim, 1.0 without 
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 import torch
 
@@ -131,7 +132,7 @@ def a1111_lookup(name: str, modules: dict[str, Target]) -> Target | None:
     return None
 
 
-def a1111_partial_attention(names, modules: dict[str, Target]) -> dict[str, str]:
+def a1111_partial_attention(names: Iterable[str], modules: dict[str, Target]) -> dict[str, str]:
     """Modules A1111 leaves out because their OpenCLIP attention layer (SDXL's second text encoder) is not complete:
     it patches that layer's one q/k/v weight and its out_proj together, only when the file holds all four.
     Returns {module name: the parts its layer lacks}."""
@@ -175,7 +176,9 @@ def _product(up, down, shape):
     return (up.float().flatten(1) @ down.float().flatten(1)).reshape(shape)
 
 
-def comfyui_weight(weight, up, down, alpha=None, dora_scale=None, strength: float = 1.0):
+def comfyui_weight(weight: torch.Tensor, up: torch.Tensor, down: torch.Tensor,
+                   alpha: torch.Tensor | float | None = None, dora_scale: torch.Tensor | None = None,
+                   strength: float = 1.0) -> torch.Tensor:
     """The weight ComfyUI patches in (``LoRAAdapter.calculate_weight`` + ``weight_decompose``), in float32."""
     weight = weight.float()
     diff = _product(up, down, weight.shape) * _scale(alpha, down)
@@ -191,7 +194,9 @@ def comfyui_weight(weight, up, down, alpha=None, dora_scale=None, strength: floa
     return weight + strength * (combined - weight)
 
 
-def a1111_weight(weight, up, down, alpha=None, dora_scale=None, multiplier: float = 1.0):
+def a1111_weight(weight: torch.Tensor, up: torch.Tensor, down: torch.Tensor,
+                 alpha: torch.Tensor | float | None = None, dora_scale: torch.Tensor | None = None,
+                 multiplier: float = 1.0) -> torch.Tensor:
     """The weight A1111 patches in (``NetworkModuleLora.calc_updown`` + ``finalize_updown`` +
     ``apply_weight_decompose``), in float32."""
     weight = weight.float()

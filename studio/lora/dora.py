@@ -16,8 +16,13 @@ multiplies its input by ``d``. As in PEFT and the DoRA paper (section 4.3), the 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from peft.tuners.lora import LoraLayer
 
 MAGNITUDE = "dora_scale"  # the parameter's name on a LoRA layer, and the tensor suffix in saved states
 SUFFIX = "." + MAGNITUDE
@@ -28,7 +33,7 @@ def column_norm(weight: torch.Tensor) -> torch.Tensor:
     return weight.transpose(0, 1).reshape(weight.shape[1], -1).norm(dim=1)
 
 
-def lora_delta(layer, adapter: str) -> torch.Tensor:
+def lora_delta(layer: LoraLayer, adapter: str) -> torch.Tensor:
     """``scaling * B @ A`` of one PEFT LoRA layer, shaped like its base weight, in float32."""
     base = layer.get_base_layer().weight
     down = layer.lora_A[adapter].weight.float()
@@ -36,7 +41,7 @@ def lora_delta(layer, adapter: str) -> torch.Tensor:
     return (layer.scaling[adapter] * (up.flatten(1) @ down.flatten(1))).reshape(base.shape)
 
 
-def input_scale(layer, adapter: str) -> torch.Tensor:
+def input_scale(layer: LoraLayer, adapter: str) -> torch.Tensor:
     """``d = m / ||W + scaling * B @ A||`` per input channel (the norm detached)."""
     combined = layer.get_base_layer().weight.float() + lora_delta(layer, adapter)
     return getattr(layer, MAGNITUDE) / column_norm(combined).detach()

@@ -17,12 +17,18 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 
 from studio.util.fs import atomic_write_bytes
 
 from . import DIFFUSERS_WEIGHT_NAME, kohya
+
+if TYPE_CHECKING:
+    from studio.models.families import Family
+
+    from .layout import BaseLayout
 
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -45,7 +51,8 @@ def _adapter_config(rank: int, alpha: float, targets, use_dora: bool, layers: li
     return json.loads(json.dumps(config, default=lambda value: sorted(value) if isinstance(value, set) else str(value)))
 
 
-def text_states_by_encoder(text) -> dict[str, dict[str, torch.Tensor]]:
+def text_states_by_encoder(text: dict[str, torch.Tensor] | dict[str, dict[str, torch.Tensor]] | None
+                           ) -> dict[str, dict[str, torch.Tensor]]:
     """``{"text_encoder": state[, "text_encoder_2": state]}`` from that mapping or from one encoder's state dict."""
     if not text:
         return {}
@@ -63,15 +70,15 @@ def _family_for(family, texts: dict):
 def save_diffusers_lora(
     out_dir: str | os.PathLike,
     unet_state: dict[str, torch.Tensor],
-    text_encoder_state=None,
+    text_encoder_state: dict[str, torch.Tensor] | dict[str, dict[str, torch.Tensor]] | None = None,
     *,
     rank: int,
     alpha: float,
     use_dora: bool = False,
-    unet_targets,
-    te_targets=None,
+    unet_targets: Iterable[str],
+    te_targets: Iterable[str] | None = None,
     metadata: dict[str, str] | None = None,
-    family=None,
+    family: Family | None = None,
 ) -> Path:
     """Write ``out_dir/pytorch_lora_weights.safetensors``; the family's ``pipe.load_lora_weights(out_dir)`` reads
     it back.
@@ -113,13 +120,13 @@ def save_diffusers_lora(
 def save_kohya_lora(
     path: str | os.PathLike,
     unet_state: dict[str, torch.Tensor] | None,
-    text_encoder_state,
+    text_encoder_state: dict[str, torch.Tensor] | dict[str, dict[str, torch.Tensor]] | None,
     rank: int,
     alpha: float,
     metadata: dict[str, str] | None = None,
-    family=None,
+    family: Family | None = None,
     unet_config: dict | None = None,
-    layout=None,
+    layout: BaseLayout | None = None,
 ) -> Path:
     """Write a kohya/WebUI LoRA file (A1111, ComfyUI, Forge) with ``ss_*`` metadata and ``sshs_*`` hashes.
 
@@ -212,7 +219,7 @@ def _read_metadata(path: Path) -> dict[str, str]:
         return dict(handle.metadata() or {})
 
 
-def detect_format(keys) -> str:
+def detect_format(keys: Iterable[str]) -> str:
     """"kohya" or "diffusers" from a LoRA file's tensor names; ``LoraFormatError`` for anything else."""
     keys = list(keys)
     if keys and all(k.startswith(KOHYA_PREFIXES) for k in keys):

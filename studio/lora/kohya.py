@@ -15,9 +15,13 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from studio.models.families import Family
 
 UNET_PREFIX = "lora_unet_"
 # transformers 5 names CLIPTextModel modules without ``text_model.``; WebUI keys need it.
@@ -38,7 +42,7 @@ _PEFT_SUFFIXES = {
 }
 
 
-def base_metadata(family=None) -> dict[str, str]:
+def base_metadata(family: Family | None = None) -> dict[str, str]:
     """The fixed metadata of a kohya file for ``family`` (SD 1.x when None)."""
     if family is None:
         return dict(BASE_METADATA)
@@ -54,7 +58,7 @@ class KohyaNamer:
     original block name, as kohya's SDXL scripts write it) and a per-encoder text prefix (``lora_te_`` for
     SD 1.x; ``lora_te1_`` / ``lora_te2_`` for SDXL's two encoders)."""
 
-    def __init__(self, family=None, unet_config: dict | None = None):
+    def __init__(self, family: Family | None = None, unet_config: dict | None = None) -> None:
         from studio.models.families import SD1
 
         self.family = family or SD1
@@ -94,7 +98,8 @@ def _adaptable_modules(model: nn.Module):
             yield name
 
 
-def kohya_module_map(unet: nn.Module, text_encoder=None, family=None) -> dict[str, tuple[str, str]]:
+def kohya_module_map(unet: nn.Module, text_encoder: nn.Module | dict[str, nn.Module] | None = None,
+                     family: Family | None = None) -> dict[str, tuple[str, str]]:
     """Map each WebUI module name to (component, module path): component "unet", "text_encoder" or
     "text_encoder_2". ``text_encoder``: one encoder module, or ``{component: module}``."""
     namer = KohyaNamer(family, getattr(unet, "config", None) if family is not None and family.name == "sdxl" else None)
@@ -128,8 +133,8 @@ def split_peft_state(state: Mapping[str, torch.Tensor]) -> dict[str, dict[str, t
     return modules
 
 
-def to_kohya_state(unet_state, text_states, rank: int, alpha: float, namer: KohyaNamer | None = None
-                   ) -> dict[str, torch.Tensor]:
+def to_kohya_state(unet_state: dict[str, torch.Tensor] | None, text_states: dict[str, dict[str, torch.Tensor]] | None,
+                   rank: int, alpha: float, namer: KohyaNamer | None = None) -> dict[str, torch.Tensor]:
     """PEFT state dicts -> ``{name}.lora_down.weight`` / ``.lora_up.weight`` / ``.alpha`` tensors, and
     ``.dora_scale`` ([1, in] or [1, in, 1, 1]) for a DoRA trained along the input axis (``studio.lora.dora``).
 
@@ -161,7 +166,8 @@ def to_kohya_state(unet_state, text_states, rank: int, alpha: float, namer: Kohy
     return tensors
 
 
-def kohya_targets(unet_state, text_states, namer: KohyaNamer) -> dict[str, tuple[str, str]]:
+def kohya_targets(unet_state: dict[str, torch.Tensor] | None, text_states: dict[str, dict[str, torch.Tensor]] | None,
+                  namer: KohyaNamer) -> dict[str, tuple[str, str]]:
     """``{WebUI module name: (component, layer path)}`` of the modules ``to_kohya_state`` writes (text paths
     without transformers 4's ``text_model.``), the layers a client must patch with them."""
     targets = {namer.unet(path): ("unet", path) for path in split_peft_state(unet_state or {})}
@@ -240,7 +246,7 @@ _SPECIAL = {
 }
 
 
-def build_kohya_metadata(values: Mapping[str, object], family=None) -> dict[str, str]:
+def build_kohya_metadata(values: Mapping[str, object], family: Family | None = None) -> dict[str, str]:
     """kohya-style ``ss_*`` and Stability ``modelspec.*`` metadata (all strings) from plain training values.
 
     Keys: output_name, session_id, started_at / finished_at (unix seconds, datetime or ISO text), seed,

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from studio.models.families import Family
 
 LDM_FIELDS = ("layers_per_block", "down_block_types", "up_block_types", "transformer_layers_per_block",
               "addition_embed_type", "mid_block_type")
@@ -69,7 +73,7 @@ def _plain(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def layout_of(family, unet: nn.Module, text_encoders: dict | None = None) -> BaseLayout:
+def layout_of(family: Family, unet: nn.Module, text_encoders: dict[str, nn.Module | None] | None = None) -> BaseLayout:
     """The layout of a live model (the UNet and ``{component: encoder}``; PEFT wrappers are looked through)."""
     config = dict(unet.config)
     text = {name: _patchable(encoder) for name, encoder in (text_encoders or {}).items() if encoder is not None}

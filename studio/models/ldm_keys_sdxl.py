@@ -10,10 +10,14 @@ undoes exactly this in ``convert_open_clip_checkpoint``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import ldm_keys
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionXLPipeline
 
 CLIP_L_PREFIX = "conditioner.embedders.0.transformer.text_model."
 OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
@@ -84,7 +88,7 @@ def _unplaced(key: str) -> ValueError:
     return ValueError(f"the text encoder 2 weight {key!r} has no place in an SDXL checkpoint: export an SDXL pipeline.")
 
 
-def sdxl_to_sgm(pipe) -> dict[str, torch.Tensor]:
+def sdxl_to_sgm(pipe: StableDiffusionXLPipeline) -> dict[str, torch.Tensor]:
     """Every weight of an SDXL pipeline (UNet, VAE, both text encoders) under its single-file name."""
     state = {}
     state.update(ldm_keys.unet_to_ldm(pipe.unet.state_dict(), dict(pipe.unet.config)))

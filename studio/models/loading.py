@@ -13,6 +13,7 @@ import re
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -21,6 +22,9 @@ from studio.util.paths import repo_root
 from . import single_file
 from .families import Components, Family, family_named, family_of_index, family_of_pipeline
 from .precision import WeightPlan, nf4_quantize
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 SINGLE_FILE_SUFFIXES = {".safetensors"}
 PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin"}
@@ -67,7 +71,7 @@ def load_components(
 def load_pipeline(
     base_model: str = "", base_model_config: str = "", dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
     prediction_type: str = "auto",
-):
+) -> DiffusionPipeline:
     """The family's text-to-image pipeline (SD 1.x: safety checker off) for ``base_model``.
 
     ``base_model``: "" for the embedded toy world, a diffusers folder, an SD 1.x or SDXL ``.safetensors``

@@ -14,8 +14,14 @@ from __future__ import annotations
 import importlib.util
 import tempfile
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+    from .families import Family
 
 CHOICES = ("auto", "fp32", "bf16", "fp16", "fp8", "nf4")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -69,7 +75,7 @@ def check_base_weights(choice: str, device_type: str) -> None:
                 "none: choose base_weights: bf16 or fp8.")
 
 
-def nf4_quantize(pipe, family, compute: torch.dtype) -> None:
+def nf4_quantize(pipe: DiffusionPipeline, family: Family, compute: torch.dtype) -> None:
     """Replace the pipeline's UNet and text encoders with bitsandbytes 4-bit (NF4) copies, for any kind of
     source: each is saved to a scratch folder and loaded back with a quantization config."""
     from diffusers import BitsAndBytesConfig as DiffusersBnb

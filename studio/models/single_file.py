@@ -12,10 +12,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import ldm_keys, ldm_keys_sdxl
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 from .checkpoint_kind import (
     V_PRED_KEY,
     ZERO_TERMINAL_SNR_KEY,
@@ -51,7 +55,8 @@ __all__ = [
 ]
 
 
-def export_single_file(pipeline_or_folder, out_path: str | os.PathLike, dtype: torch.dtype | None = None, *,
+def export_single_file(pipeline_or_folder: DiffusionPipeline | str | os.PathLike, out_path: str | os.PathLike,
+                       dtype: torch.dtype | None = None, *,
                        v_pred: bool = False, zero_terminal_snr: bool = False) -> Path:
     """Write a diffusers SD 1.x or SDXL pipeline (object or folder) as one ``.safetensors`` in the original layout.
 
@@ -128,7 +133,7 @@ def _single_file_state(pipe) -> dict[str, torch.Tensor]:
     return {key: value.detach().cpu().contiguous() for key, value in state.items()}
 
 
-def pipeline_configs(pipe) -> dict:
+def pipeline_configs(pipe: DiffusionPipeline) -> dict:
     """The diffusers component configs of ``pipe`` and its tokenizers, as plain JSON-ready data."""
     configs = {
         "model_index": _model_index(pipe),

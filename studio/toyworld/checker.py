@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 from PIL import Image
@@ -28,6 +29,9 @@ from scipy import ndimage
 from .outline import count_points, radial_profile, solidity
 from .shape_fit import second_look
 from .world import BACKGROUNDS, COLOURS, IMAGE_SIZE, stripe_colour
+
+if TYPE_CHECKING:
+    from .world import Scene
 
 _BG_NAMES = list(BACKGROUNDS)
 _BG_RGB = np.array([BACKGROUNDS[n] for n in _BG_NAMES], dtype=np.float64)
@@ -256,7 +260,7 @@ def check_image(image: Image.Image) -> Reading:
     )
 
 
-def score(readings, scenes) -> dict:
+def score(readings: Iterable[Reading], scenes: Iterable[Scene]) -> dict:
     """Accuracies of ``readings`` against the ``scenes`` they were generated from (fractions in [0, 1]).
 
     ``colour``, ``shape``, ``background``: exact matches; ``star``: star read iff the scene is a star;

@@ -20,6 +20,7 @@ import math
 import os
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -29,6 +30,9 @@ from studio.util.fs import atomic_write_bytes, atomic_write_text  # noqa: E402
 
 from .checker import check_image, score  # noqa: E402
 from .world import BACKGROUNDS, BASE_SHAPES, COLOURS, STAR_TRIGGER, Scene, caption  # noqa: E402
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 TRIGGER = STAR_TRIGGER.split()[0]  # "zq": the star prompts without it test the leak
 
@@ -49,8 +53,8 @@ def balanced_scenes(n: int, seed: int, shapes: tuple[str, ...] = BASE_SHAPES) ->
     return scenes[:n]
 
 
-def generate(pipe, prompts: list[str], seed: int, steps: int = 25, guidance: float = 5.0, batch: int = 16,
-             progress=None) -> list[Image.Image]:
+def generate(pipe: DiffusionPipeline, prompts: list[str], seed: int, steps: int = 25, guidance: float = 5.0,
+             batch: int = 16, progress: Callable[[int, int], None] | None = None) -> list[Image.Image]:
     """Draw one image per prompt; image ``i`` uses a CPU generator seeded ``seed + i`` whatever the batching.
 
     ``progress(done, total)`` is called after every batch (the studio's Evaluation tab shows it).
@@ -76,8 +80,8 @@ def _read(images: list[Image.Image], scenes: list[Scene]) -> tuple[dict, list[di
     return score(readings, scenes), items
 
 
-def evaluate_base(pipe, n: int = 96, seed: int = 0, steps: int = 25, guidance: float = 5.0, batch: int = 16,
-                  progress=None) -> dict:
+def evaluate_base(pipe: DiffusionPipeline, n: int = 96, seed: int = 0, steps: int = 25, guidance: float = 5.0,
+                  batch: int = 16, progress: Callable[[int, int], None] | None = None) -> dict:
     """Accuracy of the model on ``n`` balanced base-world prompts.
 
     Returns ``{"n", "seed", "steps", "guidance", "accuracy": score(...), "items": [...], "images": [PIL]}``;
@@ -90,8 +94,10 @@ def evaluate_base(pipe, n: int = 96, seed: int = 0, steps: int = 25, guidance: f
             "images": images}
 
 
-def star_rate_by_weight(pipe, lora_path: str | os.PathLike, weights=DEFAULT_WEIGHTS, n: int = 54, seed: int = 0,
-                        steps: int = 25, guidance: float = 5.0, batch: int = 16, progress=None,
+def star_rate_by_weight(pipe: DiffusionPipeline, lora_path: str | os.PathLike,
+                        weights: Sequence[float] = DEFAULT_WEIGHTS, n: int = 54, seed: int = 0,
+                        steps: int = 25, guidance: float = 5.0, batch: int = 16,
+                        progress: Callable[[int, int], None] | None = None,
                         leak: bool = False, other_shapes: bool = False) -> dict:
     """Star rate and colour accuracy on ``n`` star prompts at each LoRA weight (same seeds at every weight).
 
@@ -142,7 +148,7 @@ def _adapters(pipe) -> set[str]:
         return set()
 
 
-def without_images(value):
+def without_images(value: object) -> object:
     """A copy of a report with every PIL image removed, ready for ``json.dumps``."""
     if isinstance(value, dict):
         return {k: without_images(v) for k, v in value.items() if k != "images"}
@@ -220,7 +226,7 @@ def summary_lines(base: dict | None, stars: dict | None) -> list[str]:
     return lines
 
 
-def load_pipeline(model_dir: str | os.PathLike):
+def load_pipeline(model_dir: str | os.PathLike) -> DiffusionPipeline:
     """A toy-world model's pipeline (SD 1.x or SDXL, whichever the folder holds) on the CPU."""
     from studio.models import load_pipeline as load_base_model
 

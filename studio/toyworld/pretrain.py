@@ -17,6 +17,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -28,8 +29,15 @@ from . import architecture  # noqa: E402
 from .vocab import build_clip_tokenizer  # noqa: E402
 from .world import ALL_SHAPES, BASE_SHAPES, caption, random_scene, render  # noqa: E402
 
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from PIL import Image
+    from transformers import CLIPTextModel, CLIPTokenizer
 
-def images_to_tensor(images) -> torch.Tensor:
+    from .world import Scene
+
+
+def images_to_tensor(images: Iterable[Image.Image]) -> torch.Tensor:
     array = np.stack([np.asarray(im, dtype=np.float32) for im in images])
     return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
 
@@ -41,7 +49,7 @@ def cosine_lr(step: int, total: int, base: float, warmup: int = 200) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train_vae(vae, rng: random.Random, steps: int, batch: int, log) -> float:
+def train_vae(vae: AutoencoderKL, rng: random.Random, steps: int, batch: int, log: Callable[[str], None]) -> float:
     """Train the autoencoder on freshly drawn scenes; returns the held-out reconstruction MSE."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
     vae.train()
@@ -67,7 +75,7 @@ def train_vae(vae, rng: random.Random, steps: int, batch: int, log) -> float:
     return F.mse_loss(recon, x).item()
 
 
-def encode_pool(vae, scenes, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_pool(vae: AutoencoderKL, scenes: Sequence[Scene], batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of every scene's latents (sampled afresh at each training step)."""
     means, stds = [], []
     with torch.no_grad():
@@ -82,7 +90,7 @@ def encode_pool(vae, scenes, batch: int = 256) -> tuple[torch.Tensor, torch.Tens
 class Ema:
     """Exponential moving average of parameters, with the usual warm-up of the decay."""
 
-    def __init__(self, modules, decay: float):
+    def __init__(self, modules: Iterable[torch.nn.Module], decay: float) -> None:
         self.live = [p for m in modules for p in m.parameters()]
         self.shadow = [p.detach().clone() for p in self.live]
         self.decay = decay
@@ -99,7 +107,10 @@ class Ema:
             live.copy_(shadow)
 
 
-def train_denoiser(modules, predict, scheduler, pool, args, log) -> None:
+def train_denoiser(modules: list[torch.nn.Module],
+                   predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+                   scheduler: DDIMScheduler, pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                   args: argparse.Namespace, log: Callable[[str], None]) -> None:
     """v-prediction training of ``modules`` (UNet and text encoders) on cached latents.
 
     ``predict(noisy, timesteps, tokens)`` runs the text encoders and the UNet as the model's family does.
@@ -141,7 +152,8 @@ def train_denoiser(modules, predict, scheduler, pool, args, log) -> None:
         module.eval()
 
 
-def build_components(tokenizer_dir: Path):
+def build_components(tokenizer_dir: Path
+                     ) -> tuple[CLIPTokenizer, CLIPTextModel, AutoencoderKL, UNet2DConditionModel, DDIMScheduler]:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -171,7 +183,7 @@ def denoiser_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     return parser
 
 
-def start_run(args):
+def start_run(args: argparse.Namespace) -> tuple[random.Random, Callable[[str], None], float]:
     """Seed and thread settings of a pretraining run; returns (scene rng, a timestamped logger)."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -214,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     log(f"saved to {args.out}: {stats}")
 
 
-def save_pipeline(out: Path, tokenizer, text_encoder, vae, unet, scheduler) -> None:
+def save_pipeline(out: Path, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel, vae: AutoencoderKL,
+                  unet: UNet2DConditionModel, scheduler: DDIMScheduler) -> None:
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(

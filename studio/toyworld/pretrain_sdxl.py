@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -30,10 +31,16 @@ from .pretrain import denoiser_arguments, encode_pool, start_run, train_denoiser
 from .vocab import build_clip_tokenizer  # noqa: E402
 from .world import BASE_SHAPES, caption, random_scene  # noqa: E402
 
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
 SIZE = 32
 
 
-def build_components(tokenizer_dir: Path, vae_dir: Path):
+def build_components(tokenizer_dir: Path, vae_dir: Path) -> tuple[CLIPTokenizer, CLIPTextModel,
+                                                                   CLIPTextModelWithProjection, AutoencoderKL,
+                                                                   UNet2DConditionModel, DDIMScheduler]:
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -47,7 +54,8 @@ def build_components(tokenizer_dir: Path, vae_dir: Path):
     return tokenizer, text_encoder, text_encoder_2, vae, unet, DDIMScheduler(**architecture.scheduler_config())
 
 
-def encode_text(text_encoder, text_encoder_2, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_text(text_encoder: CLIPTextModel, text_encoder_2: CLIPTextModelWithProjection,
+                tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(hidden states for cross-attention, pooled embedding), as ``StableDiffusionXLPipeline.encode_prompt``."""
     first = text_encoder(tokens, output_hidden_states=True)
     second = text_encoder_2(tokens, output_hidden_states=True)
@@ -55,7 +63,9 @@ def encode_text(text_encoder, text_encoder_2, tokens: torch.Tensor) -> tuple[tor
     return hidden, second.text_embeds
 
 
-def save_pipeline(out: Path, tokenizer, text_encoder, text_encoder_2, vae, unet, scheduler) -> None:
+def save_pipeline(out: Path, tokenizer: CLIPTokenizer, text_encoder: CLIPTextModel,
+                  text_encoder_2: CLIPTextModelWithProjection, vae: AutoencoderKL, unet: UNet2DConditionModel,
+                  scheduler: DDIMScheduler) -> None:
     from diffusers import StableDiffusionXLPipeline
 
     pipe = StableDiffusionXLPipeline(

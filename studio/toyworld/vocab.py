@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .world import ALL_SHAPES, BACKGROUNDS, COLOURS
+
+if TYPE_CHECKING:
+    from transformers import CLIPTokenizer
 
 WORLD_WORDS = (
     ["a", "an", "the", "on", "in", "of", "with", "and", "background", "style", "shape", "zq", "striped", "stripes"]
@@ -93,7 +97,7 @@ def write_tokenizer_files(folder: Path, words: list[str] | None = None) -> tuple
     return vocab_path, merges_path
 
 
-def build_clip_tokenizer(folder: Path, model_max_length: int = 77):
+def build_clip_tokenizer(folder: Path, model_max_length: int = 77) -> CLIPTokenizer:
     """A ``CLIPTokenizer`` over our vocabulary. ``model_max_length`` is passed explicitly: a tokenizer loaded from
     only ``vocab.json`` + ``merges.txt`` gets 1e30, and the pipeline would pad every prompt to that length."""
     from transformers import CLIPTokenizer

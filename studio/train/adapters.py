@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
+    from peft import LoraConfig
+
     from studio.config import TrainConfig
     from studio.models.families import Family
 
@@ -18,7 +20,7 @@ class AdapterError(ValueError):
 
 
 def lora_config(rank: int, alpha: float, targets: list[str], dropout: float, use_dora: bool,
-                layers: list[int] | None = None):
+                layers: list[int] | None = None) -> LoraConfig:
     """peft's LoraConfig; ``layers`` limits a text encoder's LoRA to those encoder layers (None: all)."""
     from peft import LoraConfig
 
@@ -166,7 +168,8 @@ def _kohya_to_peft(tensors: dict, unet, text_encoders: dict, family, source: Pat
     return unet_state, texts
 
 
-def read_lora_file(path: str | Path, unet, text_encoders: dict, family=None) -> tuple[dict, dict, float | None]:
+def read_lora_file(path: str | Path, unet: torch.nn.Module, text_encoders: dict[str, torch.nn.Module],
+                   family: Family | None = None) -> tuple[dict, dict, float | None]:
     """A diffusers or kohya/WebUI LoRA file as peft state dicts: (UNet, {text component: state}, the file's alpha)."""
     from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from studio.config import TrainConfig
     from studio.data import BucketBatchSampler, TrainingImages
     from studio.models import Components
-    from studio.models.families import Family
+    from studio.models.families import Conditioning, Family
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -52,7 +52,7 @@ class BatchSource:
 
     def __init__(self, images: TrainingImages, captions: list[str], buckets: list, sampler: BucketBatchSampler,
                  vae: torch.nn.Module, config: TrainConfig, device: torch.device, weight_dtype: torch.dtype,
-                 process_index: int = 0, num_processes: int = 1, loss_weights: list[float] | None = None):
+                 process_index: int = 0, num_processes: int = 1, loss_weights: list[float] | None = None) -> None:
         self.process_index = process_index
         self.loss_weights = loss_weights  # per picture (prior pictures count prior_loss_weight); None = all 1
         self.num_processes = num_processes
@@ -115,7 +115,7 @@ class BatchSource:
         dist = self.vae.encode(pixels.to(self.device, dtype=self.vae.dtype)).latent_dist
         return dist.mean.float().cpu(), dist.std.float().cpu()
 
-    def fill_latent_cache(self, progress=None) -> None:
+    def fill_latent_cache(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Encode every image once (both orientations when random_flip is on), grouped by bucket."""
         flips = (False, True) if self.config.random_flip else (False,)
         by_bucket: dict = {}
@@ -170,8 +170,9 @@ class TextConditioner:
     """Caption -> the UNet's text conditioning (``families.Conditioning``), cached per caption when the text
     encoders are frozen. The model's family encodes (one encoder for SD 1.x, two for SDXL)."""
 
-    def __init__(self, components: Components, device: torch.device, trainable: bool, unwrap=lambda module: module,
-                 dtype: torch.dtype | None = None):
+    def __init__(self, components: Components, device: torch.device, trainable: bool,
+                 unwrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda module: module,
+                 dtype: torch.dtype | None = None) -> None:
         self.components = components
         self.dtype = dtype  # the UNet's input dtype when its base weights are stored below fp32 (None: as encoded)
         self.family = components.family
@@ -200,7 +201,7 @@ class TextConditioner:
         pooled = None if conditioning.pooled is None else conditioning.pooled.to(self.dtype)
         return type(conditioning)(conditioning.hidden.to(self.dtype), pooled)
 
-    def for_scoring(self, captions: list[str]):
+    def for_scoring(self, captions: list[str]) -> Conditioning:
         """The conditioning through the unwrapped text encoders (the validation loss runs on the main process
         only; a DistributedDataParallel forward there would wait for the other processes forever)."""
         import dataclasses

@@ -67,7 +67,7 @@ class FileCommands(TrainingCommands):
     """
 
     def __init__(self, stop_file: str | os.PathLike | None = None, command_file: str | os.PathLike | None = None,
-                 follow_file: bool = True):
+                 follow_file: bool = True) -> None:
         super().__init__()
         self.stop_file = Path(stop_file) if stop_file else None
         self.command_file = Path(command_file) if command_file and follow_file else None

@@ -16,6 +16,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 from .run_folder import RunFolder
 
@@ -95,7 +96,7 @@ def check_free(run_dir: str | os.PathLike) -> None:
 class RunLock:
     """``acquire`` the lock of ``run_dir`` (raises ``RunLocked``), ``release`` it when the run ends."""
 
-    def __init__(self, run_dir: str | os.PathLike, warn=None):
+    def __init__(self, run_dir: str | os.PathLike, warn: Callable[[str], None] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.path = RunFolder(self.run_dir).lock_file
         self.warn = warn or (lambda message: None)
@@ -159,7 +160,7 @@ class RunLock:
             self.path.unlink(missing_ok=True)
 
 
-def lock_for_all_processes(run_dir: Path, warn=None) -> RunLock | None:
+def lock_for_all_processes(run_dir: Path, warn: Callable[[str], None] | None = None) -> RunLock | None:
     """Lock ``run_dir`` for a run about to write it; the lock (or None on other processes) is released by the run.
 
     One process: it takes the lock. Several (``accelerate launch`` sets ``WORLD_SIZE``): the main process takes it

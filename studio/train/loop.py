@@ -15,6 +15,8 @@ from .batches import step_generator
 from .control import Requests
 
 if TYPE_CHECKING:
+    from diffusers import DDPMScheduler
+
     from studio.models.families import Conditioning
 
     from .setup import TrainingSetup
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 class NonFiniteLoss(RuntimeError):
     """The loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
 
-    def __init__(self, step: int, loss: float):
+    def __init__(self, step: int, loss: float) -> None:
         super().__init__(
             f"the loss became {loss} at step {step}; the last good checkpoint is kept. "
             "Try a lower learning_rate, mixed_precision: no (fp32), or a smaller noise_offset "
@@ -32,7 +34,7 @@ class NonFiniteLoss(RuntimeError):
         self.step = step
 
 
-def snr_weights(noise_scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+def snr_weights(noise_scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
     """Min-SNR-γ loss weights (Hang et al. 2023) for epsilon or v-prediction targets.
 
     A zero-terminal-SNR schedule has SNR 0 at its last timestep: the epsilon weight there is kept finite.

@@ -88,7 +88,7 @@ def _gb(size: float) -> str:
     return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.0f} MB"
 
 
-def available_memory(device) -> tuple[int, int | None]:
+def available_memory(device: torch.device | str) -> tuple[int, int | None]:
     """(bytes free in the computer's memory, bytes free on the CUDA device or None on a CPU)."""
     override = os.environ.get(AVAILABLE_ENV, "").strip()
     if override:
@@ -130,7 +130,8 @@ def refusal(config: TrainConfig, pictures: int, estimate: EncodeEstimate, proces
             f"free; {', or '.join(advice)}, or free some memory")
 
 
-def check_latent_memory(vae: torch.nn.Module, config: TrainConfig, buckets: list[tuple[int, int]], per_call, device,
+def check_latent_memory(vae: torch.nn.Module, config: TrainConfig, buckets: list[tuple[int, int]],
+                        per_call: Callable[[tuple[int, int]], int], device: torch.device | str,
                         processes: int = 1) -> None:
     """Raise ``NotEnoughMemory`` (before any encoding) when encoding these pictures would not fit."""
     import torch

@@ -18,7 +18,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
     from studio.config import TrainConfig
+    from studio.data import TrainingImages
+    from studio.data.buckets import Bucket
     from studio.models import Components
 
     from .setup import TrainingData
@@ -77,8 +79,8 @@ def _pipeline(components, device):
 
 
 @torch.no_grad()
-def generate_priors(components, prompts: list[str], folder: Path, size: int, seed: int, device="cpu",
-                    progress=None) -> Path:
+def generate_priors(components: Components, prompts: list[str], folder: Path, size: int, seed: int,
+                    device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None) -> Path:
     """Draw one picture per prompt with the base model (image ``i`` seeded ``seed + i``) into ``folder``.
 
     Written to a temporary folder and renamed when complete, so an interrupted run never leaves half a set.
@@ -109,7 +111,7 @@ def generate_priors(components, prompts: list[str], folder: Path, size: int, see
 
 
 def prepare_priors(config: TrainConfig, components: Components, captions: list[str], accelerator: Accelerator,
-                   log=print) -> list[Path]:
+                   log: Callable[[str], None] = print) -> list[Path]:
     """The folders of prior pictures for this run: ``prior_data_dir`` when set, and the ``prior_count`` pictures
     drawn by the base model (generated and cached when needed); both when both are asked for."""
     folders = [Path(config.prior_data_dir)] if config.prior_data_dir else []
@@ -131,7 +133,7 @@ class JoinedImages:
     """The training pictures followed by the prior pictures, indexed as one set (priors after the concept); also
     two sets of prior pictures joined into one."""
 
-    def __init__(self, concept, priors):
+    def __init__(self, concept: TrainingImages | JoinedImages, priors: TrainingImages | JoinedImages) -> None:
         self.parts = (concept, priors)
         self.concept_count = len(concept)
         self.bucket_of_index = list(concept.bucket_of_index) + list(priors.bucket_of_index)
@@ -144,7 +146,8 @@ class JoinedImages:
             return self.parts[0][index]
         return self.parts[1][index - self.concept_count]
 
-    def geometry(self, index: int, flipped: bool = False):
+    def geometry(self, index: int, flipped: bool = False
+                 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
         if index < self.concept_count:
             return self.parts[0].geometry(index, flipped)
         return self.parts[1].geometry(index - self.concept_count, flipped)
@@ -158,7 +161,8 @@ class PriorMixSampler(BucketBatchSampler):
     has the same number of batches and the order is a pure function of ``(seed, epoch)``.
     """
 
-    def __init__(self, buckets, concept_count: int, batch_size: int, seed: int, repeats: int, ratio: float):
+    def __init__(self, buckets: Sequence[Bucket], concept_count: int, batch_size: int, seed: int, repeats: int,
+                 ratio: float) -> None:
         super().__init__(buckets[:concept_count], batch_size, seed, repeats=repeats)
         self.prior_groups: dict = {}
         for index in range(concept_count, len(buckets)):

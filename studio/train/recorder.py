@@ -16,7 +16,7 @@ from .run_folder import RunFolder
 class RunRecorder:
     """Appends each step to the loss log and TensorBoard; keeps ``run.json`` (status, pid, steps) current."""
 
-    def __init__(self, folder: RunFolder | None, start_step: int, enabled: bool = True):
+    def __init__(self, folder: RunFolder | None, start_step: int, enabled: bool = True) -> None:
         """``enabled=False`` (processes other than the main one) records nothing and needs no folder."""
         self.folder = folder
         self.enabled = enabled and folder is not None

@@ -49,7 +49,7 @@ class RunResult:
 class TrainingFailed(RuntimeError):
     """The run started but could not finish; ``run_dir`` keeps what was saved before the failure."""
 
-    def __init__(self, message: str, run_dir: Path | None):
+    def __init__(self, message: str, run_dir: Path | None) -> None:
         super().__init__(message)
         self.run_dir = run_dir
 
@@ -68,7 +68,8 @@ class TrainingRun:
     and ``sample`` when they are due or asked for; ``finish``, or ``fail`` when something breaks after the start.
     """
 
-    def __init__(self, config: TrainConfig, emit: Emit = ignore_event, commands: TrainingCommands | None = None):
+    def __init__(self, config: TrainConfig, emit: Emit = ignore_event,
+                 commands: TrainingCommands | None = None) -> None:
         self.config = config
         self.emit = emit
         self.commands = commands or TrainingCommands()

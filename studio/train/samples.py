@@ -8,11 +8,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
 if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
+
+    from studio.models import Components
+
     from .run_folder import RunFolder
     from .setup import TrainingSetup
 
@@ -43,7 +47,9 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "prompt"
 
 
-def assemble_pipeline(components, unwrap=lambda module: module):
+def assemble_pipeline(components: Components,
+                      unwrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda module: module
+                      ) -> DiffusionPipeline:
     """A DDIM pipeline of the model's family around these very modules (nothing copied, safety checker off);
     ``unwrap`` takes accelerate's wrappers off the trained modules."""
     from diffusers import DDIMScheduler
@@ -56,7 +62,7 @@ def assemble_pipeline(components, unwrap=lambda module: module):
 class SampleRenderer:
     """Draws the config's sample prompts (each with and without the trigger) into the run folder."""
 
-    def __init__(self, setup: TrainingSetup, folder: RunFolder):
+    def __init__(self, setup: TrainingSetup, folder: RunFolder) -> None:
         self.setup = setup
         self.folder = folder
         self.pairs = sample_prompts(list(setup.config.validation_prompts), setup.config.trigger_word)

@@ -186,7 +186,8 @@ def _optimizer(components: Components, config: TrainConfig) -> torch.optim.Optim
                              fused=fused or None)
 
 
-def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning, progress=None,
+def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning,
+                progress: Callable[[int, int], None] | None = None,
                 note: Callable[[str], None] = log.info) -> TrainingSetup:
     """Load the model and data named by ``config`` and make them ready to train."""
     from diffusers.optimization import get_scheduler

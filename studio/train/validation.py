@@ -6,9 +6,14 @@ The images are held out from training (``validation_split`` > 0) or, by default,
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from studio.data import TrainingImages
+    from studio.models import Components
 
 TIMESTEP_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 DEFAULT_IMAGES = 8
@@ -30,7 +35,8 @@ def split_for_validation(count: int, share: float, seed: int) -> tuple[list[int]
 class Validator:
     """Scores the current LoRA on fixed (latent, caption, timestep, noise) tuples."""
 
-    def __init__(self, images, captions: list[str], indices: list[int], components, device):
+    def __init__(self, images: TrainingImages, captions: list[str], indices: list[int], components: Components,
+                 device: torch.device | str) -> None:
         vae, self.family = components.vae, components.family
         self.scheduler = components.noise_scheduler
         scheduler = self.scheduler

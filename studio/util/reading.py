@@ -25,7 +25,7 @@ class FileRefused(ValueError):
     ``reason`` is the sentence without the file name; ``str(error)`` is ``"<path>: <reason>"``.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
         self.path, self.reason = str(path), reason
         super().__init__(f"{self.path}: {reason}")
 

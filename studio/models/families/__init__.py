@@ -1,9 +1,14 @@
 """Model families: each module describes one architecture (see ``base.Family``); this registry picks one."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Components, Conditioning, Family, LoraNaming
 from .sd1 import FAMILY as SD1
 from .sdxl import FAMILY as SDXL
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (SD1, SDXL)}
 
@@ -24,7 +29,7 @@ def family_of_index(index: dict) -> Family:
     return SD1
 
 
-def family_of_pipeline(pipe) -> Family:
+def family_of_pipeline(pipe: DiffusionPipeline) -> Family:
     """The family of a loaded pipeline object."""
     return SDXL if getattr(pipe, "text_encoder_2", None) is not None else SD1
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline, SchedulerMixin
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass
@@ -61,7 +65,7 @@ class Conditioning:
         return [Conditioning(h, p) for h, p in zip(self.hidden.float().cpu(), pooled)]
 
     @staticmethod
-    def stack(rows: list[Conditioning], device) -> Conditioning:
+    def stack(rows: list[Conditioning], device: torch.device | str) -> Conditioning:
         hidden = torch.stack([row.hidden for row in rows]).to(device)
         pooled = None if rows[0].pooled is None else torch.stack([row.pooled for row in rows]).to(device)
         return Conditioning(hidden, pooled)
@@ -93,14 +97,14 @@ class Family(ABC):
 
     # -- recognising and loading ----------------------------------------------------------------------------
     @abstractmethod
-    def pipeline_class(self):
+    def pipeline_class(self) -> type[DiffusionPipeline]:
         """The diffusers text-to-image pipeline class of this family."""
 
     @abstractmethod
     def matches_index(self, index: dict) -> bool:
         """True when a diffusers ``model_index.json`` describes a model of this family."""
 
-    def components(self, pipe, source: str, kind: str) -> Components:
+    def components(self, pipe: DiffusionPipeline, source: str, kind: str) -> Components:
         from diffusers import DDPMScheduler
 
         extra = {name: getattr(pipe, name) for name in ("tokenizer_2", "text_encoder_2") if hasattr(pipe, name)}
@@ -112,10 +116,10 @@ class Family(ABC):
 
     # -- conditioning -------------------------------------------------------------------------------------
     @abstractmethod
-    def encode(self, components: Components, captions: list[str], device) -> Conditioning:
+    def encode(self, components: Components, captions: list[str], device: torch.device | str) -> Conditioning:
         """The UNet's text conditioning for ``captions``, as this family's pipelines compute it."""
 
-    def text_encoder_layers(self, name: str, encoder) -> list[int] | None:
+    def text_encoder_layers(self, name: str, encoder: PreTrainedModel) -> list[int] | None:
         """The layers of text encoder ``name`` whose output reaches the UNet (None: all of them); a LoRA in any
         other layer would never change the picture."""
         return None
@@ -131,14 +135,14 @@ class Family(ABC):
 
     # -- sampling -------------------------------------------------------------------------------------------
     @abstractmethod
-    def assemble_pipeline(self, components: Components, scheduler):
+    def assemble_pipeline(self, components: Components, scheduler: SchedulerMixin) -> DiffusionPipeline:
         """A pipeline around these very modules (nothing copied) drawing with ``scheduler``."""
 
     def __repr__(self) -> str:
         return f"<family {self.name}>"
 
 
-def tokens(tokenizer, captions: list[str], device) -> torch.Tensor:
+def tokens(tokenizer: PreTrainedTokenizerBase, captions: list[str], device: torch.device | str) -> torch.Tensor:
     """Token ids padded/cut to the tokenizer's length, as the pipelines tokenize prompts."""
     return tokenizer(
         captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"

@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .base import Components, Conditioning, Family, LoraNaming, tokens
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import DiffusionPipeline, SchedulerMixin
 
 
 class SD1(Family):
@@ -18,7 +23,7 @@ class SD1(Family):
         extra_metadata={"ss_v2": "False"},
     )
 
-    def pipeline_class(self):
+    def pipeline_class(self) -> type[DiffusionPipeline]:
         from diffusers import StableDiffusionPipeline
 
         return StableDiffusionPipeline
@@ -26,10 +31,10 @@ class SD1(Family):
     def matches_index(self, index: dict) -> bool:
         return "text_encoder_2" not in index and "XL" not in str(index.get("_class_name", ""))
 
-    def encode(self, components: Components, captions: list[str], device) -> Conditioning:
+    def encode(self, components: Components, captions: list[str], device: torch.device | str) -> Conditioning:
         return Conditioning(components.text_encoder(tokens(components.tokenizer, captions, device))[0])
 
-    def assemble_pipeline(self, components: Components, scheduler):
+    def assemble_pipeline(self, components: Components, scheduler: SchedulerMixin) -> DiffusionPipeline:
         return self.pipeline_class()(
             vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
             unet=components.unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,

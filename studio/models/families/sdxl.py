@@ -7,10 +7,15 @@ width, crop top and left, target height and width), into the UNet's added "text_
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from .base import Components, Conditioning, Family, LoraNaming, tokens
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline, SchedulerMixin
+    from transformers import PreTrainedModel
 
 
 class SDXL(Family):
@@ -26,7 +31,7 @@ class SDXL(Family):
         patched_together={"text_encoder_2": ("q_proj", "k_proj", "v_proj", "out_proj")},
     )
 
-    def pipeline_class(self):
+    def pipeline_class(self) -> type[DiffusionPipeline]:
         from diffusers import StableDiffusionXLPipeline
 
         return StableDiffusionXLPipeline
@@ -35,26 +40,27 @@ class SDXL(Family):
         name = str(index.get("_class_name", ""))
         return "text_encoder_2" in index and "XL" in name and "Img2Img" not in name and "Inpaint" not in name
 
-    def encode(self, components: Components, captions: list[str], device) -> Conditioning:
+    def encode(self, components: Components, captions: list[str], device: torch.device | str) -> Conditioning:
         first = components.text_encoder(tokens(components.tokenizer, captions, device), output_hidden_states=True)
         second = components.text_encoder_2(tokens(components.tokenizer_2, captions, device), output_hidden_states=True)
         hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
         return Conditioning(hidden, second.text_embeds)
 
-    def text_encoder_layers(self, name: str, encoder) -> list[int] | None:
+    def text_encoder_layers(self, name: str, encoder: PreTrainedModel) -> list[int] | None:
         """The first encoder is read at its penultimate layer; the second's last layer feeds the pooled vector."""
         if name == "text_encoder":
             return list(range(encoder.config.num_hidden_layers - 1))
         return None
 
-    def micro_conditioning(self, original_size, crop_top_left, target_size) -> list[float]:
+    def micro_conditioning(self, original_size: tuple[int, int], crop_top_left: tuple[int, int],
+                           target_size: tuple[int, int]) -> list[float]:
         return [float(v) for v in (*original_size, *crop_top_left, *target_size)]
 
     def unet_kwargs(self, conditioning: Conditioning, micro: torch.Tensor | None) -> dict:
         added = {"text_embeds": conditioning.pooled, "time_ids": micro.to(conditioning.hidden)}
         return {"encoder_hidden_states": conditioning.hidden, "added_cond_kwargs": added}
 
-    def assemble_pipeline(self, components: Components, scheduler):
+    def assemble_pipeline(self, components: Components, scheduler: SchedulerMixin) -> DiffusionPipeline:
         return self.pipeline_class()(
             vae=components.vae, text_encoder=components.text_encoder, text_encoder_2=components.text_encoder_2,
             tokenizer=components.tokenizer, tokenizer_2=components.tokenizer_2, unet=components.unet,
