@@ -9,6 +9,7 @@ sets an event the work polls between its steps.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -18,7 +19,7 @@ from studio.app.errors import USER_ERRORS, DebugLog, JobBusy, is_user_error
 State = TypeVar("State")  # a frozen dataclass with ``status`` and an ``active`` property
 
 
-class BackgroundJob(Generic[State]):
+class BackgroundJob(ABC, Generic[State]):
     """Start, stop and read the state of one piece of work from any thread.
 
     A subclass starts its work with :meth:`_launch` (which refuses while the job is active, with :meth:`_busy`),
@@ -53,9 +54,9 @@ class BackgroundJob(Generic[State]):
         return thread is None or not thread.is_alive()
 
     # ---- for subclasses -----------------------------------------------------------------------------------------
+    @abstractmethod
     def _work(self, *args) -> None:
         """The work itself, in the job's thread."""
-        raise NotImplementedError
 
     def _busy(self, state: State) -> JobBusy:
         """The error for a start while ``state`` is active: what runs, and what to do."""
