@@ -56,8 +56,13 @@ def remote_page(browser, remote_studio):
 
 
 def _wait_text(page, elem_id: str, text: str, timeout: float = 30_000) -> str:
-    page.wait_for_function("([id, text]) => document.querySelector('#' + id).innerText.includes(text)",
-                           arg=[elem_id, text], timeout=timeout)
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("([id, text]) => document.querySelector('#' + id).innerText.includes(text)",
+                               arg=[elem_id, text], timeout=timeout)
+    except PlaywrightTimeout:  # say what the page showed instead
+        raise AssertionError(f"#{elem_id} never showed {text!r}; it shows {page.inner_text(f'#{elem_id}')!r}")
     return page.inner_text(f"#{elem_id}")
 
 
