@@ -11,11 +11,12 @@ from pathlib import Path
 from studio.app.confine import confine_file_inside, confine_model_source
 from studio.app.errors import StudioError
 from studio.eval.metrics import METRIC_HELP
-from studio.eval.resolve import LORA_FILE, checkpoint_label
+from studio.eval.resolve import checkpoint_label
 from studio.eval.verdict import rows_read
+from studio.lora import DIFFUSERS_WEIGHT_NAME
 
 # what the Evaluation tab uses from the evaluation engine besides this owner
-__all__ = ["LORA_FILE", "METRIC_HELP", "Evaluation", "checkpoint_label", "rows_read"]
+__all__ = ["DIFFUSERS_WEIGHT_NAME", "METRIC_HELP", "Evaluation", "checkpoint_label", "rows_read"]
 
 
 class Evaluation:

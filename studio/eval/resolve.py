@@ -14,8 +14,6 @@ from studio.train.run_folder import RunFolder, checkpoint_lora_step
 
 from .spec import EvalError
 
-LORA_FILE = DIFFUSERS_WEIGHT_NAME  # the name studio.app.evaluation passes on to the Evaluation tab
-
 
 def is_run_dir(folder: Path) -> bool:
     """A training run folder: a config snapshot next to a final LoRA, a loss log, a run record or checkpoints."""

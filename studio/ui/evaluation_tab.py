@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import gradio as gr
 from PIL import Image
 
-from studio.app.evaluation import LORA_FILE, METRIC_HELP, checkpoint_label, rows_read
+from studio.app.evaluation import DIFFUSERS_WEIGHT_NAME, METRIC_HELP, checkpoint_label, rows_read
 
 from .common import guarded, parse_numbers
 
@@ -78,7 +78,7 @@ def run_details(studio, run_name: str | None):
 
 def checkpoint_choice(folder) -> tuple[str, str]:
     """(what the dropdown shows, what it hands over): ``step 500`` for the checkpoint folder's full path."""
-    return checkpoint_label(Path(folder) / LORA_FILE), str(folder)
+    return checkpoint_label(Path(folder) / DIFFUSERS_WEIGHT_NAME), str(folder)
 
 
 def _cell_image(path) -> Image.Image:
