@@ -126,6 +126,20 @@ class TrainConfig:
     noise_offset: float = _f(0.0, "training", "Noise offset (about 0.05) helps very dark or bright pictures.",
                              min=0, max=1)
     min_snr_gamma: float | None = _f(None, "training", "Min-SNR loss weighting gamma (5 is usual); empty = off.", gt=0)
+    weighting_scheme: str = _f(
+        "none", "training", "Flow-matching models (FLUX.1): how noise levels are drawn and weighted — none = uniform "
+        "(diffusers' default), logit_normal (SD3's choice: mid noise levels more often), mode, sigma_sqrt, cosmap.",
+        choices=("none", "sigma_sqrt", "logit_normal", "mode", "cosmap"))
+    logit_mean: float = _f(0.0, "training", "Flow matching, logit_normal: mean (above 0 = more noise).")
+    logit_std: float = _f(1.0, "training", "Flow matching, logit_normal: spread.", gt=0)
+    mode_scale: float = _f(1.29, "training", "Flow matching, mode: how strongly mid noise levels are favoured.")
+    flow_shift: float = _f(
+        0.0, "training", "Flow matching: shift the drawn noise levels toward noise (3.0 suits 1024 px FLUX.1); "
+        "0 = the model's own training schedule.", min=0, max=100)
+    guidance_scale: float = _f(
+        1.0, "training", "FLUX.1-dev: the guidance value the guidance-distilled transformer is told while training "
+        "(1.0 as ai-toolkit and sd-scripts' guides advise; diffusers' example uses 3.5). Ignored by other models.",
+        min=0, max=100)
     seed: int = _f(42, "training", "Random seed, for repeatable runs.", min=0, max=2**32 - 1)
     cache_latents: bool = _f(True, "training", "Encode each image once and reuse its latents (faster, more memory).")
     cpu_threads: int | None = _f(

@@ -107,8 +107,8 @@ class Adapters:
             if unet_weight == te_weight:
                 values.append(float(unet_weight))
             else:  # only the parts this adapter has: diffusers warns about the others on every call
-                split = {"unet": float(unet_weight), "text_encoder": float(te_weight),
-                         "text_encoder_2": float(te_weight)}
+                split = {"unet": float(unet_weight), "transformer": float(unet_weight),
+                         "text_encoder": float(te_weight), "text_encoder_2": float(te_weight)}
                 values.append({part: w for part, w in split.items() if name in parts.get(part, [])})
         self.pipe.set_adapters(names, values)
 
@@ -262,14 +262,17 @@ def _quiet_loading(adapter: str = ""):
 
 def image_size(pipe: DiffusionPipeline, width: int = 0, height: int = 0) -> tuple[int, int]:
     """(width, height): the given ones, or the model's native size."""
-    native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+    from studio.models.families import family_of_pipeline
+
+    native = family_of_pipeline(pipe).native_size(pipe)
     return (width or native), (height or native)
 
 
 def initial_latents(pipe: DiffusionPipeline, seed: int, width: int, height: int) -> torch.Tensor:
     """The starting noise for ``seed``: drawn on the CPU in float32, so every device and weight gets the same."""
-    shape = (1, pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-    return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=torch.float32)
+    from studio.models.families import family_of_pipeline
+
+    return family_of_pipeline(pipe).initial_latents(pipe, seed, width, height)
 
 
 def generate(pipe: DiffusionPipeline, prompts: list[str], negatives: list[str], seeds: list[int], *, steps: int,
@@ -278,12 +281,16 @@ def generate(pipe: DiffusionPipeline, prompts: list[str], negatives: list[str], 
 
     The seeds' generators also drive ancestral / SDE samplers, so those are repeatable too.
     """
+    from studio.models.families import family_of_pipeline
+
+    family = family_of_pipeline(pipe)
     device = pipe._execution_device
     latents = torch.cat([initial_latents(pipe, seed, width, height) for seed in seeds])
     generators = [torch.Generator("cpu").manual_seed(int(seed)) for seed in seeds]
     with torch.inference_mode():
         output = pipe(
-            prompts, negative_prompt=negatives if any(negatives) else None, latents=latents.to(device, pipe.unet.dtype),
-            generator=generators, num_inference_steps=steps, guidance_scale=guidance, width=width, height=height,
+            prompts, latents=latents.to(device, family.denoiser_of(pipe).dtype), generator=generators,
+            num_inference_steps=steps, width=width, height=height,
+            **family.call_kwargs(pipe, list(negatives), guidance),
         )
     return list(output.images)

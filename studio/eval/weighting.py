@@ -19,11 +19,11 @@ if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
     from peft.tuners.lora import LoraLayer
 
-PARTS = ("unet", "text_encoder", "text_encoder_2")  # the parts a LoRA may change; SD 1.x has no second encoder
+PARTS = ("unet", "transformer", "text_encoder", "text_encoder_2")  # the parts a LoRA may change (FLUX: transformer)
 
 
 def lora_layers(pipe: DiffusionPipeline, adapter: str | None = None) -> list[LoraLayer]:
-    """Every PEFT LoRA layer of the UNet and the text encoders (only those holding ``adapter`` when given)."""
+    """Every PEFT LoRA layer of the denoiser (UNet or transformer) and the text encoders (only those holding ``adapter`` when given)."""
     from peft.tuners.lora import LoraLayer
 
     layers = []

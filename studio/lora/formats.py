@@ -99,17 +99,18 @@ def save_diffusers_lora(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     layers: dict = {}
+    family = _family_for(family, texts)
     if unet_state:
         # PEFT names as they are: diffusers' old-style conversion maps only linear layers, and a file that mixes
         # both styles (conv LoRA = LoCon) is read back with its attention LoRA silently dropped.
-        layers["unet_lora_layers"] = _detached(unet_state)
-        layers["unet_lora_adapter_metadata"] = _adapter_config(rank, alpha, unet_targets, use_dora)
+        layers[f"{family.denoiser_name}_lora_layers"] = _detached(unet_state)
+        layers[f"{family.denoiser_name}_lora_adapter_metadata"] = _adapter_config(rank, alpha, unet_targets, use_dora)
     for name, state in texts.items():
         layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(_te_magnitudes(_detached(state)))
         layers[f"{name}_lora_adapter_metadata"] = _adapter_config(rank, alpha, te_targets, use_dora,
                                                                   _encoder_layers(state))
     with tempfile.TemporaryDirectory(dir=out, prefix=".saving-") as scratch:
-        _family_for(family, texts).pipeline_class().save_lora_weights(scratch, safe_serialization=True, **layers)
+        family.pipeline_class().save_lora_weights(scratch, safe_serialization=True, **layers)
         written = Path(scratch) / DIFFUSERS_WEIGHT_NAME
         tensors = _with_text_model_part(load_file(str(written)))
         file_metadata = _read_metadata(written)

@@ -146,7 +146,7 @@ def check_model_index(folder: Path) -> Family:
 def _check_index_kind(index: dict, name: str) -> Family:
     """The family of a ``model_index.json``, or a ``ModelLoadError`` when a text-to-image part is missing."""
     family = family_of_index(index)
-    needed = ("unet", "vae", *family.text_encoder_names, *(t.replace("text_encoder", "tokenizer")
+    needed = (family.denoiser_name, "vae", *family.text_encoder_names, *(t.replace("text_encoder", "tokenizer")
                                                           for t in family.text_encoder_names))
     missing = [c for c in needed if not index.get(c) or index.get(c) == [None, None]]
     if missing:

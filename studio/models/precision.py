@@ -76,16 +76,16 @@ def check_base_weights(choice: str, device_type: str) -> None:
 
 
 def nf4_quantize(pipe: DiffusionPipeline, family: Family, compute: torch.dtype) -> None:
-    """Replace the pipeline's UNet and text encoders with bitsandbytes 4-bit (NF4) copies, for any kind of
+    """Replace the pipeline's denoiser and text encoders with bitsandbytes 4-bit (NF4) copies, for any kind of
     source: each is saved to a scratch folder and loaded back with a quantization config."""
     from diffusers import BitsAndBytesConfig as DiffusersBnb
     from transformers import BitsAndBytesConfig as TransformersBnb
 
     settings = dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
                     bnb_4bit_use_double_quant=True)
-    for name in ("unet", *family.text_encoder_names):
+    for name in (family.denoiser_name, *family.text_encoder_names):
         module = getattr(pipe, name)
-        config = DiffusersBnb(**settings) if name == "unet" else TransformersBnb(**settings)
+        config = DiffusersBnb(**settings) if name == family.denoiser_name else TransformersBnb(**settings)
         with tempfile.TemporaryDirectory(prefix="studio-nf4-") as scratch:
             module.save_pretrained(scratch)
             quantized = type(module).from_pretrained(scratch, quantization_config=config, torch_dtype=compute)

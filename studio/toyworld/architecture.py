@@ -95,3 +95,37 @@ def sdxl_unet_config() -> dict:
         projection_class_embeddings_input_dim=6 * SDXL_TIME_EMBED_DIM + SDXL_TEXT_WIDTH,
     )
     return config
+
+
+# -- the FLUX.1 toy: the same world as a flow-matching transformer ---------------------------------------------
+# FLUX.1's classes at toy width: a CLIP text encoder (pooled output -> pooled_projections), a T5 encoder (its
+# hidden states -> the transformer's text tokens), the SD 1.x toy's 4-channel VAE (packed 2 x 2 into 16 input
+# channels) and a FluxTransformer2DModel with double- and single-stream blocks. 32 px pictures are 16 x 16
+# latents, 64 image tokens.
+FLUX_TEXT_WIDTH = 32
+FLUX_T5_LENGTH = 32
+
+
+def flux_clip_config(vocab_size: int, bos: int, eos: int, pad: int) -> dict:
+    return text_encoder_config(vocab_size, bos, eos, pad, width=FLUX_TEXT_WIDTH, layers=2)
+
+
+def flux_t5_config(vocab_size: int) -> dict:
+    return dict(vocab_size=vocab_size, d_model=FLUX_TEXT_WIDTH, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                relative_attention_num_buckets=8, relative_attention_max_distance=32, dropout_rate=0.0,
+                feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False, pad_token_id=0,
+                eos_token_id=1, decoder_start_token_id=0)
+
+
+def flux_transformer_config(guidance_embeds: bool = False, double_layers: int = 2, single_layers: int = 2,
+                            heads: int = 4, head_dim: int = 16) -> dict:
+    return dict(patch_size=1, in_channels=4 * LATENT_CHANNELS, num_layers=double_layers,
+                num_single_layers=single_layers, attention_head_dim=head_dim, num_attention_heads=heads,
+                joint_attention_dim=FLUX_TEXT_WIDTH, pooled_projection_dim=FLUX_TEXT_WIDTH,
+                guidance_embeds=guidance_embeds, axes_dims_rope=(4, head_dim // 2 - 2, head_dim // 2 - 2))
+
+
+def flux_scheduler_config() -> dict:
+    """FLUX.1-dev's flow-matching scheduler: the shift grows with the picture's token count."""
+    return dict(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                base_image_seq_len=256, max_image_seq_len=4096)

@@ -105,3 +105,28 @@ def build_clip_tokenizer(folder: Path, model_max_length: int = 77) -> CLIPTokeni
     write_tokenizer_files(folder)
     # transformers 5 ignores ``vocab_file=`` keywords; loading the folder reads both files.
     return CLIPTokenizer.from_pretrained(str(folder), model_max_length=model_max_length, pad_token=END)
+
+
+def build_t5_tokenizer(folder: Path, model_max_length: int = 32):
+    """A T5 tokenizer (SentencePiece-style unigram with ``▁`` word marks, ``</s>`` appended, ``<pad>`` 0) over the
+    toy world's words, built offline: every world word is one token, other text falls back to characters."""
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import T5TokenizerFast
+
+    words = list(dict.fromkeys(w.lower() for w in WORLD_WORDS + COMMON_WORDS))
+    chars = list(string.ascii_letters + string.digits + string.punctuation)
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *[("▁" + w, -1.0) for w in words], ("▁", -3.0),
+              *[("▁" + c, -4.0) for c in chars], *[(c, -5.0) for c in chars]]
+    vocab = list({piece: (piece, score) for piece, score in reversed(pieces)}.values())[::-1]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                           special_tokens=[("</s>", 1)])
+    tokenizer = T5TokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                extra_ids=0, model_max_length=model_max_length)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(folder))
+    return T5TokenizerFast.from_pretrained(str(folder))

@@ -137,12 +137,12 @@ def _rank_of(state: dict[str, torch.Tensor]) -> int | None:
 
 
 def split_diffusers_lora(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
-    """Split a diffusers-format LoRA (``unet.…`` / ``text_encoder.…`` / ``text_encoder_2.…`` keys) into the UNet's
-    state and ``{text component: state}``."""
+    """Split a diffusers-format LoRA (``unet.…`` or ``transformer.…`` / ``text_encoder.…`` / ``text_encoder_2.…``
+    keys) into the denoiser's state and ``{text component: state}``."""
     unet, texts = {}, {}
     for key, value in state.items():
         component, _, rest = key.partition(".")
-        if component == "unet":
+        if component in ("unet", "transformer"):
             unet[rest] = value
         elif component in ("text_encoder", "text_encoder_2"):
             texts.setdefault(component, {})[rest] = value

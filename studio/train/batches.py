@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
+from studio.models.families.base import scale_latents
+
 if TYPE_CHECKING:
     from studio.config import TrainConfig
     from studio.data import BucketBatchSampler, TrainingImages
@@ -64,7 +66,6 @@ class BatchSource:
         self.config = config
         self.device = device
         self.weight_dtype = weight_dtype
-        self.scaling = float(vae.config.scaling_factor)
         self._latent_cache: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
         self.check_memory()
 
@@ -144,7 +145,7 @@ class BatchSource:
         else:
             mean, std = self._encode(torch.stack([self._pixels(i, f) for i, f in zip(mine, flips)]))
         draw = torch.randn((len(indices), *mean.shape[1:]), generator=generator)[part]
-        return ((mean + std * draw) * self.scaling).to(self.device)
+        return scale_latents(self.vae, mean + std * draw).to(self.device)
 
     def captions_for(self, indices: list[int], generator: torch.Generator) -> list[str]:
         """Captions with ``caption_dropout`` applied (a dropped caption becomes the empty prompt)."""

@@ -51,7 +51,7 @@ def save_checkpoint(run_dir: Path, setup: TrainingSetup, step: int, epoch: int, 
     """Write checkpoint ``step`` atomically.
 
     ``write_lora(folder)`` writes the diffusers LoRA file (what evaluation loads); ``adapters`` are the same
-    tensors under peft's names (what resume loads), keyed ``unet.…`` / ``text_encoder.…``.
+    tensors under peft's names (what resume loads), keyed ``unet.…`` (``transformer.…`` for FLUX) / ``text_encoder.…``.
     """
     final = RunFolder(run_dir).checkpoint_dir(step)
     root = final.parent

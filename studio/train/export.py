@@ -29,10 +29,10 @@ def lora_states(setup: TrainingSetup, dtype: torch.dtype = torch.float32) -> tup
     """(UNet adapter tensors, {text component: adapter tensors} — empty unless the text encoders are trained),
     unwrapped from accelerate, in ``dtype``."""
     unwrap = setup.accelerator.unwrap_model
-    unet = {k: v.to(dtype) for k, v in adapter_state(unwrap(setup.components.unet)).items()}
+    unet = {k: v.to(dtype) for k, v in adapter_state(unwrap(setup.components.denoiser)).items()}
     texts = {}
     if setup.config.train_text_encoder:
-        for name, encoder in setup.components.text_encoders.items():
+        for name, encoder in setup.components.lora_text_encoders.items():
             texts[name] = {k: v.to(dtype) for k, v in adapter_state(unwrap(encoder)).items()}
     return unet, texts
 
@@ -46,8 +46,8 @@ def base_layout(setup: TrainingSetup) -> BaseLayout:
     from studio.lora.layout import layout_of
 
     unwrap = setup.accelerator.unwrap_model
-    encoders = {name: unwrap(encoder) for name, encoder in setup.components.text_encoders.items()}
-    return layout_of(setup.components.family, unwrap(setup.components.unet), encoders)
+    encoders = {name: unwrap(encoder) for name, encoder in setup.components.lora_text_encoders.items()}
+    return layout_of(setup.components.family, unwrap(setup.components.denoiser), encoders)
 
 
 def write_diffusers_lora(folder: Path, setup: TrainingSetup, dtype: torch.dtype = torch.float32,
@@ -81,13 +81,15 @@ def write_webui_lora(folder: Path, setup: TrainingSetup, dtype: torch.dtype, run
         Path(folder) / webui_file_name(config.resolved_output_name()), unet, text,
         rank=config.lora_rank, alpha=config.effective_alpha(), family=family,
         metadata=build_kohya_metadata(kohya_values(setup, run_info or {}, step, epoch), family),
-        unet_config=dict(setup.accelerator.unwrap_model(setup.components.unet).config), layout=base_layout(setup),
+        unet_config=dict(setup.accelerator.unwrap_model(setup.components.denoiser).config), layout=base_layout(setup),
     )
 
 
 def write_checkpoint_loras(folder: Path, setup: TrainingSetup) -> Path:
     """A checkpoint's LoRA files: diffusers' (what evaluation loads; absent for a WebUI-axis DoRA) and the
     WebUI file, checked against ComfyUI's and A1111's key rules. Returns the diffusers file, else the WebUI one."""
+    if not setup.components.family.lora_naming.webui_file:
+        return Path(write_diffusers_lora(folder, setup))
     webui = write_webui_lora(Path(folder), setup, torch.float32, None, None, None)
     return webui if webui_axis_dora(setup.config) else Path(write_diffusers_lora(folder, setup))
 
@@ -117,7 +119,7 @@ def kohya_values(setup: TrainingSetup, run_info: dict, step: int | None, epoch: 
         "base_model_path": config.base_model or None,
         "noise_offset": config.noise_offset,
         "min_snr_gamma": config.min_snr_gamma,
-        "prediction_type": setup.components.noise_scheduler.config.prediction_type,
+        "prediction_type": setup.objective.prediction_type,
         "zero_terminal_snr": bool(setup.components.noise_scheduler.config.get("rescale_betas_zero_snr", False)),
         "tag_frequency": {Path(config.train_data_dir).name or "data": setup.tag_frequency},
         "dataset_dirs": {Path(config.train_data_dir).name or "data": {"n_repeats": config.repeats, "img_count": setup.num_images}},
@@ -144,6 +146,8 @@ def write_final_files(run_dir: Path, setup: TrainingSetup, run_info: dict, step:
     if config.use_dora and not webui_axis_dora(config):
         warn("DoRA with dora_axis: diffusers: only the diffusers file is written — ComfyUI and A1111 apply "
              "dora_scale per input column, PEFT per output row; train with dora_axis: webui for a WebUI file")
+        return diffusers_file, None
+    if not setup.components.family.lora_naming.webui_file:
         return diffusers_file, None
     webui_file = Path(write_webui_lora(run_dir, setup, dtype, run_info, step, epoch))
     if webui_axis_dora(config):

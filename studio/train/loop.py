@@ -15,8 +15,6 @@ from .batches import step_generator
 from .control import Requests
 
 if TYPE_CHECKING:
-    from diffusers import DDPMScheduler
-
     from studio.models.families import Conditioning
 
     from .setup import TrainingSetup
@@ -34,24 +32,11 @@ class NonFiniteLoss(RuntimeError):
         self.step = step
 
 
-def snr_weights(noise_scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Min-SNR-γ loss weights (Hang et al. 2023) for epsilon or v-prediction targets.
-
-    A zero-terminal-SNR schedule has SNR 0 at its last timestep: the epsilon weight there is kept finite.
-    """
-    from diffusers.training_utils import compute_snr
-
-    snr = compute_snr(noise_scheduler, timesteps)
-    clipped = snr.clamp(max=gamma)
-    if noise_scheduler.config.prediction_type == "v_prediction":
-        return clipped / (snr + 1)
-    return clipped / snr.clamp(min=1e-8)
-
-
 def diffusion_loss(setup: TrainingSetup, latents: torch.Tensor, conditioning: Conditioning, generator: torch.Generator,
                    batch: int, part: slice, weights: torch.Tensor | None = None,
                    micro: torch.Tensor | None = None) -> torch.Tensor:
-    """Noise the latents at random timesteps and score the UNet's prediction (epsilon or v).
+    """Noise the latents at random timesteps and score the denoiser's prediction against the family's target
+    (epsilon or v for the UNet families, the flow velocity for FLUX: ``setup.objective``).
 
     ``conditioning`` is the captions' ``families.Conditioning``; ``micro`` the family's per-picture numbers
     (SDXL's time ids) or None.
@@ -62,29 +47,25 @@ def diffusion_loss(setup: TrainingSetup, latents: torch.Tensor, conditioning: Co
     ``latents`` are this process's ``part`` of a global batch of ``batch``; noise and timesteps are drawn for the
     whole batch and sliced, so the result does not depend on how many processes share the batch.
     """
-    config, scheduler = setup.config, setup.components.noise_scheduler
+    config, objective = setup.config, setup.objective
     device = latents.device
     channels = latents.shape[1:]
     noise = torch.randn((batch, *channels), generator=generator)[part].to(device)
     if config.noise_offset:
         offset = torch.randn((batch, channels[0], 1, 1), generator=generator)[part].to(device)
         noise = noise + config.noise_offset * offset
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)[part]
-    timesteps = timesteps.to(device)
-    noisy = scheduler.add_noise(latents, noise, timesteps)
-    if scheduler.config.prediction_type == "v_prediction":
-        target = scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
-    family, hidden = setup.components.family, conditioning.hidden
+    timesteps = objective.timesteps(batch, generator)[part].to(device)
+    noisy, target = objective.noisy_and_target(latents, noise, timesteps)
+    family = setup.components.family
     with setup.accelerator.autocast():
-        prediction = setup.components.unet(noisy.to(hidden.dtype), timesteps,
-                                           **family.unet_kwargs(conditioning, micro)).sample
-    if not config.min_snr_gamma and weights is None:
+        prediction = family.predict(setup.components.denoiser, noisy, timesteps, conditioning, micro,
+                                    config.guidance_scale)
+    timestep_weights = objective.loss_weights(timesteps)
+    if timestep_weights is None and weights is None:
         return F.mse_loss(prediction.float(), target.float())
     per_sample = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
-    if config.min_snr_gamma:
-        per_sample = per_sample * snr_weights(scheduler, timesteps, config.min_snr_gamma)
+    if timestep_weights is not None:
+        per_sample = per_sample * timestep_weights.to(device)
     if weights is not None:
         per_sample = per_sample * weights.to(device)
     return per_sample.mean()

@@ -95,8 +95,9 @@ def generate_priors(components: Components, prompts: list[str], folder: Path, si
     for start in range(0, len(prompts), PRIOR_BATCH):
         chunk = prompts[start:start + PRIOR_BATCH]
         generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
-        images = pipe(chunk, num_inference_steps=PRIOR_STEPS, guidance_scale=PRIOR_GUIDANCE, generator=generators,
-                      height=size, width=size).images
+        guidance = components.family.call_kwargs(pipe, [""] * len(chunk), PRIOR_GUIDANCE)
+        images = pipe(chunk, num_inference_steps=PRIOR_STEPS, generator=generators, height=size, width=size,
+                      **guidance).images
         for offset, (prompt, image) in enumerate(zip(chunk, images)):
             name = f"prior_{start + offset:05d}.png"
             image.save(partial / name)

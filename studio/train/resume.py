@@ -99,8 +99,8 @@ def restore(setup: TrainingSetup, checkpoint: Path) -> int:
 
     unet_state, text_states = split_diffusers_lora(load_file(str(checkpoint / ADAPTER_FILE)))
     unwrap = setup.accelerator.unwrap_model
-    load_adapter_state(unwrap(setup.components.unet), unet_state, str(checkpoint))
+    load_adapter_state(unwrap(setup.components.denoiser), unet_state, str(checkpoint))
     if setup.config.train_text_encoder:
-        for name, encoder in setup.components.text_encoders.items():
+        for name, encoder in setup.components.lora_text_encoders.items():
             load_adapter_state(unwrap(encoder), text_states.get(name, {}), str(checkpoint))
     return int(load_checkpoint_state(setup, checkpoint)["step"])

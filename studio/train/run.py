@@ -185,7 +185,7 @@ class TrainingRun:
             return None
         setup = self.setup
         unet_state, text_states = lora_states(setup)
-        adapters = {f"unet.{k}": v for k, v in unet_state.items()}
+        adapters = {f"{setup.components.family.denoiser_name}.{k}": v for k, v in unet_state.items()}
         for name, state in text_states.items():
             adapters.update({f"{name}.{k}": v for k, v in state.items()})
         path = save_checkpoint(self.folder.path, setup, step, self.epoch - 1,

@@ -50,13 +50,12 @@ def _slug(text: str) -> str:
 def assemble_pipeline(components: Components,
                       unwrap: Callable[[torch.nn.Module], torch.nn.Module] = lambda module: module
                       ) -> DiffusionPipeline:
-    """A DDIM pipeline of the model's family around these very modules (nothing copied, safety checker off);
-    ``unwrap`` takes accelerate's wrappers off the trained modules."""
-    from diffusers import DDIMScheduler
-
-    parts = dataclasses.replace(components, unet=unwrap(components.unet), **{
+    """A pipeline of the model's family around these very modules (nothing copied, safety checker off), drawing
+    with the family's sampling scheduler (DDIM; FLUX's flow-matching Euler); ``unwrap`` takes accelerate's wrappers
+    off the trained modules."""
+    parts = dataclasses.replace(components, denoiser=unwrap(components.denoiser), **{
         name: unwrap(encoder) for name, encoder in components.text_encoders.items()})
-    return components.family.assemble_pipeline(parts, DDIMScheduler.from_config(components.noise_scheduler.config))
+    return components.family.assemble_pipeline(parts, components.family.sampling_scheduler(components))
 
 
 class SampleRenderer:
@@ -76,7 +75,8 @@ class SampleRenderer:
             return []
         pipe = self._pipeline()
         pipe.set_progress_bar_config(disable=True)
-        models = [pipe.unet] + [getattr(pipe, name) for name in self.setup.components.text_encoders]
+        family = self.setup.components.family
+        models = [family.denoiser_of(pipe)] + [getattr(pipe, name) for name in self.setup.components.text_encoders]
         modes = [m.training for m in models]
         folder = self.folder.samples_dir(step)
         folder.mkdir(parents=True, exist_ok=True)
@@ -85,9 +85,10 @@ class SampleRenderer:
             for m in models:
                 m.eval()
             generators = [torch.Generator().manual_seed(SAMPLE_SEED + i) for i in range(len(self.pairs))]
+            guidance = family.call_kwargs(pipe, [""] * len(self.pairs), family.default_guidance)
             with torch.no_grad():
                 images = pipe([p for _, p in self.pairs], num_inference_steps=SAMPLE_STEPS, generator=generators,
-                              height=size, width=size).images
+                              height=size, width=size, **guidance).images
         finally:
             for m, mode in zip(models, modes):
                 m.train(mode)

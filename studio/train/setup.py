@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from studio.config import TrainConfig
     from studio.data import BucketBatchSampler, TrainingImages
     from studio.models import Components
+    from studio.models.families.objectives import Objective
     from studio.models.precision import WeightPlan
 
     from .validation import Validator
@@ -53,6 +54,7 @@ class TrainingSetup:
     config: TrainConfig
     accelerator: Accelerator
     components: Components
+    objective: Objective  # what the denoiser learns to predict, and at which noise levels
     params: list[torch.nn.Parameter]  # the trainable LoRA tensors, in fp32
     optimizer: torch.optim.Optimizer
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -69,14 +71,14 @@ class TrainingSetup:
     def validation_loss(self) -> float | None:
         if self.validator is None:
             return None
-        return self.validator(self.accelerator.unwrap_model(self.components.unet), self.text)
+        return self.validator(self.accelerator.unwrap_model(self.components.denoiser), self.text)
 
     @property
     def trained_models(self) -> list:
         """The (accelerate-prepared) models whose LoRA is trained."""
-        models = [self.components.unet]
+        models = [self.components.denoiser]
         if self.config.train_text_encoder:
-            models += list(self.components.text_encoders.values())
+            models += list(self.components.lora_text_encoders.values())
         return models
 
     @property
@@ -145,22 +147,23 @@ def _prepare_models(components: Components, config: TrainConfig, accelerator: Ac
     components.vae.requires_grad_(False)
     _move(components.vae, device, plan.vae)
     encoders = components.text_encoders
-    for module in (components.unet, *encoders.values()):
+    for module in (components.denoiser, *encoders.values()):
         _move(module, device, plan.compute if plan.choice in ("auto", "nf4") else None)
-    params = add_lora_adapters(components.unet, encoders, config, components.family)
+    trainable = components.lora_text_encoders
+    params = add_lora_adapters(components.denoiser, trainable, config, components.family)
     if config.init_lora:
-        load_initial_lora(components.unet, encoders, config.init_lora, config, components.family)
-    store_base_weights([components.unet, *encoders.values()], plan)
+        load_initial_lora(components.denoiser, trainable, config.init_lora, config, components.family)
+    store_base_weights([components.denoiser, *encoders.values()], plan)
     if plan.vae != plan.compute:
         cast_vae_inputs(components.vae)
     if config.gradient_checkpointing:
-        components.unet.enable_gradient_checkpointing()
+        components.denoiser.enable_gradient_checkpointing()
         if config.train_text_encoder:
-            for encoder in encoders.values():
+            for encoder in trainable.values():
                 encoder.gradient_checkpointing_enable()
-    components.unet.train()
-    for encoder in encoders.values():
-        encoder.train(config.train_text_encoder)
+    components.denoiser.train()
+    for name, encoder in encoders.items():
+        encoder.train(config.train_text_encoder and name in trainable)
     components.vae.eval()
     return params
 
@@ -174,10 +177,11 @@ def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype | No
 
 
 def _optimizer(components: Components, config: TrainConfig) -> torch.optim.Optimizer:
-    unet_params = [p for p in components.unet.parameters() if p.requires_grad]
+    unet_params = [p for p in components.denoiser.parameters() if p.requires_grad]
     groups = [{"params": unet_params, "lr": config.learning_rate}]
     if config.train_text_encoder:
-        te_params = [p for encoder in components.text_encoders.values() for p in encoder.parameters() if p.requires_grad]
+        te_params = [p for encoder in components.lora_text_encoders.values() for p in encoder.parameters()
+                     if p.requires_grad]
         groups.append({"params": te_params, "lr": config.text_encoder_lr or config.learning_rate})
     # The fused kernel updates every tensor in one call: a LoRA has hundreds of small tensors, and the per-tensor
     # loop costs more than the arithmetic (4.3 ms vs 0.8 ms a step for the SDXL demo's 156 tensors on one CPU thread).
@@ -202,7 +206,8 @@ def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning,
     data = load_data(config, accelerator.num_processes)
     components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle,
                                  prediction_type=config.prediction_type, weights=plan)
-    threads = use_threads(config, components.unet, accelerator, note)  # before the priors: they are drawn with it
+    objective = components.family.objective(components, config)
+    threads = use_threads(config, components.denoiser, accelerator, note)  # before the priors: they are drawn with it
     data = _with_priors(data, config, components, accelerator, note)
     images, captions, buckets, sampler = data.images, data.captions, data.buckets, data.sampler
     params = _prepare_models(components, config, accelerator, plan)
@@ -214,31 +219,42 @@ def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning,
         source.fill_latent_cache(progress)
     if not config.train_text_encoder:
         text.fill_cache(captions + data.validation_captions)
+        _offload_cached_encoders(components, accelerator.device, note)
     validator = None
     if config.validation_steps and accelerator.is_main_process:
         from .validation import Validator
 
         validator = Validator(data.validation_images, data.validation_captions, data.validation_indices,
-                              components, accelerator.device)
+                              components, accelerator.device, objective, config.guidance_scale)
     steps_per_epoch = source.steps_per_epoch(config.gradient_accumulation_steps)
     total = config.max_steps or config.epochs * steps_per_epoch
     optimizer = _optimizer(components, config)
     lr_scheduler = get_scheduler(
         config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps, num_training_steps=total
     )
-    prepared = accelerator.prepare(components.unet, optimizer)
-    components.unet, optimizer = prepared
+    prepared = accelerator.prepare(components.denoiser, optimizer)
+    components.denoiser, optimizer = prepared
     if config.train_text_encoder:
-        for name, encoder in components.text_encoders.items():
+        for name, encoder in components.lora_text_encoders.items():
             setattr(components, name, accelerator.prepare(encoder))
     concept_captions = captions[:len(captions) - data.prior_count]
     return TrainingSetup(
-        config=config, accelerator=accelerator, components=components, params=params, optimizer=optimizer,
+        config=config, accelerator=accelerator, components=components, objective=objective, params=params, optimizer=optimizer,
         lr_scheduler=lr_scheduler, batches=source, text=text, total_steps=total,
         num_images=len(images) - data.prior_count, tag_frequency=tag_frequency(concept_captions),
         validator=validator, prior_count=data.prior_count, prior_folder=str(data.prior_folder or ""),
         threads=threads,
     )
+
+
+def _offload_cached_encoders(components: Components, device: torch.device, note: Callable[[str], None]) -> None:
+    """With every caption's conditioning cached, the family's frozen text encoders leave the GPU for the step
+    (FLUX's T5-XXL is about 9 GB in bf16); samples and priors still encode new prompts with them on the CPU."""
+    if not components.family.offload_cached_text_encoders or device.type == "cpu":
+        return
+    for name, encoder in components.text_encoders.items():
+        encoder.to("cpu")
+    note(f"text encoders moved to the CPU: every caption's conditioning is cached ({components.family.label})")
 
 
 def _with_priors(data: TrainingData, config: TrainConfig, components: Components, accelerator: Accelerator,

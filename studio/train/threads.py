@@ -35,7 +35,7 @@ class ThreadChoice:
         return f"CPU threads: {self.count} ({self.reason})"
 
 
-def choose_threads(setting: int | None, unet_parameters: int, default_threads: int, processes: int = 1,
+def choose_threads(setting: int | None, denoiser_parameters: int, default_threads: int, processes: int = 1,
                    on_gpu: bool = False, environ: Mapping[str, str] = os.environ) -> ThreadChoice:
     """The thread count for one training process.
 
@@ -50,19 +50,19 @@ def choose_threads(setting: int | None, unet_parameters: int, default_threads: i
     cores = f"{share} per process for {processes} processes" if processes > 1 else "one per core"
     if on_gpu:
         return ThreadChoice(share, f"training on the GPU: torch's default, {cores}")
-    size = f"{unet_parameters / 1e6:.1f} M UNet parameters"
-    if unet_parameters < SMALL_MODEL_PARAMETERS:
+    size = f"{denoiser_parameters / 1e6:.1f} M denoiser parameters"
+    if denoiser_parameters < SMALL_MODEL_PARAMETERS:
         return ThreadChoice(1, f"{size}, under {SMALL_MODEL_PARAMETERS / 1e6:.0f} M: a model this small trains "
                                "faster on one thread; set cpu_threads to choose")
     return ThreadChoice(share, f"{size}: {cores}; set cpu_threads to choose")
 
 
-def use_threads(config: TrainConfig, unet: torch.nn.Module, accelerator: Accelerator,
+def use_threads(config: TrainConfig, denoiser: torch.nn.Module, accelerator: Accelerator,
                 note: Callable[[str], None]) -> ThreadChoice:
     """Choose the count for this run, apply it to torch and say it in the run's log (``note``)."""
     import torch
 
-    choice = choose_threads(config.cpu_threads, sum(p.numel() for p in unet.parameters()), torch.get_num_threads(),
+    choice = choose_threads(config.cpu_threads, sum(p.numel() for p in denoiser.parameters()), torch.get_num_threads(),
                             accelerator.num_processes, accelerator.device.type == "cuda")
     torch.set_num_threads(choice.count)
     note(choice.log_line())

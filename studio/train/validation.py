@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from studio.models.families.base import scale_latents
+
 if TYPE_CHECKING:
     from studio.data import TrainingImages
     from studio.models import Components
+    from studio.models.families.objectives import Objective
 
 TIMESTEP_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 DEFAULT_IMAGES = 8
@@ -36,28 +39,26 @@ class Validator:
     """Scores the current LoRA on fixed (latent, caption, timestep, noise) tuples."""
 
     def __init__(self, images: TrainingImages, captions: list[str], indices: list[int], components: Components,
-                 device: torch.device | str) -> None:
+                 device: torch.device | str, objective: Objective, guidance: float = 1.0) -> None:
         vae, self.family = components.vae, components.family
-        self.scheduler = components.noise_scheduler
-        scheduler = self.scheduler
+        self.objective = objective
+        self.guidance = guidance
         self.device = device
         self.items: list[tuple[torch.Tensor, str, torch.Tensor | None]] = []
-        scaling = float(vae.config.scaling_factor)
         with torch.no_grad():
             for index in indices:
                 pixels = images[index]["pixel_values"].unsqueeze(0).to(device, dtype=vae.dtype)
-                latent = vae.encode(pixels).latent_dist.mean.float() * scaling
+                latent = scale_latents(vae, vae.encode(pixels).latent_dist.mean.float())
                 micro = self.family.micro_conditioning(*images.geometry(index))
                 micro = None if micro is None else torch.tensor([micro], device=device)
                 self.items.append((latent.cpu(), captions[index], micro))
-        total = scheduler.config.num_train_timesteps
-        self.timesteps = [min(total - 1, int(f * total)) for f in TIMESTEP_FRACTIONS]
+        self.timesteps = objective.fixed_timesteps(TIMESTEP_FRACTIONS)
 
-    def __call__(self, unet, text) -> float:
+    def __call__(self, denoiser, text) -> float:
         """Mean loss over every image and fixed timestep (LoRA dropout off while scoring)."""
         generator = torch.Generator().manual_seed(NOISE_SEED)
-        was_training = unet.training
-        unet.eval()
+        was_training = denoiser.training
+        denoiser.eval()
         losses = []
         try:
             with torch.no_grad():
@@ -65,19 +66,14 @@ class Validator:
                     conditioning = text.for_scoring([caption])
                     for timestep in self.timesteps:
                         noise = torch.randn(latent.shape, generator=generator)
-                        losses.append(self._loss(unet, latent, noise, timestep, conditioning, micro))
+                        losses.append(self._loss(denoiser, latent, noise, timestep, conditioning, micro))
         finally:
-            unet.train(was_training)
+            denoiser.train(was_training)
         return float(sum(losses) / max(1, len(losses)))
 
-    def _loss(self, unet, latent, noise, timestep: int, conditioning, micro) -> float:
+    def _loss(self, denoiser, latent, noise, timestep: float, conditioning, micro) -> float:
         latent, noise = latent.to(self.device), noise.to(self.device)
         t = torch.tensor([timestep], device=self.device)
-        noisy = self.scheduler.add_noise(latent, noise, t)
-        if self.scheduler.config.prediction_type == "v_prediction":
-            target = self.scheduler.get_velocity(latent, noise, t)
-        else:
-            target = noise
-        kwargs = self.family.unet_kwargs(conditioning, micro)
-        prediction = unet(noisy.to(conditioning.hidden.dtype), t, **kwargs).sample
+        noisy, target = self.objective.noisy_and_target(latent, noise, t)
+        prediction = self.family.predict(denoiser, noisy, t, conditioning, micro, self.guidance)
         return F.mse_loss(prediction.float(), target.float()).item()

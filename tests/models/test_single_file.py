@@ -19,7 +19,7 @@ def _outputs(components):
         return {
             "ids": ids,
             "text": hidden,
-            "unet": components.unet(latents, 500, hidden).sample,
+            "unet": components.denoiser(latents, 500, hidden).sample,
             "decode": components.vae.decode(latents).sample,
             "encode": components.vae.encode(image).latent_dist.mean,
         }

@@ -19,8 +19,8 @@ def test_sdxl_toy_is_a_small_sdxl_folder_that_loads_offline(monkeypatch):
     assert sum(sizes) <= 40 * 2**20, sizes
     components = load_components(str(MODEL))
     assert components.family.name == "sdxl" and components.kind == "folder"
-    assert components.unet.config.addition_embed_type == "text_time"
-    assert components.unet.config.cross_attention_dim == (components.text_encoder.config.hidden_size
+    assert components.denoiser.config.addition_embed_type == "text_time"
+    assert components.denoiser.config.cross_attention_dim == (components.text_encoder.config.hidden_size
                                                            + components.text_encoder_2.config.hidden_size)
     assert components.noise_scheduler.config.prediction_type == "v_prediction"
 

@@ -68,7 +68,7 @@ def test_bf16_base_on_cpu_keeps_the_lora_fp32_and_the_loss_falls(write_config, t
     settings = dict(train_data_dir=str(two_pictures), batch_size=2, learning_rate=5e-3, max_steps=30, save_steps=0,
                     base_weights="bf16", train_text_encoder=True, output_dir=str(tmp_path / "out"))
     setup = build_setup(load_config(write_config(**settings)))
-    assert _frozen_and_trained(setup.components.unet) == ({torch.bfloat16}, {torch.float32})
+    assert _frozen_and_trained(setup.components.denoiser) == ({torch.bfloat16}, {torch.float32})
     assert _frozen_and_trained(setup.components.text_encoder) == ({torch.bfloat16}, {torch.float32})
     assert {p.dtype for p in setup.components.vae.parameters()} == {torch.bfloat16}
     assert all(p.dtype == torch.float32 for p in setup.params)
@@ -86,7 +86,7 @@ def test_fp16_base_on_cpu_trains_and_draws_its_samples_with_an_fp32_vae(write_co
     settings = dict(max_steps=3, save_steps=0, base_weights="fp16", sample_steps=3,
                     validation_prompts=["a red circle"], validation_steps=3, output_dir=str(tmp_path / "out"))
     setup = build_setup(load_config(write_config(**settings)))
-    assert _frozen_and_trained(setup.components.unet) == ({torch.float16}, {torch.float32})
+    assert _frozen_and_trained(setup.components.denoiser) == ({torch.float16}, {torch.float32})
     assert {p.dtype for p in setup.components.vae.parameters()} == {torch.float32}
     result = run_training(load_config(write_config(**settings)))
     assert result.status == "finished"
@@ -98,7 +98,7 @@ def test_fp8_base_is_stored_in_float8_and_trains_on_cpu_with_peft_dora_too(write
     from studio.train.setup import build_setup
 
     settings = dict(max_steps=4, save_steps=0, base_weights="fp8", output_dir=str(tmp_path / "out"))
-    unet = build_setup(load_config(write_config(**settings))).components.unet
+    unet = build_setup(load_config(write_config(**settings))).components.denoiser
     layer = unet.down_blocks[1].attentions[0].transformer_blocks[0].attn1.to_q
     assert layer.base_layer.weight.dtype == torch.float8_e4m3fn
     assert layer.lora_A["default"].weight.dtype == torch.float32
@@ -175,7 +175,7 @@ def test_sdxl_base_in_reduced_precision_trains_both_encoders_and_samples(write_c
                     train_text_encoder=True, sample_steps=2, validation_prompts=["a red circle"],
                     output_dir=str(tmp_path / "out"))
     components = build_setup(load_config(write_config(**settings))).components
-    to_q = components.unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_q
+    to_q = components.denoiser.down_blocks[1].attentions[0].transformer_blocks[0].attn2.to_q
     assert to_q.base_layer.weight.dtype == stored
     q_proj = components.text_encoder_2.text_model.encoder.layers[0].self_attn.q_proj
     assert q_proj.base_layer.weight.dtype == stored and q_proj.lora_A["default"].weight.dtype == torch.float32

@@ -7,7 +7,7 @@ from diffusers import DDPMScheduler
 
 from studio.config import load_config
 from studio.train.adapters import add_lora_adapters
-from studio.train.loop import snr_weights
+from studio.models.families.objectives import snr_weights
 
 
 def _hand_written_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -38,7 +38,7 @@ def test_trainable_lora_tensors_are_fp32_on_a_half_precision_model(tiny_sd_dir):
     from studio.models import load_components
 
     components = load_components(str(tiny_sd_dir))
-    unet = components.unet.to(torch.bfloat16)
+    unet = components.denoiser.to(torch.bfloat16)
     config = load_config({"lora_rank": 4, "lora_alpha": 8})
     params = add_lora_adapters(unet, {}, config, components.family)
     trainable = {id(p) for p in params}

@@ -13,7 +13,7 @@ from studio.train.threads import SMALL_MODEL_PARAMETERS, choose_threads
 
 def test_a_small_model_trains_on_one_thread_and_a_large_one_on_every_core():
     toy = choose_threads(None, 1_687_652, default_threads=2, environ={})  # the toy-world UNet
-    assert toy.count == 1 and "1.7 M UNet parameters" in toy.reason
+    assert toy.count == 1 and "1.7 M denoiser parameters" in toy.reason
     sd15 = choose_threads(None, 859_520_964, default_threads=2, environ={})  # SD 1.5's UNet
     assert sd15.count == 2 and "one per core" in sd15.reason
     assert choose_threads(None, SMALL_MODEL_PARAMETERS, default_threads=8, environ={}).count == 8
@@ -44,7 +44,7 @@ def test_a_run_says_its_thread_count_records_it_and_gives_the_process_its_own_ba
     finally:
         torch.set_num_threads(before)
     logged = [event.message for event in events if event.kind == "log" and "CPU threads" in event.message]
-    assert logged == ["CPU threads: 1 (1.7 M UNet parameters, under 20 M: a model this small trains faster on one "
+    assert logged == ["CPU threads: 1 (1.7 M denoiser parameters, under 20 M: a model this small trains faster on one "
                       "thread; set cpu_threads to choose)"]
     assert during == [1, 1]
     assert json.loads((result.run_dir / "run.json").read_text())["cpu_threads"] == 1

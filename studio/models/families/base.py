@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from .objectives import NoisePrediction, Objective
+
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline, SchedulerMixin
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -23,16 +25,19 @@ if TYPE_CHECKING:
 class Components:
     """The parts of a base model that training needs.
 
-    ``noise_scheduler`` is a ``DDPMScheduler`` built from the model's own scheduler config, so prediction_type,
-    rescale_betas_zero_snr and timestep_spacing are the model's. ``kind`` is one of "embedded", "folder",
+    ``denoiser`` is the network that predicts noise or velocity: the UNet of SD 1.x and SDXL, the transformer of
+    FLUX.1. ``noise_scheduler`` is the training schedule built from the model's own scheduler config (a
+    ``DDPMScheduler`` for the UNet families, so prediction_type, rescale_betas_zero_snr and timestep_spacing are
+    the model's; the model's flow-matching scheduler for FLUX). ``kind`` is one of "embedded", "folder",
     "single_file", "hub"; ``source`` is the resolved path or hub id. ``text_encoder_2`` / ``tokenizer_2`` are
-    the second encoder of two-encoder families (None otherwise); ``text_encoders`` lists every encoder.
+    the second encoder of two-encoder families (None otherwise); ``text_encoders`` lists every encoder and
+    ``lora_text_encoders`` those a LoRA may change.
     """
 
     tokenizer: Any
     text_encoder: Any
     vae: Any
-    unet: Any
+    denoiser: Any
     noise_scheduler: Any
     source: str
     kind: str
@@ -47,6 +52,12 @@ class Components:
         if self.text_encoder_2 is not None:
             encoders["text_encoder_2"] = self.text_encoder_2
         return encoders
+
+    @property
+    def lora_text_encoders(self) -> dict[str, Any]:
+        """Component name -> text encoder, for the encoders a LoRA may change (FLUX: CLIP, not T5)."""
+        names = self.family.lora_text_encoder_names if self.family is not None else tuple(self.text_encoders)
+        return {name: encoder for name, encoder in self.text_encoders.items() if name in names}
 
 
 @dataclass
@@ -83,6 +94,8 @@ class LoraNaming:
     # Layers a WebUI patches only together, per text encoder (A1111 applies SDXL's second encoder's q, k, v and
     # out_proj to one OpenCLIP attention weight, and skips a layer whose file lacks one of them).
     patched_together: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Whether runs also write the kohya/WebUI file (FLUX: the diffusers file is the one ComfyUI and Forge load).
+    webui_file: bool = True
 
 
 class Family(ABC):
@@ -94,6 +107,11 @@ class Family(ABC):
     config_dir: ClassVar[Path]
     lora_naming: ClassVar[LoraNaming]
     text_encoder_names: ClassVar[tuple[str, ...]] = ("text_encoder",)
+    lora_text_encoder_names: ClassVar[tuple[str, ...]] = ("text_encoder",)  # those a LoRA may change
+    default_guidance: ClassVar[float] = 7.5  # the pipeline's own default guidance scale
+    denoiser_name: ClassVar[str] = "unet"  # the pipeline attribute and diffusers LoRA prefix of the denoiser
+    # Frozen text encoders whose outputs are cached leave the training device (FLUX's T5 is ~9 GB in bf16).
+    offload_cached_text_encoders: ClassVar[bool] = False
 
     # -- recognising and loading ----------------------------------------------------------------------------
     @abstractmethod
@@ -109,7 +127,7 @@ class Family(ABC):
 
         extra = {name: getattr(pipe, name) for name in ("tokenizer_2", "text_encoder_2") if hasattr(pipe, name)}
         return Components(
-            tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, unet=pipe.unet,
+            tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae, denoiser=pipe.unet,
             noise_scheduler=DDPMScheduler.from_config(pipe.scheduler.config), source=source, kind=kind,
             family=self, **extra,
         )
@@ -133,13 +151,56 @@ class Family(ABC):
         """Keyword arguments of the UNet call after (sample, timestep)."""
         return {"encoder_hidden_states": conditioning.hidden}
 
+    # -- training -------------------------------------------------------------------------------------------
+    def objective(self, components: Components, config: Any) -> Objective:
+        """What the denoiser learns to predict (``config``: the run's ``TrainConfig``)."""
+        return NoisePrediction(components.noise_scheduler, config.min_snr_gamma)
+
+    def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
+                conditioning: Conditioning, micro: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
+        """The denoiser's prediction for ``noisy`` latents (batch, channels, height, width), in the same shape.
+        ``guidance`` is the value a guidance-distilled model is told (FLUX.1-dev); others ignore it."""
+        hidden = conditioning.hidden
+        return denoiser(noisy.to(hidden.dtype), timesteps, **self.unet_kwargs(conditioning, micro)).sample
+
     # -- sampling -------------------------------------------------------------------------------------------
     @abstractmethod
     def assemble_pipeline(self, components: Components, scheduler: SchedulerMixin) -> DiffusionPipeline:
         """A pipeline around these very modules (nothing copied) drawing with ``scheduler``."""
 
+    def sampling_scheduler(self, components: Components) -> SchedulerMixin:
+        """The scheduler samples during training are drawn with (DDIM for the UNet families)."""
+        from diffusers import DDIMScheduler
+
+        return DDIMScheduler.from_config(components.noise_scheduler.config)
+
+    def denoiser_of(self, pipe: DiffusionPipeline) -> torch.nn.Module:
+        return getattr(pipe, self.denoiser_name)
+
+    def native_size(self, pipe: DiffusionPipeline) -> int:
+        """The side in pixels the model draws by default."""
+        return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+    def initial_latents(self, pipe: DiffusionPipeline, seed: int, width: int, height: int) -> torch.Tensor:
+        """The starting noise for ``seed`` in the form the pipeline's ``latents`` argument takes: drawn on the
+        CPU in float32, so every device and weight gets the same."""
+        shape = (1, self.denoiser_of(pipe).config.in_channels, height // pipe.vae_scale_factor,
+                 width // pipe.vae_scale_factor)
+        return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=torch.float32)
+
+    def call_kwargs(self, pipe: DiffusionPipeline, negatives: list[str] | None, guidance: float) -> dict:
+        """The pipeline call's guidance and negative-prompt arguments (``negatives``: one per prompt, "" for none;
+        all empty means the pipeline's own empty negative prompt)."""
+        return {"negative_prompt": negatives if negatives and any(negatives) else None, "guidance_scale": guidance}
+
     def __repr__(self) -> str:
         return f"<family {self.name}>"
+
+
+def scale_latents(vae: torch.nn.Module, latents: torch.Tensor) -> torch.Tensor:
+    """VAE latents as the denoiser sees them: shifted (FLUX's VAE has a shift factor, SD's none) and scaled."""
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return (latents - shift) * float(vae.config.scaling_factor)
 
 
 def tokens(tokenizer: PreTrainedTokenizerBase, captions: list[str], device: torch.device | str) -> torch.Tensor:

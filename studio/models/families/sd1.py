@@ -37,7 +37,7 @@ class SD1(Family):
     def assemble_pipeline(self, components: Components, scheduler: SchedulerMixin) -> DiffusionPipeline:
         return self.pipeline_class()(
             vae=components.vae, text_encoder=components.text_encoder, tokenizer=components.tokenizer,
-            unet=components.unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
+            unet=components.denoiser, scheduler=scheduler, safety_checker=None, feature_extractor=None,
             requires_safety_checker=False,
         )
 

@@ -22,8 +22,10 @@ class SDXL(Family):
     name = "sdxl"
     label = "SDXL"
     default_resolution = 1024
+    default_guidance = 5.0
     config_dir = Path(__file__).resolve().parents[1] / "sdxl"
     text_encoder_names = ("text_encoder", "text_encoder_2")
+    lora_text_encoder_names = ("text_encoder", "text_encoder_2")
     lora_naming = LoraNaming(
         text_prefixes={"text_encoder": "lora_te1_", "text_encoder_2": "lora_te2_"},
         base_model_version="sdxl_base_v1-0",
@@ -63,7 +65,7 @@ class SDXL(Family):
     def assemble_pipeline(self, components: Components, scheduler: SchedulerMixin) -> DiffusionPipeline:
         return self.pipeline_class()(
             vae=components.vae, text_encoder=components.text_encoder, text_encoder_2=components.text_encoder_2,
-            tokenizer=components.tokenizer, tokenizer_2=components.tokenizer_2, unet=components.unet,
+            tokenizer=components.tokenizer, tokenizer_2=components.tokenizer_2, unet=components.denoiser,
             scheduler=scheduler, force_zeros_for_empty_prompt=False,
         )
 
