@@ -89,7 +89,8 @@ class TrainConfig:
     lora_alpha: float | None = _f(None, "lora", "LoRA alpha; empty = equal to the rank (scale 1.0).", gt=0)
     lora_dropout: float = _f(0.0, "lora", "Dropout on the LoRA layers (0 = off).", min=0, lt=1)
     target_modules: list[str] = _f(
-        DEFAULT_UNET_MODULES, "lora", "UNet layers that get a LoRA (attention projections by default).", split=","
+        DEFAULT_UNET_MODULES, "lora", "Layers of the UNet (FLUX.1: the transformer) that get a LoRA (attention "
+        "projections by default).", split=","
     )
     use_dora: bool = _f(False, "lora", "Train a DoRA (weight-decomposed LoRA) instead of a plain LoRA.")
     dora_axis: str = _f(
