@@ -87,3 +87,19 @@ def test_sdxl_with_text_encoder_lora_in_two_processes_matches_one_process(tmp_pa
     lora = _lora(run)
     assert {key.split(".")[0] for key in lora} == {"unet", "text_encoder", "text_encoder_2"}
     assert _max_diff(_lora(single.run_dir), lora) <= TOLERANCE
+
+
+def test_flux_in_two_processes_matches_one_process(tmp_path, toy_dataset, tiny_flux_dir):
+    """FLUX: packed latents, position ids and the flow-matching noise levels are sharded like the latents; the
+    CLIP encoder's LoRA is all-reduced like the transformer's."""
+    settings = dict(train_text_encoder=True, max_steps=6, save_steps=0, validation_steps=0,
+                    target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    single = run_training(load_config(_config(tmp_path, toy_dataset, tiny_flux_dir, "flux-one", batch_size=4,
+                                              **settings)))
+    done = _cli("--config", str(_config(tmp_path, toy_dataset, tiny_flux_dir, "flux-two", batch_size=2, **settings)),
+                "--num-processes", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = list((tmp_path / "flux-two").iterdir())
+    lora = _lora(run)
+    assert {key.split(".")[0] for key in lora} == {"transformer", "text_encoder"}
+    assert _max_diff(_lora(single.run_dir), lora) <= TOLERANCE
