@@ -99,15 +99,17 @@ def test_flux_trains_the_clip_encoder_only_and_loads_back_in_a_flux_pipeline(flu
     assert all(torch.equal(loaded_a[key], saved_a[key]) for key in saved_a)
 
 
-def test_flux_base_weights_bf16_on_the_cpu_trains_with_fp32_lora(flux_config, tmp_path):
+@pytest.mark.parametrize("choice, stored", [("bf16", torch.bfloat16), ("fp8", torch.float8_e4m3fn)])
+def test_flux_reduced_base_weights_on_the_cpu_train_with_fp32_lora(flux_config, tmp_path, choice, stored):
+    """bf16 stores every frozen tensor in bf16; fp8 stores the frozen Linear weights in float8 (each upcast while
+    its layer runs). The LoRA stays fp32 and training stays finite."""
     from studio.train.setup import build_setup
 
-    setup = build_setup(flux_config(base_weights="bf16", max_steps=2))
-    transformer = setup.components.denoiser
-    frozen = {p.dtype for p in transformer.parameters() if not p.requires_grad}
-    trained = {p.dtype for p in transformer.parameters() if p.requires_grad}
-    assert frozen == {torch.bfloat16} and trained == {torch.float32}
-    result = run_training(flux_config(base_weights="bf16", max_steps=2, output_dir=str(tmp_path / "bf16")))
+    setup = build_setup(flux_config(base_weights=choice, max_steps=2))
+    attention = setup.components.denoiser.transformer_blocks[0].attn
+    assert attention.to_q.base_layer.weight.dtype == stored and attention.add_q_proj.weight.dtype == stored
+    assert {p.dtype for p in setup.components.denoiser.parameters() if p.requires_grad} == {torch.float32}
+    result = run_training(flux_config(base_weights=choice, max_steps=2, output_dir=str(tmp_path / choice)))
     assert result.status == "finished"
     tensors = load_file(str(result.run_dir / "pytorch_lora_weights.safetensors"))
     assert all(torch.isfinite(t).all() for t in tensors.values())
