@@ -167,3 +167,15 @@ def test_flux_encode_matches_the_pipelines_own_prompt_encoding(tiny_flux_dir):
     ours = FLUX.encode(components, captions, "cpu")
     hidden, pooled, _ = pipe.encode_prompt(captions, captions, max_sequence_length=FLUX.text_length(pipe.tokenizer_2))
     assert torch.allclose(ours.hidden, hidden) and torch.allclose(ours.pooled, pooled)
+
+
+def test_settings_of_the_other_objective_are_named_before_training(flux_config, write_config):
+    """Min-SNR is a DDPM weighting and weighting_scheme a flow-matching one: each family says which it ignores."""
+    from studio.train.setup import build_setup
+
+    said: list[str] = []
+    build_setup(flux_config(min_snr_gamma=5.0), warn=said.append)
+    assert any("min_snr_gamma applies only to the UNet families" in s for s in said), said
+    said.clear()
+    build_setup(load_config(write_config(weighting_scheme="logit_normal", flow_shift=3.0)), warn=said.append)
+    assert any("weighting_scheme, flow_shift apply only to flow-matching models" in s for s in said), said
