@@ -89,7 +89,10 @@ class TrainConfig:
     lora_alpha: float | None = _f(None, "lora", "LoRA alpha; empty = equal to the rank (scale 1.0).", gt=0)
     lora_dropout: float = _f(0.0, "lora", "Dropout on the LoRA layers (0 = off).", min=0, lt=1)
     target_modules: list[str] = _f(
-        DEFAULT_UNET_MODULES, "lora", "UNet layers that get a LoRA (attention projections by default).", split=","
+        DEFAULT_UNET_MODULES, "lora", "Denoiser layers that get a LoRA: the UNet's attention projections by default. "
+        "FLUX.1 LoRAs take both token streams' attention and MLP projections (to_q, to_k, to_v, to_out.0, add_q_proj, "
+        "add_k_proj, add_v_proj, to_add_out, ff.net.0.proj, ff.net.2, ff_context.net.0.proj, ff_context.net.2: the "
+        "flux presets set them); all-linear = every Linear layer of the UNet or transformer.", split=","
     )
     use_dora: bool = _f(False, "lora", "Train a DoRA (weight-decomposed LoRA) instead of a plain LoRA.")
     dora_axis: str = _f(

@@ -14,6 +14,7 @@ scheduler shifts its noise levels with the picture size, schnell's does not.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,6 +181,8 @@ def _load_transformer(path: Path, keys: list[str], base_config: dict, dtype: tor
         (Path(scratch) / "transformer").mkdir()
         config_file = Path(scratch) / "transformer" / "config.json"
         config_file.write_text(json.dumps({"_class_name": FluxTransformer2DModel.__name__, **config}))
+        notice = logging.getLogger("diffusers.models.modeling_utils")
+        notice.addFilter(_no_empty_fp32_notice)
         try:
             return FluxTransformer2DModel.from_single_file(
                 state, config=scratch, subfolder="transformer", local_files_only=True, **_quiet_dtype(dtype))
@@ -187,6 +190,13 @@ def _load_transformer(path: Path, keys: list[str], base_config: dict, dtype: tor
             raise ModelLoadError(
                 f"{path.name} does not load as the FLUX.1 transformer its shapes describe ({_first_line(error)}): "
                 "pass an intact FLUX.1 .safetensors file.") from error
+        finally:
+            notice.removeFilter(_no_empty_fp32_notice)
+
+
+def _no_empty_fp32_notice(record: logging.LogRecord) -> bool:
+    """diffusers warns on every cast of a loaded model that it has no modules to keep in fp32 ("[]")."""
+    return "should be kept in float32: []" not in record.getMessage()
 
 
 def _check_fits(pipe, name: str, base: str) -> None:
