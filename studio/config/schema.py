@@ -168,6 +168,11 @@ class TrainConfig:
         [], "output", "Sample prompts rendered during training every sample_steps (one per line).", split="\n"
     )
     sample_steps: int = _f(0, "output", "Render the sample prompts every N steps and at the end (0 = off).", min=0)
+    sample_guidance_scale: float | None = _f(
+        None, "output", "Guidance the samples are drawn with; empty = the model's own (7.5 SD 1.x, 5 SDXL, 3.5 "
+        "FLUX.1). FLUX.1-schnell is drawn with 1 (no guidance).", min=0, max=100)
+    sample_inference_steps: int | None = _f(
+        None, "output", "Denoising steps of each sample; empty = 20. FLUX.1-schnell needs only 4.", min=1, max=1000)
     trigger_word: str = _f(
         "", "output", "The trigger word: samples and the leak check also render each prompt without it."
     )

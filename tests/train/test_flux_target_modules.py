@@ -80,16 +80,23 @@ def flux_files(tmp_path_factory):
 
 
 def test_a_run_on_a_bfl_file_with_all_linear_writes_a_lora_diffusers_loads_onto_every_linear_layer(
-        flux_files, write_config):
+        flux_files, write_config, monkeypatch):
+    """The run also draws its samples with the sample settings (steps, guidance) the flux-schnell preset sets."""
     from diffusers import FluxPipeline
     from safetensors.torch import load_file
 
+    calls = []
+    draw = FluxPipeline.__call__
+    monkeypatch.setattr(FluxPipeline, "__call__", lambda pipe, *a, **kw: calls.append(kw) or draw(pipe, *a, **kw))
     folder, path = flux_files
     config = load_config(write_config(base_model=str(path), base_model_config=str(folder), target_modules="all-linear",
-                                      max_steps=2, save_steps=0, batch_size=2, learning_rate=1e-2))
+                                      max_steps=2, save_steps=0, batch_size=2, learning_rate=1e-2,
+                                      validation_prompts=["a red circle"], sample_steps=2, sample_inference_steps=2,
+                                      sample_guidance_scale=1.0))
     result = run_training(config)
     lora = result.diffusers_lora
     assert result.status == "finished" and lora.is_file()
+    assert [(kw["num_inference_steps"], kw["guidance_scale"]) for kw in calls] == [(2, 1.0)]
     trained = {key.split(".lora_")[0].removeprefix("transformer.") for key in load_file(str(lora))}
     pipe = FluxPipeline.from_pretrained(str(folder))
     linear = _linear_names(pipe.transformer)
