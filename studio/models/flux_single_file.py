@@ -4,7 +4,8 @@ A FLUX.1 file as the community ships it (``flux1-dev.safetensors``, its fp8 copi
 transformer, in Black Forest Labs' key layout (``studio.models.flux_keys`` converts it). The tokenizers, the CLIP
 and T5 text encoders and the VAE come from ``base_model_config``: a FLUX.1 diffusers folder or hub id (FLUX.1-dev
 and FLUX.1-schnell share them; schnell is not gated). ComfyUI's all-in-one checkpoints also hold CLIP, T5 and the
-VAE: their transformer is read the same way and the other parts are taken from ``base_model_config`` too.
+VAE: those are read from the file too (``flux_all_in_one``), and ``base_model_config`` gives their configs, the
+tokenizers and the scheduler.
 
 The transformer's config is read from the file's shapes over the base's own transformer config (or the shipped
 FLUX.1-dev / schnell config when the base has none). The scheduler is the base's when the base and the file are
@@ -14,7 +15,6 @@ scheduler shifts its noise levels with the picture size, schnell's does not.
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from . import flux_keys
+from .flux_all_in_one import embedded_parts, quiet_fp32_notice, read_tensors
 from .families import family_named
 from .loading import (
-    _HUB_ID, PICKLE_SUFFIXES, ModelLoadError, _first_line, _hub_message, _quiet_dtype, check_model_index,
+    _HUB_ID, ModelLoadError, _first_line, _hub_message, _quiet_dtype, check_model_index,
 )
 
 if TYPE_CHECKING:
@@ -45,11 +46,15 @@ def is_all_in_one(keys: list[str]) -> bool:
 
 def needs_base_sentence(name: str, keys: list[str]) -> str:
     """What to pass when a FLUX.1 single file comes without ``base_model_config``."""
-    held = ("a FLUX.1-{} transformer with CLIP, T5 and a VAE (a ComfyUI checkpoint), whose transformer is read "
-            "from it" if is_all_in_one(keys) else "a FLUX.1-{} transformer only").format(variant_of(keys))
-    return (f"{name} holds {held}: set base_model_config to a FLUX.1 diffusers folder or hub id for the tokenizers, "
-            "CLIP and T5 text encoders and VAE, e.g. black-forest-labs/FLUX.1-schnell (not gated; FLUX.1-dev has "
-            "the same ones), downloaded without its transformer/ folder and flux1-schnell.safetensors.")
+    variant = variant_of(keys)
+    if is_all_in_one(keys):
+        return (f"{name} holds a FLUX.1-{variant} transformer with CLIP, T5 and a VAE (a ComfyUI checkpoint): set "
+                "base_model_config to a FLUX.1 diffusers folder or hub id for their configs and the tokenizers, "
+                "e.g. black-forest-labs/FLUX.1-schnell (not gated; its .json and tokenizer files are enough).")
+    return (f"{name} holds a FLUX.1-{variant} transformer only: set base_model_config to a FLUX.1 diffusers folder "
+            "or hub id for the tokenizers, CLIP and T5 text encoders and VAE, e.g. black-forest-labs/FLUX.1-schnell "
+            "(not gated; FLUX.1-dev has the same ones), downloaded without its transformer/ folder and "
+            "flux1-schnell.safetensors.")
 
 
 def load_flux_single_file(path: Path, keys: list[str], base_model_config: str, dtype: torch.dtype) -> FluxPipeline:
@@ -63,6 +68,7 @@ def load_flux_single_file(path: Path, keys: list[str], base_model_config: str, d
     same_kind = base_transformer is not None and bool(base_transformer.get("guidance_embeds")) == (variant == "dev")
     transformer = _load_transformer(path, keys, base_transformer or _shipped(variant, "transformer"), dtype)
     extra = {} if same_kind else {"scheduler": _shipped_scheduler(variant)}
+    extra.update(embedded_parts(path, keys, base, local, dtype) if is_all_in_one(keys) else {})
     from diffusers import FluxPipeline
 
     try:
@@ -148,25 +154,12 @@ def _base_config(base: str, component: str, local: bool) -> dict | None:
         return None
 
 
-def _read_transformer(path: Path, keys: list[str]) -> dict[str, torch.Tensor]:
-    """The transformer's tensors in ``path`` without their prefix (an all-in-one file's other parts left out)."""
-    prefix, names = flux_keys.transformer_keys(keys)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-        while isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        return {name[len(prefix):]: state[name] for name in names}
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return {name[len(prefix):]: handle.get_tensor(name) for name in names}
-
-
 def _load_transformer(path: Path, keys: list[str], base_config: dict, dtype: torch.dtype):
     from diffusers import FluxTransformer2DModel
 
     try:
-        state = flux_keys.bfl_to_diffusers(_read_transformer(path, keys))
+        prefix, names = flux_keys.transformer_keys(keys)
+        state = flux_keys.bfl_to_diffusers(read_tensors(path, names, prefix))
         config = flux_keys.transformer_config(state, base_config)
     except (flux_keys.FluxKeyError, KeyError, IndexError) as error:
         raise ModelLoadError(
@@ -181,22 +174,14 @@ def _load_transformer(path: Path, keys: list[str], base_config: dict, dtype: tor
         (Path(scratch) / "transformer").mkdir()
         config_file = Path(scratch) / "transformer" / "config.json"
         config_file.write_text(json.dumps({"_class_name": FluxTransformer2DModel.__name__, **config}))
-        notice = logging.getLogger("diffusers.models.modeling_utils")
-        notice.addFilter(_no_empty_fp32_notice)
         try:
-            return FluxTransformer2DModel.from_single_file(
-                state, config=scratch, subfolder="transformer", local_files_only=True, **_quiet_dtype(dtype))
+            with quiet_fp32_notice():
+                return FluxTransformer2DModel.from_single_file(
+                    state, config=scratch, subfolder="transformer", local_files_only=True, **_quiet_dtype(dtype))
         except (OSError, ValueError, RuntimeError, KeyError) as error:
             raise ModelLoadError(
                 f"{path.name} does not load as the FLUX.1 transformer its shapes describe ({_first_line(error)}): "
                 "pass an intact FLUX.1 .safetensors file.") from error
-        finally:
-            notice.removeFilter(_no_empty_fp32_notice)
-
-
-def _no_empty_fp32_notice(record: logging.LogRecord) -> bool:
-    """diffusers warns on every cast of a loaded model that it has no modules to keep in fp32 ("[]")."""
-    return "should be kept in float32: []" not in record.getMessage()
 
 
 def _check_fits(pipe, name: str, base: str) -> None:

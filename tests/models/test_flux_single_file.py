@@ -65,20 +65,46 @@ def test_fp8_and_diffusers_layout_files_load_too(flux_dev, tmp_path):
     assert torch.equal(transformer_output(loaded), transformer_output(pipe.transformer))
 
 
-def test_all_in_one_file_reads_its_transformer_and_the_rest_from_base_model_config(flux_dev, tmp_path):
+def _configs_only(folder, target):
+    """A copy of a diffusers folder without any weights: configs and tokenizer files."""
+    import shutil
+
+    shutil.copytree(folder, target, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    return target
+
+
+def test_all_in_one_file_loads_every_part_with_only_configs_and_tokenizers_beside_it(flux_dev, tmp_path):
+    """ComfyUI's layout: CLIP and T5 in transformers' names (CLIP as transformers 4 named it), the VAE in the
+    original autoencoder's names; base_model_config holds no weights at all."""
+    from studio.models import ldm_keys
+
     pipe, folder = flux_dev
-    extra = {"text_encoders.clip_l.transformer.text_model.final_layer_norm.weight": torch.ones(4),
-             "text_encoders.t5xxl.transformer.encoder.final_layer_norm.weight": torch.ones(4),
-             "vae.decoder.conv_in.weight": torch.ones(2, 2)}
+    clip = {f"text_encoders.clip_l.transformer.text_model.{k}": v for k, v in pipe.text_encoder.state_dict().items()}
+    t5 = {f"text_encoders.t5xxl.transformer.{k}": v for k, v in pipe.text_encoder_2.state_dict().items()
+          if k != "encoder.embed_tokens.weight"}  # tied to shared.weight, which ComfyUI saves
+    vae = {k.replace("first_stage_model.", "vae.", 1): v
+           for k, v in ldm_keys.vae_to_ldm(pipe.vae.state_dict(), dict(pipe.vae.config)).items()}
     path = save_bfl_transformer(pipe.transformer, tmp_path / "flux1-dev-comfy.safetensors", "model.diffusion_model.",
-                                extra)
+                                {**clip, **t5, **vae})
     with pytest.raises(ModelLoadError) as error:
         load_components(str(path))
     assert str(error.value).startswith("flux1-dev-comfy.safetensors holds a FLUX.1-dev transformer with CLIP, T5 and "
-                                       "a VAE (a ComfyUI checkpoint), whose transformer is read from it: set "
-                                       "base_model_config to a FLUX.1 diffusers folder or hub id")
-    loaded = load_components(str(path), base_model_config=str(folder)).denoiser
-    assert torch.equal(transformer_output(loaded), transformer_output(pipe.transformer))
+                                       "a VAE (a ComfyUI checkpoint): set base_model_config to a FLUX.1 diffusers "
+                                       "folder or hub id for their configs and the tokenizers")
+    bare = _configs_only(folder, tmp_path / "configs-only")
+    with pytest.raises(ModelLoadError, match="could not load the CLIP, T5 and VAE of base_model_config"):
+        load_components(str(save_bfl_transformer(pipe.transformer, tmp_path / "alone.safetensors")),
+                        base_model_config=str(bare))
+    loaded = load_components(str(path), base_model_config=str(bare))
+    assert torch.equal(transformer_output(loaded.denoiser), transformer_output(pipe.transformer))
+    ids = pipe.tokenizer_2(["a red circle"], return_tensors="pt").input_ids
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for ours, theirs in ((loaded.text_encoder_2(ids)[0], pipe.text_encoder_2(ids)[0]),
+                             (loaded.text_encoder(ids % 100).pooler_output, pipe.text_encoder(ids % 100).pooler_output),
+                             (loaded.vae.decode(latents).sample, pipe.vae.decode(latents).sample)):
+            assert torch.equal(ours, theirs)
+    assert loaded.vae.config.shift_factor == pipe.vae.config.shift_factor
 
 
 def test_without_a_usable_base_model_config_one_sentence_says_what_to_get(flux_dev, tiny_sd_dir, tmp_path,
