@@ -75,7 +75,9 @@ class TrainConfig:
         path=True,
     )
     base_model_config: str = _f(
-        "", "model", "Optional diffusers folder describing the architecture of a single-file checkpoint.", path=True
+        "", "model", "Optional diffusers folder describing the architecture of a single-file checkpoint. A FLUX.1 "
+        "transformer file needs one: a FLUX.1 diffusers folder or model id for its text encoders, VAE and "
+        "tokenizers.", path=True
     )
     prediction_type: str = _f(
         "auto", "model", "What the model predicts: auto reads it from the model (a single file marked v_pred, such "
@@ -215,7 +217,8 @@ class TrainConfig:
     def resolve_paths(self, relative_to: str | os.PathLike) -> "TrainConfig":
         """A copy with every relative local path made absolute against ``relative_to``.
 
-        Model ids such as ``org/model`` and ``resume: latest`` are left alone; so are empty settings.
+        Model ids such as ``org/model`` (``base_model``, ``base_model_config``) and ``resume: latest`` are left
+        alone; so are empty settings.
         """
         root = Path(relative_to).expanduser()
         changes = {}
@@ -223,7 +226,7 @@ class TrainConfig:
             value = getattr(self, f.name)
             if not f.metadata.get("path") or not value or (f.name == "resume" and value == "latest"):
                 continue
-            if f.name == "base_model" and not looks_like_local_path(value, root):
+            if f.name in ("base_model", "base_model_config") and not looks_like_local_path(value, root):
                 continue
             path = Path(value).expanduser()
             changes[f.name] = str(path if path.is_absolute() else (root / path).resolve())

@@ -34,6 +34,7 @@ def test_bfl_file_loads_with_the_base_folders_parts_and_equals_the_diffusers_mod
         assert type(components.tokenizer_2).__name__ == type(pipe.tokenizer_2).__name__
         assert torch.equal(components.vae.decoder.conv_in.weight, pipe.vae.decoder.conv_in.weight)
     assert describe_model(str(path), str(folder)).line() == "Model family: **FLUX.1** · single file"
+    assert describe_model(str(path), "black-forest-labs/FLUX.1-schnell").family.name == "flux"  # nothing downloaded
 
 
 def test_a_schnell_file_on_a_dev_folder_gets_schnells_schedule_and_no_guidance_embedding(flux_dev, tmp_path):
