@@ -58,7 +58,8 @@ def needs_base_sentence(name: str, keys: list[str]) -> str:
 
 
 def load_flux_single_file(path: Path, keys: list[str], base_model_config: str, dtype: torch.dtype) -> FluxPipeline:
-    """A ``FluxPipeline`` whose transformer is the one in ``path`` and whose other parts are the base's."""
+    """A ``FluxPipeline`` whose transformer is the one in ``path`` (and CLIP, T5 and VAE too, for an all-in-one
+    file) and whose other parts are the base's."""
     base, hub = check_flux_base(path.name, keys, base_model_config)
     local = _cache_only() if hub else True
     if hub:
