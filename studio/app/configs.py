@@ -85,9 +85,8 @@ class Configs:
 
         config = self.parse(yaml_text)
         source = confine_model_source(config.base_model, self.access, "the base model")
-        config_folder = config.base_model_config and str(self.access.resolve(config.base_model_config,
-                                                                             what="base_model_config"))
-        return describe_model(source, config_folder or "").line()
+        config_source = confine_model_source(config.base_model_config, self.access, "base_model_config")
+        return describe_model(source, config_source).line()
 
     def import_file(self, path: str | Path, uploaded: bool = False) -> str:
         """A YAML file's config as YAML text. ``uploaded``: the file came through the page's upload button (gradio
