@@ -93,7 +93,8 @@ def _load(base_model: str, base_model_config: str, dtype: torch.dtype, allow_pic
 
 def _set_prediction_type(pipe, prediction_type: str) -> None:
     """Apply a prediction type the user set (a v-prediction model saved with an epsilon scheduler config)."""
-    if prediction_type in ("epsilon", "v_prediction") and pipe.scheduler.config.prediction_type != prediction_type:
+    current = pipe.scheduler.config.get("prediction_type")  # flow-matching schedulers have none: nothing to set
+    if prediction_type in ("epsilon", "v_prediction") and current is not None and current != prediction_type:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
 
 

@@ -86,7 +86,8 @@ class SampleRenderer:
                 m.eval()
             generators = [torch.Generator().manual_seed(SAMPLE_SEED + i) for i in range(len(self.pairs))]
             config = self.setup.config
-            scale = family.default_guidance if config.sample_guidance_scale is None else config.sample_guidance_scale
+            scale = config.sample_guidance_scale
+            scale = family.sample_guidance(pipe) if scale is None else scale
             guidance = family.call_kwargs(pipe, [""] * len(self.pairs), scale)
             with torch.no_grad():
                 images = pipe([p for _, p in self.pairs], num_inference_steps=config.sample_inference_steps

@@ -154,8 +154,7 @@ def _prepare_models(components: Components, config: TrainConfig, accelerator: Ac
     if config.init_lora:
         load_initial_lora(components.denoiser, trainable, config.init_lora, config, components.family)
     store_base_weights([components.denoiser, *encoders.values()], plan)
-    if plan.vae != plan.compute:
-        cast_vae_inputs(components.vae)
+    cast_vae_inputs(components.vae)  # samples and priors hand it latents in the denoiser's dtype (or fp32 noise)
     if config.gradient_checkpointing:
         components.denoiser.enable_gradient_checkpointing()
         if config.train_text_encoder:

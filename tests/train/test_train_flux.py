@@ -109,8 +109,10 @@ def test_flux_reduced_base_weights_on_the_cpu_train_with_fp32_lora(flux_config, 
     attention = setup.components.denoiser.transformer_blocks[0].attn
     assert attention.to_q.base_layer.weight.dtype == stored and attention.add_q_proj.weight.dtype == stored
     assert {p.dtype for p in setup.components.denoiser.parameters() if p.requires_grad} == {torch.float32}
-    result = run_training(flux_config(base_weights=choice, max_steps=2, output_dir=str(tmp_path / choice)))
+    result = run_training(flux_config(base_weights=choice, max_steps=2, output_dir=str(tmp_path / choice),
+                                      mixed_precision="bf16", sample_steps=2, validation_prompts=["a red circle"]))
     assert result.status == "finished"
+    assert len(list((result.run_dir / "samples" / "step-000002").glob("*.png"))) == 1
     tensors = load_file(str(result.run_dir / "pytorch_lora_weights.safetensors"))
     assert all(torch.isfinite(t).all() for t in tensors.values())
 

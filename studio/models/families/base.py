@@ -198,6 +198,10 @@ class Family(ABC):
                  width // pipe.vae_scale_factor)
         return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed)), dtype=torch.float32)
 
+    def sample_guidance(self, pipe: DiffusionPipeline) -> float:
+        """The guidance scale samples are drawn with when the config names none."""
+        return self.default_guidance
+
     def call_kwargs(self, pipe: DiffusionPipeline, negatives: list[str] | None, guidance: float) -> dict:
         """The pipeline call's guidance and negative-prompt arguments (``negatives``: one per prompt, "" for none;
         all empty means the pipeline's own empty negative prompt)."""

@@ -141,6 +141,11 @@ class Flux(Family):
                             dtype=torch.float32)
         return pack_latents(noise)
 
+    def sample_guidance(self, pipe: DiffusionPipeline) -> float:
+        """dev: its distilled guidance 3.5; a model without a guidance embedding (schnell) draws without
+        classifier-free guidance, as schnell is meant to (a guidance above 1 would run true CFG)."""
+        return self.default_guidance if _config(pipe.transformer).guidance_embeds else 1.0
+
     def call_kwargs(self, pipe: DiffusionPipeline, negatives: list[str] | None, guidance: float) -> dict:
         kwargs: dict = {"max_sequence_length": self.text_length(pipe.tokenizer_2)}
         if _config(pipe.transformer).guidance_embeds:
