@@ -86,9 +86,8 @@ class Configs:
 
         config = self.parse(yaml_text)
         source = confine_model_source(config.base_model, self.access, "the base model")
-        config_folder = config.base_model_config and str(self.access.resolve(config.base_model_config,
-                                                                             what="base_model_config"))
-        return f"{describe_model(source, config_folder or '').line()} · {memory_words(config)}"
+        config_source = confine_model_source(config.base_model_config, self.access, "base_model_config")
+        return f"{describe_model(source, config_source).line()} · {memory_words(config)}"
 
     def import_file(self, path: str | Path, uploaded: bool = False) -> str:
         """A YAML file's config as YAML text. ``uploaded``: the file came through the page's upload button (gradio

@@ -25,7 +25,7 @@ def confine_config(config, access: Access):
         if not spec.metadata.get("path") or not value or (spec.name == "resume" and value == "latest"):
             continue
         try:
-            if spec.name == "base_model":
+            if spec.name in ("base_model", "base_model_config"):  # either may be a hub id
                 path = confine_model_source(value, access, what=spec.name)
             else:
                 path = str(access.resolve(value, write=spec.name in WRITTEN_SETTINGS, what=spec.name))

@@ -39,7 +39,7 @@ def check_paths(config: TrainConfig, relative_to: str | os.PathLike | None = Non
         notes.append(_missing(key, config.resolved_metadata_path(), root, want_dir=False))
     if looks_like_local_path(config.base_model, root):
         notes.append(_missing("base_model", config.base_model, root))
-    if config.base_model_config:
+    if looks_like_local_path(config.base_model_config, root):
         notes.append(_missing("base_model_config", config.base_model_config, root, want_dir=True))
     if config.init_lora:
         notes.append(_missing("init_lora", config.init_lora, root))

@@ -75,7 +75,9 @@ class TrainConfig:
         path=True,
     )
     base_model_config: str = _f(
-        "", "model", "Optional diffusers folder describing the architecture of a single-file checkpoint.", path=True
+        "", "model", "Optional diffusers folder describing the architecture of a single-file checkpoint. A FLUX.1 "
+        "transformer file needs one: a FLUX.1 diffusers folder or model id for its text encoders, VAE and "
+        "tokenizers.", path=True
     )
     prediction_type: str = _f(
         "auto", "model", "What the model predicts: auto reads it from the model (a single file marked v_pred, such "
@@ -89,8 +91,10 @@ class TrainConfig:
     lora_alpha: float | None = _f(None, "lora", "LoRA alpha; empty = equal to the rank (scale 1.0).", gt=0)
     lora_dropout: float = _f(0.0, "lora", "Dropout on the LoRA layers (0 = off).", min=0, lt=1)
     target_modules: list[str] = _f(
-        DEFAULT_UNET_MODULES, "lora", "Layers of the UNet (FLUX.1: the transformer) that get a LoRA (attention "
-        "projections by default).", split=","
+        DEFAULT_UNET_MODULES, "lora", "Denoiser layers that get a LoRA: the UNet's attention projections by default. "
+        "FLUX.1 LoRAs take both token streams' attention and MLP projections (to_q, to_k, to_v, to_out.0, add_q_proj, "
+        "add_k_proj, add_v_proj, to_add_out, ff.net.0.proj, ff.net.2, ff_context.net.0.proj, ff_context.net.2: the "
+        "flux presets set them); all-linear = every Linear layer of the UNet or transformer.", split=","
     )
     use_dora: bool = _f(False, "lora", "Train a DoRA (weight-decomposed LoRA) instead of a plain LoRA.")
     dora_axis: str = _f(
@@ -166,6 +170,11 @@ class TrainConfig:
         [], "output", "Sample prompts rendered during training every sample_steps (one per line).", split="\n"
     )
     sample_steps: int = _f(0, "output", "Render the sample prompts every N steps and at the end (0 = off).", min=0)
+    sample_guidance_scale: float | None = _f(
+        None, "output", "Guidance the samples are drawn with; empty = the model's own (7.5 SD 1.x, 5 SDXL, 3.5 "
+        "FLUX.1). FLUX.1-schnell is drawn with 1 (no guidance).", min=0, max=100)
+    sample_inference_steps: int | None = _f(
+        None, "output", "Denoising steps of each sample; empty = 20. FLUX.1-schnell needs only 4.", min=1, max=1000)
     trigger_word: str = _f(
         "", "output", "The trigger word: samples and the leak check also render each prompt without it."
     )
@@ -208,7 +217,8 @@ class TrainConfig:
     def resolve_paths(self, relative_to: str | os.PathLike) -> "TrainConfig":
         """A copy with every relative local path made absolute against ``relative_to``.
 
-        Model ids such as ``org/model`` and ``resume: latest`` are left alone; so are empty settings.
+        Model ids such as ``org/model`` (``base_model``, ``base_model_config``) and ``resume: latest`` are left
+        alone; so are empty settings.
         """
         root = Path(relative_to).expanduser()
         changes = {}
@@ -216,7 +226,7 @@ class TrainConfig:
             value = getattr(self, f.name)
             if not f.metadata.get("path") or not value or (f.name == "resume" and value == "latest"):
                 continue
-            if f.name == "base_model" and not looks_like_local_path(value, root):
+            if f.name in ("base_model", "base_model_config") and not looks_like_local_path(value, root):
                 continue
             path = Path(value).expanduser()
             changes[f.name] = str(path if path.is_absolute() else (root / path).resolve())

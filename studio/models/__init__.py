@@ -1,5 +1,5 @@
 """Base models: loading (embedded toy world, diffusers folders, single-file checkpoints, hub ids), families and
-detection (SD 1.x, SDXL)."""
+detection (SD 1.x, SDXL, FLUX.1)."""
 from .families import Components
 from .loading import ModelLoadError, default_model_path, load_components, load_pipeline, toy_world_models
 from .detect import ModelDescription, describe_model

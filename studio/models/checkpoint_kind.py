@@ -1,8 +1,10 @@
 """What a single-file checkpoint is, read from its tensor names and metadata alone (no weights are loaded).
 
-A base model is "sd1" (CompVis layout: ``cond_stage_model.transformer.``) or "sdxl" (Stability's SGM layout:
+A base model is "sd1" (CompVis layout: ``cond_stage_model.transformer.``), "sdxl" (Stability's SGM layout:
 ``conditioner.embedders.0`` CLIP ViT-L and ``conditioner.embedders.1`` OpenCLIP ViT-bigG, as Pony, Illustrious and
-NoobAI ship). Everything else gets one sentence saying what the file is and what to pass instead.
+NoobAI ship) or "flux" (a FLUX.1 transformer in Black Forest Labs' layout ``double_blocks.N.…`` / ``single_blocks.N.…``,
+bare or under ComfyUI's ``model.diffusion_model.``, or in diffusers' layout; ComfyUI's all-in-one files add
+``text_encoders.`` and ``vae.``). Everything else gets one sentence saying what the file is and what to pass instead.
 """
 from __future__ import annotations
 
@@ -20,6 +22,11 @@ SDXL_PARTS = (
 V_PREDICTION_TYPES = {"v", "v_prediction", "v-prediction"}
 V_PRED_KEY = "v_pred"
 ZERO_TERMINAL_SNR_KEY = "ztsnr"
+ACCEPTED = "an SD 1.x, SDXL or FLUX.1"
+FLUX_PARTS = (("input layer", "img_in."), ("double-stream blocks", "double_blocks."),
+              ("single-stream blocks", "single_blocks."), ("final layer", "final_layer."))
+FLUX_DIFFUSERS_PARTS = (("input layer", "x_embedder."), ("double-stream blocks", "transformer_blocks."),
+                        ("single-stream blocks", "single_transformer_blocks."), ("final layer", "proj_out."))
 
 
 class CheckpointKindError(ValueError):
@@ -27,15 +34,17 @@ class CheckpointKindError(ValueError):
 
 
 def checkpoint_family(keys: list[str], name: str) -> str:
-    """"sd1" or "sdxl" for a complete base checkpoint; otherwise ``CheckpointKindError`` with one sentence."""
-    return _classify(list(keys), name, "an SD 1.x or SDXL")
+    """"sd1", "sdxl" or "flux" for a complete base model file; otherwise ``CheckpointKindError`` with one
+    sentence."""
+    return _classify(list(keys), name, ACCEPTED)
 
 
 def check_sd1_keys(keys: list[str], name: str) -> None:
     """Raise ``CheckpointKindError`` with one sentence unless ``keys`` are an SD 1.x single-file checkpoint."""
-    if _classify(list(keys), name, "an SD 1.x") != "sd1":
+    family = _classify(list(keys), name, "an SD 1.x")
+    if family != "sd1":
         raise CheckpointKindError(
-            f"{name} is an SDXL checkpoint, not an SD 1.x one: "
+            f"{name} is {'a FLUX.1' if family == 'flux' else 'an SDXL'} checkpoint, not an SD 1.x one: "
             "pass an SD 1.x checkpoint (.safetensors) or diffusers folder."
         )
 
@@ -56,6 +65,9 @@ def has_zero_terminal_snr(keys: list[str], metadata: dict[str, str]) -> bool:
 
 def _classify(keys: list[str], name: str, accepted: str) -> str:
     _refuse_other_kinds(keys, name, accepted)
+    if _is_flux(keys):
+        _check_flux(keys, name)
+        return "flux"
     if _has(keys, "conditioner.embedders.") or _has(keys, UNET_PREFIX + "label_emb."):
         _require(keys, name, "SDXL", SDXL_PARTS)
         return "sdxl"
@@ -70,11 +82,6 @@ def _refuse_other_kinds(keys: list[str], name: str, accepted: str) -> None:
         raise CheckpointKindError(
             f"{name} is a LoRA file, not a base model: pass it as a LoRA and pass {accepted} checkpoint "
             "or diffusers folder as the base model."
-        )
-    if any("double_blocks." in k or "single_blocks." in k or k.startswith("single_transformer_blocks.") for k in keys):
-        raise CheckpointKindError(
-            f"{name} is a FLUX.1 checkpoint, which is not supported yet: "
-            f"pass {accepted} checkpoint (.safetensors) or diffusers folder."
         )
     if any("joint_blocks." in k for k in keys):
         raise CheckpointKindError(
@@ -96,14 +103,45 @@ def _refuse_other_kinds(keys: list[str], name: str, accepted: str) -> None:
             f"{name} holds a single diffusers component, not a whole model: "
             "pass the folder that contains model_index.json."
         )
+    if any(_has(keys, prefix) for prefix in ("encoder.block.", "shared.", "decoder.conv_in.", "encoder.conv_in.")):
+        raise CheckpointKindError(
+            f"{name} holds a text encoder (T5) or VAE alone, not a whole model: pass {accepted} model file or "
+            "diffusers folder as the base model (a FLUX.1 transformer takes these parts from base_model_config)."
+        )
 
 
-def _require(keys: list[str], name: str, label: str, parts) -> None:
+def _is_flux(keys: list[str]) -> bool:
+    return any("double_blocks." in k or "single_blocks." in k or "single_transformer_blocks." in k for k in keys)
+
+
+def _check_flux(keys: list[str], name: str) -> None:
+    """One sentence for FLUX.1-shaped files that cannot be trained on: pre-quantized copies, Chroma, parts."""
+    if any(k.endswith((".absmax", ".quant_map")) or ".quant_state." in k for k in keys):
+        raise CheckpointKindError(
+            f"{name} is a FLUX.1 transformer quantized with bitsandbytes (NF4), which cannot be trained on: pass the "
+            "bf16 or fp8 FLUX.1 file and set base_weights: nf4 to train it in 4 bits.")
+    if any(k.endswith(".scale_weight") or k == "scaled_fp8" for k in keys):
+        raise CheckpointKindError(
+            f"{name} is a scaled-fp8 FLUX.1 file (ComfyUI's fp8_scaled), which is not supported: pass the bf16 or "
+            "plain fp8 FLUX.1 file (base_weights: fp8 keeps it in 8 bits while training).")
+    if any("distilled_guidance_layer." in k for k in keys):
+        raise CheckpointKindError(
+            f"{name} is a Chroma checkpoint (a FLUX.1-schnell transformer with its own modulation), which is not "
+            f"supported yet: pass {ACCEPTED} model file or diffusers folder.")
+    from .flux_keys import is_diffusers_layout, transformer_keys
+
+    prefix, names = transformer_keys(keys)
+    names = [k[len(prefix):] for k in names]
+    _require(names, name, "FLUX.1", FLUX_DIFFUSERS_PARTS if is_diffusers_layout(names) else FLUX_PARTS,
+             what="transformer")
+
+
+def _require(keys: list[str], name: str, label: str, parts, what: str = "checkpoint") -> None:
     missing = [part for part, prefix in parts if not _has(keys, prefix)]
     if missing:
         raise CheckpointKindError(
-            f"{name} is not a complete {label} checkpoint (no {', '.join(missing)} weights found): "
-            f"pass a full {label} .safetensors checkpoint or a diffusers folder."
+            f"{name} is not a complete {label} {what} (no {', '.join(missing)} weights found): "
+            f"pass a full {label} .safetensors {what} or a diffusers folder."
         )
 
 

@@ -55,6 +55,10 @@ def describe_model(base_model: str, base_model_config: str = "") -> ModelDescrip
         raise ModelLoadError(str(error)) from error
     except Exception as error:  # safetensors raises its own error type for a damaged header
         raise ModelLoadError(f"{path.name} is not a readable .safetensors file: pass an intact checkpoint.") from error
+    if family.name == "flux":  # a transformer file: the rest of the model must come from base_model_config
+        from .flux_single_file import check_flux_base
+
+        check_flux_base(path.name, keys, base_model_config)
     return ModelDescription(family, kind, source, single_file.is_v_prediction(keys, metadata))
 
 

@@ -1,7 +1,7 @@
 """Load a base model from wherever the user points: embedded toy world, folder, single file or hub id.
 
-The model family (SD 1.x, SDXL) is read from the folder's ``model_index.json`` or the checkpoint's key layout;
-the family supplies the pipeline class and the shipped configs, so this module names none.
+The model family (SD 1.x, SDXL, FLUX.1) is read from the folder's ``model_index.json`` or the checkpoint's key
+layout; the family supplies the pipeline class and the shipped configs, so this module names none.
 
 Every failure a user can cause (missing path, wrong kind of file, no network) becomes a ``ModelLoadError`` whose
 message is one sentence saying what is wrong and what to pass instead.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ import torch
 from studio.util.paths import repo_root
 
 from . import single_file
-from .families import Components, Family, family_named, family_of_index, family_of_pipeline
+from .families import Components, Family, family_of_index, family_of_pipeline
 from .precision import WeightPlan, nf4_quantize
 
 if TYPE_CHECKING:
@@ -29,13 +28,6 @@ if TYPE_CHECKING:
 SINGLE_FILE_SUFFIXES = {".safetensors"}
 PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-# Shapes every SD 1.x checkpoint has; a file that differs needs its own configs (inpainting, SD 2.x-like, toy).
-_SD15_SHAPES = {
-    "model.diffusion_model.input_blocks.0.0.weight": [320, 4, 3, 3],
-    "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": [320, 768],
-    "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight": [49408, 768],
-}
-
 
 class ModelLoadError(ValueError):
     """The base model could not be loaded; the message says what to pass instead."""
@@ -75,10 +67,12 @@ def load_pipeline(
     """The family's text-to-image pipeline (SD 1.x: safety checker off) for ``base_model``.
 
     ``base_model``: "" for the embedded toy world, a diffusers folder, an SD 1.x or SDXL ``.safetensors``
-    checkpoint, a ``.ckpt`` (only with ``allow_pickle=True``), or a hub id ``org/name``. ``base_model_config``: a
-    diffusers folder whose configs describe a single-file checkpoint; by default the configs embedded in the file
-    are used, else the family's shipped ones. ``prediction_type`` "epsilon"/"v_prediction" overrides what the
-    model says ("auto"; a single file marked ``v_pred`` is v-prediction).
+    checkpoint or a FLUX.1 transformer file, a ``.ckpt`` (only with ``allow_pickle=True``), or a hub id
+    ``org/name``. ``base_model_config``: a diffusers folder whose configs describe a single-file checkpoint; by
+    default the configs embedded in the file are used, else the family's shipped ones. A FLUX.1 file needs it: a
+    FLUX.1 folder or hub id giving the text encoders, VAE and tokenizers (``flux_single_file``).
+    ``prediction_type`` "epsilon"/"v_prediction" overrides what the model says ("auto"; a single file marked
+    ``v_pred`` is v-prediction).
     """
     return _load(base_model, base_model_config, dtype, allow_pickle, prediction_type)[0]
 
@@ -90,14 +84,17 @@ def _load(base_model: str, base_model_config: str, dtype: torch.dtype, allow_pic
     elif kind == "hub":
         pipe = _load_hub(source, dtype)
     else:
-        pipe = _load_single_file(Path(source), base_model_config, dtype, allow_pickle)
+        from .checkpoint_loading import load_single_file
+
+        pipe = load_single_file(Path(source), base_model_config, dtype, allow_pickle)
     _set_prediction_type(pipe, prediction_type)
     return pipe, source, kind
 
 
 def _set_prediction_type(pipe, prediction_type: str) -> None:
     """Apply a prediction type the user set (a v-prediction model saved with an epsilon scheduler config)."""
-    if prediction_type in ("epsilon", "v_prediction") and pipe.scheduler.config.prediction_type != prediction_type:
+    current = pipe.scheduler.config.get("prediction_type")  # flow-matching schedulers have none: nothing to set
+    if prediction_type in ("epsilon", "v_prediction") and current is not None and current != prediction_type:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, prediction_type=prediction_type)
 
 
@@ -117,15 +114,20 @@ def resolve_source(base_model: str) -> tuple[str, str]:
         return "folder", str(path)
     if path.is_file():
         suffix = path.suffix.lower()
+        if suffix == ".gguf":
+            raise ModelLoadError(
+                f"{path.name} is a GGUF file (llama.cpp's quantized format), which cannot be trained on: pass the "
+                ".safetensors model (bf16 or fp8) and set base_weights: fp8 or nf4 to keep it small while training.")
         if suffix not in SINGLE_FILE_SUFFIXES | PICKLE_SUFFIXES:
             raise ModelLoadError(
-                f"{path} is not a model file: pass an SD 1.x or SDXL .safetensors checkpoint or a diffusers folder."
+                f"{path} is not a model file: pass an SD 1.x, SDXL or FLUX.1 .safetensors file or a diffusers folder."
             )
         return "single_file", str(path)
     if _HUB_ID.match(base_model) and path.suffix.lower() not in SINGLE_FILE_SUFFIXES | PICKLE_SUFFIXES:
         return "hub", base_model
     raise ModelLoadError(
-        f"{base_model} does not exist: pass a diffusers folder, an SD 1.x or SDXL .safetensors file or a hub id like org/name."
+        f"{base_model} does not exist: pass a diffusers folder, an SD 1.x, SDXL or FLUX.1 .safetensors file or a "
+        "hub id like org/name."
     )
 
 
@@ -151,7 +153,8 @@ def _check_index_kind(index: dict, name: str) -> Family:
     missing = [c for c in needed if not index.get(c) or index.get(c) == [None, None]]
     if missing:
         kind = index.get("_class_name", "non-SD")
-        raise ModelLoadError(f"{name} is a {kind} folder without {', '.join(missing)}: pass an SD 1.x or SDXL model.")
+        raise ModelLoadError(
+            f"{name} is a {kind} folder without {', '.join(missing)}: pass an SD 1.x, SDXL or FLUX.1 model.")
     return family
 
 
@@ -213,93 +216,6 @@ def _load_hub(repo_id: str, dtype: torch.dtype):
 def _hub_message(repo_id: str, local: bool = False) -> str:
     where = "the hub is not reachable and it is not in the local cache" if local else "no network / not found"
     return f"could not download {repo_id}: {where} — pass a local folder or a .safetensors file."
-
-
-def _load_single_file(path: Path, base_model_config: str, dtype: torch.dtype, allow_pickle: bool):
-    keys, metadata = _checkpoint_header(path, allow_pickle)
-    try:
-        family = family_named(single_file.checkpoint_family(keys, path.name))
-    except single_file.CheckpointKindError as error:
-        raise ModelLoadError(str(error)) from error
-    with tempfile.TemporaryDirectory(prefix="studio-config-") as scratch:
-        config_dir, described = _config_folder(path, family, base_model_config, metadata, Path(scratch))
-        try:
-            pipe = family.pipeline_class().from_single_file(
-                str(path), config=str(config_dir), local_files_only=True, **_quiet_dtype(dtype), **_no_safety(family)
-            )
-        except (OSError, ValueError, RuntimeError, KeyError) as error:
-            raise ModelLoadError(
-                f"{path.name} does not match {described} ({_first_line(error)}): "
-                "pass base_model_config=<a diffusers folder with this checkpoint's configs>."
-            ) from error
-    if single_file.is_v_prediction(keys, metadata):
-        zero_snr = single_file.has_zero_terminal_snr(keys, metadata)
-        pipe.scheduler = type(pipe.scheduler).from_config(
-            pipe.scheduler.config, prediction_type="v_prediction",
-            **({"rescale_betas_zero_snr": True, "timestep_spacing": "trailing"} if zero_snr else {}))
-    return pipe
-
-
-def _checkpoint_header(path: Path, allow_pickle: bool) -> tuple[list[str], dict[str, str]]:
-    """Tensor names and metadata of a single file; pickle files only when the user opted in."""
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise ModelLoadError(
-                f"{path.name} is a pickle checkpoint, which can run code when loaded: "
-                "convert it to .safetensors or opt in with allow_pickle=True."
-            )
-        try:
-            return single_file.read_pickle_keys(path), {}
-        except Exception as error:  # UnpicklingError for objects weights_only refuses, RuntimeError for others
-            raise ModelLoadError(
-                f"{path.name} cannot be read as plain tensors ({_first_line(error)}): convert it to .safetensors."
-            ) from error
-    try:
-        return single_file.read_header(path)
-    except Exception as error:  # safetensors raises its own error type for a corrupt header
-        raise ModelLoadError(
-            f"{path.name} is not a readable .safetensors file ({_first_line(error)}): pass an intact SD 1.x or SDXL checkpoint."
-        ) from error
-
-
-def _config_folder(path: Path, family: Family, base_model_config: str, metadata: dict[str, str],
-                   scratch: Path) -> tuple[Path, str]:
-    """(folder, description) of the configs for a single file: the user's, else the file's own, else the family's."""
-    if base_model_config:
-        folder = Path(base_model_config).expanduser()
-        if not folder.is_dir():
-            raise ModelLoadError(
-                f"base_model_config {base_model_config} is not a folder: "
-                "pass a diffusers folder (with model_index.json) whose configs match the checkpoint."
-            )
-        check_model_index(folder)
-        return folder, f"the configs in {folder}"
-    if single_file.CONFIG_METADATA_KEY in metadata:
-        try:
-            configs = json.loads(metadata[single_file.CONFIG_METADATA_KEY])
-            return single_file.write_config_folder(configs, scratch / "embedded"), "the configs embedded in it"
-        except (ValueError, KeyError, TypeError, OSError) as error:
-            raise ModelLoadError(
-                f"the configs embedded in {path.name} are damaged ({_first_line(error)}): "
-                "pass base_model_config=<a diffusers folder>."
-            ) from error
-    if family.name == "sd1" and path.suffix.lower() == ".safetensors":
-        _check_sd15_shapes(path)
-    return family.config_dir, f"the {family.label} configs"
-
-
-def _check_sd15_shapes(path: Path) -> None:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        names = set(handle.keys())
-        for key, expected in _SD15_SHAPES.items():
-            shape = list(handle.get_slice(key).get_shape()) if key in names else None
-            if shape != expected:
-                raise ModelLoadError(
-                    f"{path.name} is not shaped like SD 1.5 ({key} is {shape}, expected {expected}): "
-                    "pass base_model_config=<a diffusers folder with this model's configs>."
-                )
 
 
 def _first_line(error: BaseException) -> str:

@@ -108,7 +108,8 @@ def store_base_weights(models: list[torch.nn.Module], plan: WeightPlan) -> None:
 
 
 def cast_vae_inputs(vae: torch.nn.Module) -> None:
-    """Let a VAE kept in fp32 decode latents from a UNet in fp16/bf16 (the pipelines pass them on uncast)."""
+    """Let the VAE decode latents of any dtype (the pipelines pass them on uncast: fp16/bf16 from the denoiser,
+    fp32 starting noise); a no-op cast when they already match."""
     def to_vae_dtype(module, args):
         return (args[0].to(vae.dtype), *args[1:]) if args and torch.is_tensor(args[0]) else args
 

@@ -36,6 +36,29 @@ def lora_config(rank: int, alpha: float, targets: list[str], dropout: float, use
     )
 
 
+def denoiser_targets(denoiser: torch.nn.Module, targets: list[str]) -> list[str]:
+    """``targets`` as peft gets them: ``all-linear`` (``studio.config.modules``) becomes every Linear layer of the
+    denoiser, named by the path below its first block index (``attn.to_q`` for every block's ``…0.attn.to_q``) when
+    those names pick exactly the Linear layers, else by full path. Other lists are returned as they are."""
+    from studio.config.modules import ALL_LINEAR
+
+    if ALL_LINEAR not in targets:
+        return list(targets)
+    names = [name for name, _ in denoiser.named_modules()]
+    linear = [name for name, module in denoiser.named_modules() if isinstance(module, torch.nn.Linear)]
+    if not linear:
+        raise AdapterError(f"target_modules {ALL_LINEAR}: the denoiser has no Linear layer; name its layers instead")
+    short = sorted({_below_first_index(name) for name in linear})
+    picked = {name for name in names if any(name == s or name.endswith("." + s) for s in short)}
+    return short if picked == set(linear) else linear
+
+
+def _below_first_index(name: str) -> str:
+    parts = name.split(".")
+    first = next((i for i, part in enumerate(parts[:-1]) if part.isdigit()), -1)
+    return ".".join(parts[first + 1:])
+
+
 def _check_targets(model: torch.nn.Module, targets: list[str], where: str) -> None:
     names = [name for name, _ in model.named_modules()]
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
@@ -71,11 +94,12 @@ def add_lora_adapters(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.M
     for encoder in text_encoders.values():
         encoder.requires_grad_(False)
     alpha = config.effective_alpha()
+    targets = denoiser_targets(unet, config.target_modules)
     denoiser = "transformer" if family is not None and family.denoiser_name == "transformer" else "UNet"
-    _check_targets(unet, config.target_modules, denoiser)
+    _check_targets(unet, targets, denoiser)
     torch.manual_seed(config.seed)
     peft_dora = config.use_dora and getattr(config, "dora_axis", "webui") == "diffusers"
-    unet.add_adapter(lora_config(config.lora_rank, alpha, config.target_modules, config.lora_dropout, peft_dora))
+    unet.add_adapter(lora_config(config.lora_rank, alpha, targets, config.lora_dropout, peft_dora))
     models = [unet]
     if config.train_text_encoder:
         for name, encoder in text_encoders.items():
@@ -94,6 +118,13 @@ def add_lora_adapters(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.M
 
     cast_training_params(models, dtype=torch.float32)
     return [p for model in models for p in model.parameters() if p.requires_grad]
+
+
+def adapter_targets(model: torch.nn.Module, configured: list[str]) -> list[str]:
+    """The target_modules the model's adapter was created with (``all-linear`` expanded), else ``configured``."""
+    config = getattr(model, "peft_config", {}).get(ADAPTER)
+    targets = getattr(config, "target_modules", None)
+    return sorted(targets) if isinstance(targets, (set, list, tuple)) else list(configured)
 
 
 def adapter_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

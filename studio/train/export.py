@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from .adapters import adapter_state
+from .adapters import adapter_state, adapter_targets
 from .run_folder import webui_file_name
 
 if TYPE_CHECKING:
@@ -63,7 +63,8 @@ def write_diffusers_lora(folder: Path, setup: TrainingSetup, dtype: torch.dtype 
     metadata = build_kohya_metadata(kohya_values(setup, run_info or {}, step, epoch), setup.components.family)
     return save_diffusers_lora(
         folder, unet, text, rank=config.lora_rank, alpha=config.effective_alpha(), use_dora=config.use_dora,
-        unet_targets=config.target_modules, te_targets=config.text_encoder_target_modules,
+        unet_targets=adapter_targets(setup.accelerator.unwrap_model(setup.components.denoiser), config.target_modules),
+        te_targets=config.text_encoder_target_modules,
         metadata={"studio.output_name": config.resolved_output_name(), **metadata},
         family=setup.components.family,
     )

@@ -85,10 +85,13 @@ class SampleRenderer:
             for m in models:
                 m.eval()
             generators = [torch.Generator().manual_seed(SAMPLE_SEED + i) for i in range(len(self.pairs))]
-            guidance = family.call_kwargs(pipe, [""] * len(self.pairs), family.default_guidance)
+            config = self.setup.config
+            scale = config.sample_guidance_scale
+            scale = family.sample_guidance(pipe) if scale is None else scale
+            guidance = family.call_kwargs(pipe, [""] * len(self.pairs), scale)
             with torch.no_grad():
-                images = pipe([p for _, p in self.pairs], num_inference_steps=SAMPLE_STEPS, generator=generators,
-                              height=size, width=size, **guidance).images
+                images = pipe([p for _, p in self.pairs], num_inference_steps=config.sample_inference_steps
+                              or SAMPLE_STEPS, generator=generators, height=size, width=size, **guidance).images
         finally:
             for m, mode in zip(models, modes):
                 m.train(mode)

@@ -154,8 +154,7 @@ def _prepare_models(components: Components, config: TrainConfig, accelerator: Ac
     if config.init_lora:
         load_initial_lora(components.denoiser, trainable, config.init_lora, config, components.family)
     store_base_weights([components.denoiser, *encoders.values()], plan)
-    if plan.vae != plan.compute:
-        cast_vae_inputs(components.vae)
+    cast_vae_inputs(components.vae)  # samples and priors hand it latents in the denoiser's dtype (or fp32 noise)
     if config.gradient_checkpointing:
         components.denoiser.enable_gradient_checkpointing()
         if config.train_text_encoder:
@@ -207,6 +206,8 @@ def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning,
     components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle,
                                  prediction_type=config.prediction_type, weights=plan)
     objective = components.family.objective(components, config)
+    for sentence in components.family.ignored_settings(config):
+        warn(sentence)
     threads = use_threads(config, components.denoiser, accelerator, note)  # before the priors: they are drawn with it
     data = _with_priors(data, config, components, accelerator, note)
     images, captions, buckets, sampler = data.images, data.captions, data.buckets, data.sampler

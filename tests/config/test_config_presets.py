@@ -157,3 +157,27 @@ def test_advice_in_a_preset_file_is_read_and_checked(tmp_path):
     problems = caught.value.problems
     assert len(problems) == 3 and all("broken.yaml: advice for" in problem for problem in problems)
     assert "'learnin_rate': name a numeric setting" in problems[0] and "must be numbers" in problems[1]
+
+
+def test_flux_model_presets_set_the_flux_recipe():
+    """flux-dev and flux-schnell: rank 16, 1e-4, bf16 compute with an fp8 base and checkpointing at 512 px, the
+    diffusers FLUX example's target set; dev tells its transformer guidance 1.0, schnell samples in 4 steps unguided."""
+    from studio.config.modules import FLUX_DEFAULT_MODULES
+
+    models = by_name("model")
+    assert {"sd1", "sdxl", "flux-dev", "flux-schnell"} <= set(models)
+    for name in ("flux-dev", "flux-schnell"):
+        preset = models[name]
+        values = preset.values
+        assert (values["lora_rank"], values["lora_alpha"], values["learning_rate"], values["resolution"]) == \
+            (16, 16, 1e-4, 512)
+        assert (values["mixed_precision"], values["base_weights"], values["gradient_checkpointing"]) == \
+            ("bf16", "fp8", True)
+        assert values["target_modules"] == list(FLUX_DEFAULT_MODULES) and values["train_text_encoder"] is False
+        assert all(word in preset.description for word in ("1024", "base_model_config", "nf4", "24 GB"))
+        config = apply_presets(model=name)
+        assert config.target_modules == list(FLUX_DEFAULT_MODULES) and _report(model=name).warnings == []
+    assert models["flux-dev"].values["guidance_scale"] == 1.0 and "flow_shift 3.0" in models["flux-dev"].description
+    schnell = models["flux-schnell"].values
+    assert (schnell["sample_guidance_scale"], schnell["sample_inference_steps"]) == (1.0, 4)
+    assert "guidance_scale" not in schnell  # schnell has no guidance embedding to tell

@@ -143,3 +143,17 @@ def test_check_paths_lists_missing_paths_as_notes(tmp_path):
     (tmp_path / "imgs" / "metadata.csv").write_text("file_name,text\n")
     (tmp_path / "old.safetensors").write_bytes(b"")
     assert check_paths(config, relative_to=tmp_path) == []
+
+
+def test_a_hub_id_as_base_model_config_stays_a_hub_id(tmp_path):
+    """A FLUX.1 transformer file takes its text encoders and VAE from a folder or a hub id."""
+    from studio.config import check_paths
+
+    config = TrainConfig(base_model="flux1-dev.safetensors", base_model_config="black-forest-labs/FLUX.1-schnell")
+    resolved = config.resolve_paths(tmp_path)
+    assert resolved.base_model_config == "black-forest-labs/FLUX.1-schnell"
+    assert resolved.base_model == str(tmp_path / "flux1-dev.safetensors")
+    assert not any("base_model_config" in note for note in check_paths(config, tmp_path))
+    local = TrainConfig(base_model_config="./FLUX.1-schnell").resolve_paths(tmp_path)
+    assert local.base_model_config == str(tmp_path / "FLUX.1-schnell")
+    assert any("base_model_config" in note for note in check_paths(local, tmp_path))

@@ -65,7 +65,7 @@ def test_sdxl_folder_without_its_parts_is_refused(tmp_path):
     index = {"_class_name": "StableDiffusionXLPipeline", "unet": [], "vae": [], "text_encoder": [], "text_encoder_2": [], "tokenizer": []}
     (tmp_path / "model_index.json").write_text(json.dumps(index))
     with pytest.raises(ModelLoadError, match="StableDiffusionXLPipeline folder without unet, vae, text_encoder, "
-                                             "text_encoder_2, tokenizer, tokenizer_2: pass an SD 1.x or SDXL model"):
+                                             "text_encoder_2, tokenizer, tokenizer_2: pass an SD 1.x, SDXL or FLUX.1 model"):
         load_components(str(tmp_path))
 
 

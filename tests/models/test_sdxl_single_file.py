@@ -118,13 +118,15 @@ XL_PARTS = ["model.diffusion_model.label_emb.0.0.weight", "first_stage_model.dec
 
 @pytest.mark.parametrize("keys, sentence", [
     (["model.diffusion_model.double_blocks.0.img_attn.qkv.weight", "model.diffusion_model.single_blocks.0.linear1.bias"],
-     "flux.safetensors is a FLUX.1 checkpoint, which is not supported yet: pass an SD 1.x or SDXL checkpoint"),
-    (["double_blocks.0.img_attn.qkv.weight", "vae.decoder.conv_in.weight"], "is a FLUX.1 checkpoint"),
+     "flux.safetensors is not a complete FLUX.1 transformer (no input layer, final layer weights found): pass a full "
+     "FLUX.1 .safetensors transformer or a diffusers folder."),
+    (["double_blocks.0.img_attn.qkv.weight", "vae.decoder.conv_in.weight"], "is not a complete FLUX.1 transformer"),
     (["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"], "is a Stable Diffusion 3 checkpoint"),
     (["cond_stage_model.model.ln_final.weight", "model.diffusion_model.out.2.weight", "first_stage_model.conv.weight"],
-     "is an SD 2.x checkpoint (OpenCLIP text encoder), which is not supported yet: pass an SD 1.x or SDXL checkpoint"),
+     "is an SD 2.x checkpoint (OpenCLIP text encoder), which is not supported yet: pass an SD 1.x, SDXL or FLUX.1 "
+     "checkpoint"),
     (["lora_unet_input_blocks_4_1_proj_in.lora_down.weight", "lora_te2_text_model_encoder_layers_0_mlp_fc1.alpha"],
-     "is a LoRA file, not a base model: pass it as a LoRA and pass an SD 1.x or SDXL checkpoint"),
+     "is a LoRA file, not a base model: pass it as a LoRA and pass an SD 1.x, SDXL or FLUX.1 checkpoint"),
     (XL_PARTS[:2], "is not a complete SDXL checkpoint (no text encoder 1 (CLIP ViT-L), text encoder 2 (OpenCLIP "
                    "ViT-bigG) weights found): pass a full SDXL .safetensors checkpoint or a diffusers folder."),
     (XL_PARTS[1:], "is not a complete SDXL checkpoint (no UNet weights found)"),

@@ -89,6 +89,15 @@ class Flux(Family):
         return FlowMatching(components.noise_scheduler, config.weighting_scheme, config.logit_mean, config.logit_std,
                             config.mode_scale, config.flow_shift)
 
+    def ignored_settings(self, config: Any) -> list[str]:
+        unused = [name for name, unset in (("min_snr_gamma", None), ("prediction_type", "auto"))
+                  if getattr(config, name) != unset]
+        if not unused:
+            return []
+        verb = "applies" if len(unused) == 1 else "apply"
+        return [f"{', '.join(unused)} {verb} only to the UNet families (SD 1.x, SDXL): FLUX.1 trains by flow "
+                "matching; choose its noise levels with weighting_scheme and flow_shift"]
+
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 conditioning: Conditioning, micro: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
         """Pack ``noisy``, run the transformer as ``FluxPipeline`` does (timestep / 1000, position ids, the guidance
@@ -131,6 +140,11 @@ class Flux(Family):
         noise = torch.randn((1, channels, latent_h, latent_w), generator=torch.Generator("cpu").manual_seed(int(seed)),
                             dtype=torch.float32)
         return pack_latents(noise)
+
+    def sample_guidance(self, pipe: DiffusionPipeline) -> float:
+        """dev: its distilled guidance 3.5; a model without a guidance embedding (schnell) draws without
+        classifier-free guidance, as schnell is meant to (a guidance above 1 would run true CFG)."""
+        return self.default_guidance if _config(pipe.transformer).guidance_embeds else 1.0
 
     def call_kwargs(self, pipe: DiffusionPipeline, negatives: list[str] | None, guidance: float) -> dict:
         kwargs: dict = {"max_sequence_length": self.text_length(pipe.tokenizer_2)}
