@@ -75,7 +75,8 @@ class Evaluation:
         except ValueError:  # moved, unreadable or not this user's to read: the grid itself will say so
             family = None
         if family is not None and family.denoiser_name == "transformer":  # FLUX.1: the only flow-matching family
-            return sampler_choices(True), "euler", float(family.default_guidance)
+            distilled = _guidance_embedded(Path(source) / "transformer" / "config.json")
+            return sampler_choices(True), "euler", float(family.default_guidance) if distilled else 1.0
         return sampler_choices(False), "ddim", UNET_GUIDANCE
 
     def _check_prompt_loras(self, prompts: list[str], run_dir: Path) -> None:
@@ -93,3 +94,14 @@ class Evaluation:
                 except EvalError:
                     continue  # the grid reports the missing LoRA with its own message
                 self.studio.access.resolve(Path(found).resolve(), what=f"<lora:{tag.name}>")
+
+
+def _guidance_embedded(transformer_config: Path) -> bool:
+    """False for a FLUX transformer folder without a guidance embedding (schnell: drawn without classifier-free
+    guidance); True for dev, and wherever the config cannot be read here (a single file, a hub id)."""
+    import json
+
+    try:
+        return bool(json.loads(transformer_config.read_text(encoding="utf-8")).get("guidance_embeds", True))
+    except (OSError, ValueError):
+        return True

@@ -49,6 +49,9 @@ def _run(studio, base_model: str):
 def test_a_flux_run_is_drawn_with_flow_matching_euler_and_flux_guidance(studio, flux_folder):
     run = _run(studio, str(flux_folder))
     assert studio.evaluation.drawing_defaults(run.name) == (["euler"], "euler", 3.5)
+    (flux_folder / "transformer").mkdir()
+    (flux_folder / "transformer" / "config.json").write_text('{"guidance_embeds": false}')  # schnell-shaped
+    assert studio.evaluation.drawing_defaults(run.name) == (["euler"], "euler", 1.0)
 
 
 def test_a_unet_run_or_an_unreadable_base_model_keeps_every_sampler(studio, tmp_path):
