@@ -1,9 +1,13 @@
-"""GPU benchmarks: the SD 1.5- and SDXL-shaped training steps and the evaluation grid on a CUDA device. CI never
-runs this.
+"""GPU benchmarks: the SD 1.5-, SDXL- and FLUX.1-shaped training steps and the evaluation grid on a CUDA device.
+CI never runs this.
 
-    python bench/bench_gpu.py [--model sd15|sdxl ...] [--quick] [--no-write]
+    python bench/bench_gpu.py [--model sd15|sdxl|flux ...] [--quick] [--no-write]
     python bench/bench_gpu.py --list [--model ...] [--quick]   # what would run, without torch or a GPU
-    python bench/bench_gpu.py --tiny --allow-cpu --no-write [--model sdxl]   # checks the wiring on a CPU
+    python bench/bench_gpu.py --tiny --allow-cpu --no-write [--model sdxl|flux]   # checks the wiring on a CPU
+    python bench/bench_gpu.py --model flux --json FILE; python bench/bench_gpu.py --render FILE   # FLUX, kept
+
+FLUX.1 (``--model flux``, one command for one H100): ``gpu_flux.py`` says what it measures and how; its
+``--base-weights`` are the choices its rows compare (all three by default).
 
 Training: ours (``build_setup`` + ``optimizer_step``, latents and text embeddings cached) vs the reference loop
 with its own mixed precision (frozen models in fp16/bf16, LoRA parameters in float32; the SDXL VAE stays float32 as
@@ -32,9 +36,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
+import gpu_flux  # noqa: E402
 from common import describe_machine, machine, markdown_table, replace_section  # noqa: E402
 
-SECTIONS = {"sd15": "## GPU", "sdxl": "## GPU (SDXL)"}
+SECTIONS = {"sd15": "## GPU", "sdxl": "## GPU (SDXL)", "flux": gpu_flux.SECTION}
 FULL = [(batch, precision, checkpointing) for batch in (1, 4) for precision in ("fp16", "bf16")
         for checkpointing in (False, True)]
 QUICK = {"sd15": [(1, "fp16", False), (1, "bf16", False), (4, "fp16", False), (4, "fp16", True)],
@@ -157,6 +162,9 @@ def listing(models: list[str], quick: bool, tiny: bool, base_weights: tuple[str,
     """What a run would measure, one line per training variant (nothing is imported or built)."""
     lines = []
     for model in models:
+        if model == "flux":
+            lines.append(gpu_flux.listing(quick, tiny, base_weights or gpu_flux.BASE_WEIGHTS))
+            continue
         variants, (warmup, timed) = plan(model, quick, tiny, base_weights)
         resolution = (TINY_SDXL["resolution"] if model == "sdxl" else 32) if tiny else SPECS[model]["resolution"]
         for batch, precision, checkpointing, weights in variants:
@@ -172,14 +180,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="+", choices=sorted(SECTIONS), default=["sd15"],
                         help="which models to measure (each writes its own section)")
-    parser.add_argument("--quick", action="store_true", help="4 training variants per model and a 10-step grid")
+    parser.add_argument("--quick", action="store_true",
+                        help="4 training variants per model and a 10-step grid (flux: 1024 px only)")
     parser.add_argument("--tiny", action="store_true", help="tiny models at 32/64 px on a CPU (a wiring check)")
     parser.add_argument("--allow-cpu", action="store_true", help="run without a GPU (with --tiny)")
     parser.add_argument("--base-weights", nargs="+", choices=BASE_WEIGHTS, default=[],
-                        help="also train with the frozen base stored this way (batch 1, bf16, checkpointing on)")
+                        help="also train with the frozen base stored this way (batch 1, bf16, checkpointing on); "
+                             "flux: the choices to compare (default: all three)")
     parser.add_argument("--list", action="store_true", help="list what would run, then exit")
     parser.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
+    parser.add_argument("--json", type=Path, help="flux: save the result here, rewritten after every side process")
+    parser.add_argument("--render", type=Path, help="flux: write the section from a saved --json result (nothing is "
+                                                    "measured; a run cut short shows what it finished)")
     args = parser.parse_args(argv)
+    if args.render:
+        import json
+
+        text = gpu_flux.markdown(json.loads(args.render.read_text(encoding="utf-8")))
+        print(text)
+        if not args.no_write:
+            replace_section(gpu_flux.SECTION, text)
+        return 0
     if args.list:
         print(listing(args.model, args.quick, args.tiny, tuple(args.base_weights)))
         return 0
@@ -187,15 +208,22 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    if "nf4" in args.base_weights and importlib.util.find_spec("bitsandbytes") is None:
-        print("base_weights nf4 left out: bitsandbytes is not installed (pip install bitsandbytes)")
-        args.base_weights.remove("nf4")
+    flux_weights = list(args.base_weights or gpu_flux.BASE_WEIGHTS)
+    if importlib.util.find_spec("bitsandbytes") is None:
+        for chosen in (args.base_weights, flux_weights):
+            if "nf4" in chosen:
+                print("base_weights nf4 left out: bitsandbytes is not installed (pip install bitsandbytes)")
+                chosen.remove("nf4")
     if not torch.cuda.is_available() and not args.allow_cpu:
         print("no CUDA device here: nothing to measure (the GPU benchmarks run where a GPU is at hand)")
         return 0
     for model in args.model:
-        result = run(model, args.quick, args.tiny, tuple(args.base_weights))
-        text = markdown(result)
+        if model == "flux":
+            result = gpu_flux.run(args.quick, args.tiny, tuple(flux_weights), save=args.json)
+            text = gpu_flux.markdown(result)
+        else:
+            result = run(model, args.quick, args.tiny, tuple(args.base_weights))
+            text = markdown(result)
         print(text)
         if not args.no_write and not args.tiny:
             replace_section(SECTIONS[model], text)

@@ -46,16 +46,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
 from common import describe_machine, machine, markdown_table, replace_section, unwrap  # noqa: E402
-from train_models import SDXL_WIDTH, generated_pictures, prepare_toy, run_child  # noqa: E402
+from train_models import FLUX_HEADS, SDXL_WIDTH, generated_pictures, prepare_toy, run_child  # noqa: E402
 
 SECTION = "## Training step"
 SCALES = {"toy": {"resolution": 32, "batch": 4}, "sd15": {"resolution": 512, "batch": 1},
-          "sdxl": {"resolution": 512, "batch": 1}}
+          "sdxl": {"resolution": 512, "batch": 1}, "flux": {"resolution": 512, "batch": 1}}
 STEPS = {("toy", True): (1, 5), ("toy", False): (2, 20), ("sd15", True): (1, 3), ("sd15", False): (1, 7),
-         ("sdxl", True): (1, 3), ("sdxl", False): (1, 7)}
+         ("sdxl", True): (1, 3), ("sdxl", False): (1, 7), ("flux", True): (1, 3), ("flux", False): (1, 7)}
 MODELS = {"sd15": "SD 1.5 configs (UNet, VAE, CLIP text encoder), random weights",
           "sdxl": f"SDXL base 1.0 configs at {SDXL_WIDTH:g}× width (UNet 160/320/640 channels, text encoders 384 + 640 "
-                  "hidden; layout, depths and the full-size VAE unchanged), random weights"}
+                  "hidden; layout, depths and the full-size VAE unchanged), random weights",
+          "flux": f"FLUX.1-dev configs with {FLUX_HEADS} of 24 heads (hidden width {FLUX_HEADS * 128}; 19 + 38 blocks, "
+                  "the full-size 16-channel VAE, one-layer CLIP and T5 stand-ins of FLUX's text widths), random "
+                  "weights"}
 THREADS = 2
 DEFAULT_SCALES = ("toy", "sd15", "sdxl")
 ENGINE_NOTES = """Where the time goes, and what was changed in the engine (recorded runs on this shared CPU; those of
@@ -184,15 +187,15 @@ def goals(row: dict) -> list[tuple[str, str]]:
             (f"{name} peak RSS no higher than the reference's", memory)]
 
 
-def _step_times(result: dict) -> str:
+def step_times(result: dict) -> str:
     def listed(side: dict) -> str:
         return ", ".join(f"{wall:.3f} ({cpu:.3f})" for wall, cpu in zip(side["step_s"], side["step_cpu_s"]))
     return "; ".join(f"{row['scale']} ours {listed(row['ours'])}, reference {listed(row['reference'])}"
                      for row in result["rows"])
 
 
-def markdown(result: dict) -> str:
-    """The ``## Training step`` section of BENCHMARKS.md (the engine notes are the recorded before/after runs)."""
+def table(result: dict) -> str:
+    """The markdown table of the measured scales, one row each."""
     header = ["scale", "model", "px", "batch", "steps (warm-up + timed)", "ours s/step", "reference s/step",
               "speed-up (paired rounds)", "ours CPU s/step", "reference CPU s/step", "speed-up (CPU)",
               "ours peak RSS MiB", "reference peak RSS MiB", "memory ours/ref", "ours setup s (cache s, cache CPU s)",
@@ -207,13 +210,18 @@ def markdown(result: dict) -> str:
                      f"{ours['peak_rss_mb']:.0f}", f"{ref['peak_rss_mb']:.0f}", f"{row['memory_ratio']:.2f}",
                      f"{ours['setup_s']:.1f} ({ours['cache_s']:.1f}, {ours['cache_cpu_s']:.1f})",
                      f"{ref['setup_s']:.1f}", even])
+    return markdown_table(header, rows, "llrrl" + "r" * 12)
+
+
+def markdown(result: dict) -> str:
+    """The ``## Training step`` section of BENCHMARKS.md (the engine notes are the recorded before/after runs)."""
     goal_lines = [f"- {name}: **{met}**" for row in result["rows"] for name, met in goals(row)]
     gpu = (" No GPU was at hand, so the SD 1.5- and SDXL-shaped runs on a GPU are still to be done "
            "(`python bench/bench_gpu.py --model sd15 sdxl`)."
            if result["machine"]["gpu"] == "none" else "")
     lines = [SECTION, "", unwrap(__doc__.split("\n\n", 2)[2].split("``--quick``")[0].strip()), "",
-             markdown_table(header, rows, "llrrl" + "r" * 12), "", *goal_lines, "",
-             f"Every timed step, wall s (CPU s): {_step_times(result)}.", "",
+             table(result), "", *goal_lines, "",
+             f"Every timed step, wall s (CPU s): {step_times(result)}.", "",
              f"{describe_machine(result['machine'])} torch threads per side: {result['threads']}. The CPU is shared "
              "with other virtual machines (and any other work running here), so wall-clock times are noisy." + gpu, "",
              f"Command: `{result['command']}`", "", unwrap(ENGINE_NOTES), ""]

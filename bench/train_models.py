@@ -1,9 +1,10 @@
 """The models and pictures the training benchmarks train on, each built in a child process.
 
-    python bench/train_models.py --build toy|sd15|sdxl --out FOLDER [--width W]
+    python bench/train_models.py --build toy|sd15|sdxl|flux --out FOLDER [--width W]
 
 ``toy``: the toy-world architecture with random weights. ``sd15``: UNet/VAE/text encoder from the shipped SD 1.5
-configs. ``sdxl``: SDXL base 1.0's layout from ``sdxl_shapes.py`` at ``--width`` (see ``SDXL_WIDTH``). Each is saved
+configs. ``sdxl``: SDXL base 1.0's layout from ``sdxl_shapes.py`` at ``--width`` (see ``SDXL_WIDTH``). ``flux``:
+FLUX.1-dev's layout from ``flux_shapes.py`` at ``FLUX_HEADS`` heads, with its text stand-ins. Each is saved
 as a diffusers folder that our engine loads like a user's model; the pictures are generated 512 px PNGs.
 """
 from __future__ import annotations
@@ -21,6 +22,9 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]
 # right after building the four models (measured, before any training step), two would need more than this
 # machine's 23.5 GB, so the CPU benchmark uses half the channels (UNet 643 M parameters instead of 2,567 M).
 SDXL_WIDTH = 0.5
+# The CPU benchmark's FLUX.1-shaped model: FLUX.1-dev's layout (19 + 38 blocks, heads of 128) with 3 heads of its
+# 24, a hidden width of 384 instead of 3,072 (transformer 188 M parameters instead of 11.9 B).
+FLUX_HEADS = 3
 CAPTIONS = ["a red circle on a blue background", "a green square in a field", "a yellow star at night",
             "a purple triangle on white"]
 
@@ -49,6 +53,11 @@ def build_model(kind: str, out: Path, width: float = SDXL_WIDTH) -> None:
         from sdxl_shapes import save_model
 
         save_model(out, width)
+        return
+    if kind == "flux":
+        import flux_shapes
+
+        flux_shapes.save_model(out, {**flux_shapes.DEV, "heads": FLUX_HEADS})
         return
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
@@ -99,7 +108,7 @@ def run_child(argv: list[str], timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--build", choices=("toy", "sd15", "sdxl"), required=True)
+    parser.add_argument("--build", choices=("toy", "sd15", "sdxl", "flux"), required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--width", type=float, default=SDXL_WIDTH, help="SDXL channel scale (1 = the real model)")
     args = parser.parse_args(argv)

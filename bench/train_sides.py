@@ -56,10 +56,13 @@ def open_ours(model: str, data: str, resolution: int, batch: int, work: Path, va
 
 
 def open_reference(model: str, data: str, resolution: int, batch: int, work: Path, variant: dict):
-    """The diffusers-script way: VAE + text encoder(s) + UNet at every step (``train_reference.py``, or
-    ``train_reference_sdxl.py`` for a folder with a second text encoder)."""
+    """The diffusers-script way: VAE + text encoder(s) + UNet at every step (``train_reference.py``;
+    ``train_reference_sdxl.py`` for a folder with a second text encoder; ``train_reference_flux.py`` for one with a
+    transformer)."""
     from train_reference import batches, load_reference, reference_step
 
+    if (Path(model) / "transformer").is_dir():
+        return _open_reference_flux(model, data, resolution, batch, variant)
     if (Path(model) / "text_encoder_2").is_dir():
         from train_reference_sdxl import load_reference_sdxl as load_reference
         from train_reference_sdxl import reference_sdxl_step as reference_step
@@ -69,6 +72,18 @@ def open_reference(model: str, data: str, resolution: int, batch: int, work: Pat
     info = {"setup_s": time.perf_counter() - started, "cache_s": 0.0, "cache_cpu_s": 0.0}
     stream = batches(parts)
     return info, lambda step: reference_step(parts, next(stream))
+
+
+def _open_reference_flux(model: str, data: str, resolution: int, batch: int, variant: dict):
+    from train_reference import batches
+    from train_reference_flux import load_reference_flux, models_from_folder, reference_flux_step
+
+    started = time.perf_counter()
+    parts = load_reference_flux(models_from_folder(model), data, resolution, batch, RANK, SEED, LR,
+                                variant.get("precision", "no"), bool(variant.get("checkpointing")))
+    info = {"setup_s": time.perf_counter() - started, "cache_s": 0.0, "cache_cpu_s": 0.0}
+    stream = batches(parts)
+    return info, lambda step: reference_flux_step(parts, next(stream))
 
 
 def _say(message: dict) -> None:

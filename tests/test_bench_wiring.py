@@ -53,7 +53,7 @@ def test_summary_section_goes_first_and_keeps_the_other_sections(tmp_path):
     assert text.count("## Summary") == 1
 
 
-@pytest.mark.parametrize("argv", [["--quick"], ["--model", "sdxl"]])
+@pytest.mark.parametrize("argv", [["--quick"], ["--model", "sdxl"], ["--model", "flux"]])
 def test_gpu_benchmark_without_a_gpu_says_so_and_writes_nothing(argv):
     """CI has no GPU: ``bench/bench_gpu.py`` must say there is nothing to measure, exit 0 and leave the file alone."""
     before = (ROOT / "BENCHMARKS.md").read_bytes()
@@ -126,23 +126,28 @@ def test_sdxl_reference_keeps_original_size_and_crop_corner_like_the_script(tmp_
     assert crop == (0, round((round(800 * 512 / 600) - 512) / 2))  # (top, left), the script's rounding
 
 
-def test_gpu_benchmark_lists_sdxl_variants_without_torch():
+def _gpu_listing(model: str) -> subprocess.CompletedProcess:
+    """``bench_gpu.py --list --model <model>``, checked to exit 0 without importing torch."""
     script = (
         "import sys, runpy\n"
-        "sys.argv = ['bench/bench_gpu.py', '--list', '--model', 'sdxl']\n"
+        f"sys.argv = ['bench/bench_gpu.py', '--list', '--model', '{model}']\n"
         "try:\n    runpy.run_path('bench/bench_gpu.py', run_name='__main__')\n"
         "except SystemExit as stop:\n    assert stop.code == 0, stop.code\n"
         "assert 'torch' not in sys.modules\n"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def test_gpu_benchmark_lists_sdxl_variants_without_torch():
+    done = _gpu_listing("sdxl")
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 8 and all(line.startswith("sdxl 1024 px batch ") for line in lines)
     for batch in (1, 4):
         for precision in ("fp16", "bf16"):
             for state in ("on", "off"):
                 assert f"sdxl 1024 px batch {batch} {precision} checkpointing {state}:" in done.stdout
-
 
 
 def test_demo_benchmark_reports_both_thread_defaults_and_their_ratio():
@@ -158,3 +163,75 @@ def test_demo_benchmark_reports_both_thread_defaults_and_their_ratio():
     assert run_all.rows_demo(result) == [["demo training", "`train --config presets/demo/demo-star.yaml`, wall s, "
                                           "1700 steps (1 vs 2 torch threads)", "175.0", "525.0 (old default)",
                                           "3.00×", "—", "n/a"]]
+
+
+def test_gpu_benchmark_lists_flux_variants_without_torch():
+    done = _gpu_listing("flux")
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 16, done.stdout  # 2 resolutions x (reference + 3 base weights) x checkpointing on/off
+    for resolution in (512, 1024):
+        for state in ("on", "off"):
+            prefix = f"flux {resolution} px batch 1 bf16 checkpointing {state} base_weights"
+            assert f"{prefix} bf16: reference," in done.stdout
+            for weights in ("bf16", "fp8", "nf4"):
+                assert f"{prefix} {weights}: ours," in done.stdout
+    assert not any("reference" in line and "bf16: reference" not in line for line in lines)
+
+
+def test_flux_shapes_are_flux_1_dev_and_narrowing_keeps_the_layout():
+    shapes = _bench_module("flux_shapes")
+    config = shapes.transformer_config()
+    assert (config["num_layers"], config["num_single_layers"], config["num_attention_heads"]) == (19, 38, 24)
+    assert (config["attention_head_dim"], config["axes_dims_rope"], config["in_channels"]) == (128, (16, 56, 56), 64)
+    assert (config["joint_attention_dim"], config["pooled_projection_dim"], config["guidance_embeds"]) == (4096, 768,
+                                                                                                         True)
+    vae = shapes.vae_config()
+    assert (vae["latent_channels"], vae["scaling_factor"], vae["shift_factor"]) == (16, 0.3611, 0.1159)
+    assert shapes.parameter_counts() == {"transformer": 11_901_408_320, "vae": 83_819_683}
+    narrow = shapes.parameter_counts({**shapes.DEV, "heads": 3})
+    assert 180e6 < narrow["transformer"] < 200e6 and narrow["vae"] == 83_819_683
+
+
+def test_flux_reference_forward_matches_the_family_predict():
+    """The reference's pack, position ids, guidance and unpack give what ``Flux.predict`` gives, on one model."""
+    import torch
+
+    from studio.models.families import FLUX, Conditioning
+
+    shapes, reference = _bench_module("flux_shapes"), _bench_module("train_reference_flux")
+    transformer = shapes.build_transformer(shapes.TINY, seed=3).eval()
+    generator = torch.Generator().manual_seed(0)
+    noisy = torch.randn(2, 16, 8, 12, generator=generator)
+    hidden, pooled = torch.randn(2, 7, 4096, generator=generator), torch.randn(2, 768, generator=generator)
+    timesteps = torch.tensor([250.0, 900.0])
+    with torch.no_grad():
+        theirs = reference.predict(transformer, noisy, timesteps, hidden, pooled, torch.zeros(7, 3), 3.5, 8)
+        ours = FLUX.predict(transformer, noisy, timesteps, Conditioning(hidden, pooled), None, 3.5)
+        other_guidance = FLUX.predict(transformer, noisy, timesteps, Conditioning(hidden, pooled), None, 1.0)
+    assert theirs.shape == noisy.shape
+    torch.testing.assert_close(ours, theirs)
+    assert not torch.allclose(other_guidance, theirs)  # the guidance value reaches the transformer
+
+
+def test_gpu_flux_section_pairs_each_ours_row_with_the_bf16_reference():
+    gpu_flux, common = _bench_module("gpu_flux"), _bench_module("common")
+
+    def side(name, weights, on_s, off, error=None):
+        result = {"side": name, "base_weights": weights, "resolution": 1024,
+                  "setup": {"setup": True, "setup_s": 30.0, "setup_peak_vram_mb": 45_000.0},
+                  "variants": [{"checkpointing": True, "s_per_step": on_s, "peak_vram_mb": 30_000.0}, off]}
+        return {**result, "error": error} if error else result
+
+    sides = [side("reference", "bf16", 2.0, {"checkpointing": False, "s_per_step": 1.5, "peak_vram_mb": 60_000.0}),
+             side("ours", "bf16", 1.6, {"checkpointing": False, "out_of_memory": "CUDA out of memory"}),
+             side("ours", "nf4", 4.0, {"checkpointing": False}, error="exit status 1: Traceback\nKeyError: 'x'")]
+    result = {"sides": sides, "machine": common.machine(), "steps": (1, 3), "tiny": False, "wall_s": 300.0,
+              "command": "python bench/bench_gpu.py --model flux --quick"}
+    rows = gpu_flux.rows(result)
+    assert [(r["base_weights"], r["checkpointing"]) for r in rows] == [("bf16", True), ("bf16", False),
+                                                                       ("nf4", True), ("nf4", False)]
+    assert rows[0]["ratio"] == pytest.approx(1.25) and rows[1]["ratio"] is None
+    text = gpu_flux.markdown(result)
+    assert text.startswith("## GPU (FLUX.1)") and "| 1024 | on | bf16 | 1.600 | 2.000 | **1.25×** | 30,000 |" in text
+    assert "| 1024 | off | bf16 | out of memory | 1.500 | — |" in text and "| 1024 | off | nf4 | failed |" in text
+    assert "- ours nf4 1024 px: KeyError: 'x'" in text

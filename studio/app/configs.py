@@ -80,13 +80,14 @@ class Configs:
             return None
 
     def model_family_line(self, yaml_text: str) -> str:
-        """One line saying which family the config's base model is (read from its files, nothing loaded)."""
+        """One line saying which family the config's base model is (read from its files, nothing loaded) and how
+        its frozen weights are stored (``base_weights``)."""
         from studio.models import describe_model
 
         config = self.parse(yaml_text)
         source = confine_model_source(config.base_model, self.access, "the base model")
         config_source = confine_model_source(config.base_model_config, self.access, "base_model_config")
-        return describe_model(source, config_source).line()
+        return f"{describe_model(source, config_source).line()} · {memory_words(config)}"
 
     def import_file(self, path: str | Path, uploaded: bool = False) -> str:
         """A YAML file's config as YAML text. ``uploaded``: the file came through the page's upload button (gradio
@@ -104,3 +105,12 @@ class Configs:
         config = self.parse(yaml_text)
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         return save_config(config, self.workspace / "configs" / f"{config.resolved_output_name()}-{stamp}.yaml")
+
+
+def memory_words(config: TrainConfig) -> str:
+    """The memory setting in a few words: ``base_weights``, and what ``auto`` means for this config."""
+    choice = config.base_weights
+    if choice == "auto":
+        mixed = config.mixed_precision if config.mixed_precision != "no" else "fp32"
+        return f"base weights: **auto** ({mixed} on a GPU, fp32 on a CPU)"
+    return f"base weights: **{choice}**"

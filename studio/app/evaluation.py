@@ -16,7 +16,8 @@ from studio.eval.verdict import rows_read
 from studio.lora import DIFFUSERS_WEIGHT_NAME
 
 # what the Evaluation tab uses from the evaluation engine besides this owner
-__all__ = ["DIFFUSERS_WEIGHT_NAME", "METRIC_HELP", "Evaluation", "checkpoint_label", "rows_read"]
+__all__ = ["DIFFUSERS_WEIGHT_NAME", "METRIC_HELP", "UNET_GUIDANCE", "Evaluation", "checkpoint_label", "rows_read"]
+UNET_GUIDANCE = 5.0  # the grid's guidance for SD 1.x and SDXL models
 
 
 class Evaluation:
@@ -27,7 +28,7 @@ class Evaluation:
         self.pipeline_cache: dict = {}
 
     def render_grid(self, run_label: str, checkpoint: str, prompts: list[str], seeds: list[int],
-                    weights: list[float], steps: int = 25, guidance: float = 5.0, sampler: str = "ddim",
+                    weights: list[float], steps: int = 25, guidance: float = UNET_GUIDANCE, sampler: str = "ddim",
                     trigger: str = "", all_checkpoints: bool = False, progress=None):
         """Render the weight grid of a run (or of all its checkpoints); returns (GridResult, evaluation.md text).
 
@@ -60,6 +61,24 @@ class Evaluation:
         report = write_evaluation(run.path, result, diagnose_run(run.path))
         return result, report.read_text(encoding="utf-8")
 
+    def drawing_defaults(self, run_label: str) -> tuple[list[str], str, float]:
+        """(the samplers the run's base model can be drawn with, the one to start from, the guidance to start from):
+        a flow-matching model (FLUX.1) has the flow-matching Euler sampler and its family's guidance; UNet models
+        keep every sampler, DDIM and guidance 5. Read from the model's files, nothing loaded."""
+        from studio.eval.samplers import sampler_choices
+        from studio.models import describe_model
+
+        run = self.studio.runs.find(run_label)
+        try:
+            source = confine_model_source(run.base_model, self.studio.access, "the run's base model")
+            family = describe_model(source).family
+        except ValueError:  # moved, unreadable or not this user's to read: the grid itself will say so
+            family = None
+        if family is not None and family.denoiser_name == "transformer":  # FLUX.1: the only flow-matching family
+            distilled = _guidance_embedded(Path(source) / "transformer" / "config.json")
+            return sampler_choices(True), "euler", float(family.default_guidance) if distilled else 1.0
+        return sampler_choices(False), "ddim", UNET_GUIDANCE
+
     def _check_prompt_loras(self, prompts: list[str], run_dir: Path) -> None:
         """Every ``<lora:name:w>`` of the prompts names a LoRA this user may read (names are looked up as the grid
         looks them up: in the workspace's runs and beside this run)."""
@@ -75,3 +94,14 @@ class Evaluation:
                 except EvalError:
                     continue  # the grid reports the missing LoRA with its own message
                 self.studio.access.resolve(Path(found).resolve(), what=f"<lora:{tag.name}>")
+
+
+def _guidance_embedded(transformer_config: Path) -> bool:
+    """False for a FLUX transformer folder without a guidance embedding (schnell: drawn without classifier-free
+    guidance); True for dev, and wherever the config cannot be read here (a single file, a hub id)."""
+    import json
+
+    try:
+        return bool(json.loads(transformer_config.read_text(encoding="utf-8")).get("guidance_embeds", True))
+    except (OSError, ValueError):
+        return True

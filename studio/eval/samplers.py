@@ -1,7 +1,9 @@
 """Samplers by their WebUI names (Euler, Euler a, DDIM, DPM++ 2M, …), built from the model's own scheduler config.
 
 Building from the model's config keeps what the model was trained with (prediction type, zero-terminal-SNR
-betas, timestep spacing); only the solver changes.
+betas, timestep spacing); only the solver changes. A flow-matching model (FLUX.1) is drawn with the flow-matching
+Euler sampler, the one ``FluxPipeline`` passes its resolution-dependent shift to; the UNet samplers would treat
+its schedule as DDPM betas, so they are refused with a sentence.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ SAMPLERS: dict[str, tuple[str, dict]] = {
     "heun": ("HeunDiscreteScheduler", {}),
     "lms": ("LMSDiscreteScheduler", {}),
 }
+FLOW_SAMPLERS: dict[str, tuple[str, dict]] = {"euler": ("FlowMatchEulerDiscreteScheduler", {})}
 SAMPLER_LABELS = {
     "ddim": "DDIM", "euler": "Euler", "euler_a": "Euler a", "dpm++_2m": "DPM++ 2M",
     "dpm++_2m_karras": "DPM++ 2M Karras", "dpm++_2m_sde": "DPM++ 2M SDE", "unipc": "UniPC", "heun": "Heun",
@@ -51,11 +54,27 @@ def sampler_name(name: str) -> str:
     raise EvalError(f"sampler {name!r} is unknown: choose one of {choices}.")
 
 
-def make_scheduler(name: str, model_config: Mapping[str, object]) -> SchedulerMixin:
-    """A scheduler of the sampler ``name`` with the model's noise schedule."""
+def is_flow_matching(scheduler: object) -> bool:
+    """True for a flow-matching model's scheduler (FLUX.1's ``FlowMatchEulerDiscreteScheduler``)."""
+    return type(scheduler).__name__.startswith("FlowMatch")
+
+
+def sampler_choices(flow_matching: bool) -> list[str]:
+    """The samplers a model can be drawn with: every one for a UNet model, flow-matching Euler for FLUX.1."""
+    return list(FLOW_SAMPLERS if flow_matching else SAMPLERS)
+
+
+def make_scheduler(name: str, model_config: Mapping[str, object], flow_matching: bool = False) -> SchedulerMixin:
+    """A scheduler of the sampler ``name`` with the model's noise schedule (``flow_matching``: a FLUX.1 model's)."""
     import diffusers
 
-    class_name, extra = SAMPLERS[sampler_name(name)]
+    key = sampler_name(name)
+    table = FLOW_SAMPLERS if flow_matching else SAMPLERS
+    if key not in table:
+        choices = ", ".join(SAMPLER_LABELS[k] for k in table)
+        raise EvalError(f"sampler {SAMPLER_LABELS[key]} draws UNet models; this flow-matching model (FLUX.1) is "
+                        f"drawn with {choices}: choose it instead.")
+    class_name, extra = table[key]
     return getattr(diffusers, class_name).from_config(model_config, **extra)
 
 
@@ -63,7 +82,7 @@ def make_scheduler(name: str, model_config: Mapping[str, object]) -> SchedulerMi
 def use_sampler(pipe: DiffusionPipeline, name: str) -> Iterator[SchedulerMixin]:
     """Swap ``pipe``'s scheduler for the sampler ``name`` and put the original back afterwards."""
     original = pipe.scheduler
-    pipe.scheduler = make_scheduler(name, original.config)
+    pipe.scheduler = make_scheduler(name, original.config, is_flow_matching(original))
     try:
         yield pipe.scheduler
     finally:

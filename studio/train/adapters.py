@@ -65,7 +65,8 @@ def _check_targets(model: torch.nn.Module, targets: list[str], where: str) -> No
     if missing:
         raise AdapterError(
             f"target_modules {missing} match no layer of the {where}; "
-            f"use names such as to_q, to_k, to_v, to_out.0 (UNet) or q_proj, k_proj, v_proj, out_proj (text encoder)"
+            f"use names such as to_q, to_k, to_v, to_out.0 (UNet, FLUX transformer) or q_proj, k_proj, v_proj, "
+            f"out_proj (text encoder)"
         )
 
 
@@ -94,7 +95,8 @@ def add_lora_adapters(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.M
         encoder.requires_grad_(False)
     alpha = config.effective_alpha()
     targets = denoiser_targets(unet, config.target_modules)
-    _check_targets(unet, targets, "UNet")
+    denoiser = "transformer" if family is not None and family.denoiser_name == "transformer" else "UNet"
+    _check_targets(unet, targets, denoiser)
     torch.manual_seed(config.seed)
     peft_dora = config.use_dora and getattr(config, "dora_axis", "webui") == "diffusers"
     unet.add_adapter(lora_config(config.lora_rank, alpha, targets, config.lora_dropout, peft_dora))

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import gradio as gr
 from PIL import Image
 
-from studio.app.evaluation import DIFFUSERS_WEIGHT_NAME, METRIC_HELP, checkpoint_label, rows_read
+from studio.app.evaluation import DIFFUSERS_WEIGHT_NAME, METRIC_HELP, UNET_GUIDANCE, checkpoint_label, rows_read
 
 from .common import guarded, parse_numbers
 
@@ -33,7 +33,7 @@ def render(studio) -> SimpleNamespace:
             trigger = gr.Textbox(label="Trigger word (rows without it show leaks)", elem_id="eval-trigger")
         with gr.Column(scale=2):
             steps = gr.Slider(5, 60, value=25, step=1, label="Steps", elem_id="eval-steps")
-            guidance = gr.Number(value=5.0, label="Guidance scale", elem_id="eval-guidance")
+            guidance = gr.Number(value=UNET_GUIDANCE, label="Guidance scale", elem_id="eval-guidance")
             sampler = gr.Dropdown(SAMPLERS, value="ddim", label="Sampler", elem_id="eval-sampler")
     render_button = gr.Button("Render grid", variant="primary", elem_id="eval-render")
     message = gr.Markdown(elem_id="eval-message")
@@ -58,13 +58,15 @@ def run_choices(studio, selected: str | None = None):
 
 
 def no_run_details(_message: str = "") -> tuple:
-    """No run picked, or one that cannot be read (removed meanwhile): only "final" to pick, the trigger as it was."""
-    return gr.update(choices=["final"], value="final"), gr.update()
+    """No run picked, or one that cannot be read (removed meanwhile): only "final" to pick, the trigger, sampler and
+    guidance as they were."""
+    return gr.update(choices=["final"], value="final"), gr.update(), gr.update(), gr.update()
 
 
 @guarded(no_run_details)
 def run_details(studio, run_name: str | None):
-    """Checkpoint choices and the run's trigger word when a run is picked."""
+    """Checkpoint choices, the run's trigger word, and the samplers and guidance its base model is drawn with
+    (a FLUX.1 run: flow-matching Euler and FLUX's guidance) when a run is picked."""
     if not run_name:
         return no_run_details()
     run = studio.runs.find(run_name)
@@ -73,7 +75,9 @@ def run_details(studio, run_name: str | None):
     if len(run.checkpoints) > 1 or (run.checkpoints and run.final_lora):
         choices.append((ALL_CHECKPOINTS, ALL_CHECKPOINTS))
     choices = choices or [("final", "final")]
-    return gr.update(choices=choices, value=choices[0][1]), gr.update(value=run.trigger_word)
+    samplers, sampler, guidance = studio.evaluation.drawing_defaults(run.name)
+    return (gr.update(choices=choices, value=choices[0][1]), gr.update(value=run.trigger_word),
+            gr.update(choices=[s for s in SAMPLERS if s in samplers], value=sampler), gr.update(value=guidance))
 
 
 def checkpoint_choice(folder) -> tuple[str, str]:
@@ -153,7 +157,8 @@ def render_grid(studio, run_name, checkpoint, prompts, seeds, weights, trigger, 
 
 def listen(ui: SimpleNamespace, studio) -> None:
     ui.refresh.click(lambda current: run_choices(studio, current), inputs=ui.run, outputs=ui.run)
-    ui.run.change(lambda name: run_details(studio, name), inputs=ui.run, outputs=[ui.checkpoint, ui.trigger])
+    ui.run.change(lambda name: run_details(studio, name), inputs=ui.run,
+                  outputs=[ui.checkpoint, ui.trigger, ui.sampler, ui.guidance])
     ui.render.click(
         partial(render_grid, studio),
         inputs=[ui.run, ui.checkpoint, ui.prompts, ui.seeds, ui.weights, ui.trigger, ui.steps, ui.guidance,

@@ -24,6 +24,8 @@ FORM_FIELDS = (
     "trigger_word", "prior_data_dir", "prior_count", "prior_prompt", "validation_steps", "sample_steps",
 )
 
+FAMILY_FIELDS = ("base_model", "base_weights", "mixed_precision")  # what the family line under the form depends on
+
 
 def _optional_number(spec) -> bool:
     """A number setting that may be empty (``lora_alpha``, ``max_steps``): a text field, empty when unset."""
@@ -190,7 +192,7 @@ def listen(ui: SimpleNamespace, studio) -> None:
         for event in events:
             synced = event(partial(synced_yaml, studio), inputs=[ui.yaml, ui.synced, *fields],
                            outputs=[ui.yaml, ui.synced, ui.message])
-            if widget is ui.form["base_model"]:
+            if any(widget is ui.form[name] for name in FAMILY_FIELDS):
                 synced.then(show_family, inputs=ui.yaml, outputs=ui.family)
 
     ui.yaml.blur(partial(form_from_yaml, studio), inputs=ui.yaml, outputs=[*fields, ui.synced, ui.message]).then(

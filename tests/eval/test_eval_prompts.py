@@ -110,3 +110,13 @@ def test_eval_sampler_names_and_model_schedule_kept(tiny_sd_dir):
     assert scheduler.config.prediction_type == "v_prediction" and scheduler.config.rescale_betas_zero_snr
     with pytest.raises(EvalError, match="DPM\\+\\+ 2M"):
         sampler_name("k_dpm_3m")
+
+
+def test_a_flow_matching_model_is_drawn_with_flow_euler_and_refuses_unet_samplers():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    config = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True).config
+    scheduler = make_scheduler("Euler", config, flow_matching=True)
+    assert type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler" and scheduler.config.use_dynamic_shifting
+    with pytest.raises(EvalError, match="sampler DDIM draws UNet models; this flow-matching model .* Euler"):
+        make_scheduler("ddim", config, flow_matching=True)

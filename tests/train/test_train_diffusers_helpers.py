@@ -45,3 +45,17 @@ def test_trainable_lora_tensors_are_fp32_on_a_half_precision_model(tiny_sd_dir):
     assert params and all(p.dtype == torch.float32 and p.requires_grad for p in params)
     frozen = [p for p in unet.parameters() if id(p) not in trainable]
     assert frozen and all(p.dtype == torch.bfloat16 and not p.requires_grad for p in frozen)
+
+
+def test_a_target_the_flux_transformer_lacks_is_named_against_the_transformer():
+    """The demo preset's ResNet convolutions (conv1, conv2) on a FLUX.1 model: the sentence names the transformer."""
+    from diffusers import FluxTransformer2DModel
+
+    from studio.models.families import FLUX
+    from studio.toyworld.architecture import flux_transformer_config
+    from studio.train.adapters import AdapterError
+
+    transformer = FluxTransformer2DModel(**flux_transformer_config(double_layers=1, single_layers=1))
+    config = load_config({"lora_rank": 4, "target_modules": ["to_q", "conv1"]})
+    with pytest.raises(AdapterError, match=r"\['conv1'\] match no layer of the transformer; .*FLUX transformer"):
+        add_lora_adapters(transformer, {}, config, FLUX)

@@ -15,11 +15,12 @@ def test_checkpoint_dropdown_shows_short_names_and_hands_over_full_paths(tmp_pat
         (folder / "pytorch_lora_weights.safetensors").write_bytes(b"")
     (run / "config.yaml").write_text("trigger_word: zq\n")
     (run / "pytorch_lora_weights.safetensors").write_bytes(b"")
-    checkpoints, trigger = run_details(Studio(tmp_path / "workspace"), run.name)
+    checkpoints, trigger, sampler, guidance = run_details(Studio(tmp_path / "workspace"), run.name)
     assert checkpoints["choices"][:3] == [
         ("final", "final"), ("step 500", str(run / "checkpoints" / "step-000500")),
         ("step 250", str(run / "checkpoints" / "step-000250"))]
     assert trigger["value"] == "zq"
+    assert sampler["value"] == "ddim" and "dpm++_2m_karras" in sampler["choices"] and guidance["value"] == 5.0
 
 
 def _result(metrics):
