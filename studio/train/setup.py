@@ -167,6 +167,16 @@ def _prepare_models(components: Components, config: TrainConfig, accelerator: Ac
     return params
 
 
+def load_dtype(plan: WeightPlan) -> torch.dtype:
+    """The dtype the base model is read from disk in: bf16/fp16/fp8 read it in their compute dtype, so neither
+    the machine's memory nor the GPU ever holds an fp32 copy (FLUX.1-dev: 48 GB in fp32, 24 GB in bf16); the
+    VAE is then already in its dtype too, unless fp16 keeps it in fp32. auto and fp32 read fp32 (auto casts after
+    loading, as it always has; nf4 quantizes on load)."""
+    if plan.choice in ("bf16", "fp16", "fp8") and plan.vae == plan.compute:
+        return plan.compute
+    return torch.float32
+
+
 def _move(module: torch.nn.Module, device: torch.device, dtype: torch.dtype | None) -> None:
     """``module`` onto ``device`` (and into ``dtype`` when given and different: diffusers warns about any cast)."""
     if dtype is None or module.dtype == dtype or getattr(module, "is_quantized", False):
@@ -203,8 +213,8 @@ def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning,
     plan = plan_weights(config.base_weights, accelerator.device.type, accelerator.mixed_precision)
     check_base_weights(config.base_weights, accelerator.device.type)
     data = load_data(config, accelerator.num_processes)
-    components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle,
-                                 prediction_type=config.prediction_type, weights=plan)
+    components = load_components(config.base_model, config.base_model_config, dtype=load_dtype(plan),
+                                 allow_pickle=config.allow_pickle, prediction_type=config.prediction_type, weights=plan)
     objective = components.family.objective(components, config)
     for sentence in components.family.ignored_settings(config):
         warn(sentence)

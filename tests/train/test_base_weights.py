@@ -182,3 +182,22 @@ def test_sdxl_base_in_reduced_precision_trains_both_encoders_and_samples(write_c
     result = run_training(load_config(write_config(**settings)))
     assert result.status == "finished" and all(0 < loss < 10 for loss in _losses(result.run_dir))
     assert list((result.run_dir / "samples").rglob("*.png"))
+
+
+def test_reduced_base_weights_are_read_from_disk_in_their_compute_dtype(write_config, monkeypatch):
+    """bf16 and fp8 (computing in bf16) read the model in bf16: no fp32 copy of the base is ever held; fp16 keeps
+    the VAE in fp32 and so reads fp32, as auto does."""
+    import studio.models as models
+    from studio.train.setup import build_setup
+
+    read: list[torch.dtype] = []
+    real = models.load_components
+
+    def spy(*args, **kwargs):
+        read.append(kwargs["dtype"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "load_components", spy)
+    for choice, mixed in (("bf16", "no"), ("fp8", "bf16"), ("fp16", "no"), ("auto", "no")):
+        build_setup(load_config(write_config(base_weights=choice, mixed_precision=mixed)))
+    assert read == [torch.bfloat16, torch.bfloat16, torch.float32, torch.float32]
