@@ -167,6 +167,23 @@ def _prepare_models(components: Components, config: TrainConfig, accelerator: Ac
     return params
 
 
+def check_picture_grid(config: TrainConfig, components: Components) -> None:
+    """Refuse sizes whose latents the denoiser cannot take (FLUX packs 2 × 2 latent patches: 16 px sides)."""
+    from studio.config import ConfigError
+    from studio.data.buckets import default_step
+
+    multiple = components.family.pixel_multiple(components.vae)
+    side = default_step(config.resolution) if config.bucketing else config.resolution
+    if side % multiple:
+        what = f"buckets of {side} px steps" if config.bucketing else f"{side} × {side} px pictures"
+        lower = config.resolution // multiple * multiple
+        choices = f"{lower} or {lower + multiple}" if lower else str(multiple)
+        raise ConfigError([
+            f"resolution {config.resolution}: {components.family.label} needs picture sides in multiples of "
+            f"{multiple} px and this gives {what}: use resolution {choices}"
+            + ("" if config.bucketing else " or turn bucketing on")])
+
+
 def load_dtype(plan: WeightPlan) -> torch.dtype:
     """The dtype the base model is read from disk in: bf16/fp16/fp8 read it in their compute dtype, so neither
     the machine's memory nor the GPU ever holds an fp32 copy (FLUX.1-dev: 48 GB in fp32, 24 GB in bf16); the
@@ -215,6 +232,7 @@ def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning,
     data = load_data(config, accelerator.num_processes)
     components = load_components(config.base_model, config.base_model_config, dtype=load_dtype(plan),
                                  allow_pickle=config.allow_pickle, prediction_type=config.prediction_type, weights=plan)
+    check_picture_grid(config, components)
     objective = components.family.objective(components, config)
     for sentence in components.family.ignored_settings(config):
         warn(sentence)

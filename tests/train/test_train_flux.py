@@ -8,7 +8,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from studio.config import load_config
-from studio.models.families import FLUX
+from studio.models.families import FLUX, SD1
 from studio.models.families.flux import pack_latents, unpack_latents
 from studio.models.families.objectives import FlowMatching
 from studio.train import run_training
@@ -181,3 +181,22 @@ def test_settings_of_the_other_objective_are_named_before_training(flux_config, 
     said.clear()
     build_setup(load_config(write_config(weighting_scheme="logit_normal", flow_shift=3.0)), warn=said.append)
     assert any("weighting_scheme, flow_shift apply only to flow-matching models" in s for s in said), said
+
+
+def test_a_resolution_flux_cannot_pack_is_refused_with_the_nearest_one(write_config):
+    """FLUX.1's VAE divides sides by 8 and the transformer packs 2 × 2 latents: 520 px pictures (a multiple of 8,
+    fine for SD) cannot be packed; buckets (64 px steps) can."""
+    from types import SimpleNamespace
+
+    from studio.config import ConfigError
+    from studio.train.setup import check_picture_grid
+
+    vae = SimpleNamespace(config=SimpleNamespace(block_out_channels=[128, 256, 512, 512]))
+    flux = SimpleNamespace(family=FLUX, vae=vae)
+    with pytest.raises(ConfigError) as caught:
+        check_picture_grid(load_config(write_config(resolution=520, bucketing=False)), flux)
+    assert "multiples of 16 px" in str(caught.value) and "use resolution 512 or 528 or turn bucketing on" in str(caught.value)
+    check_picture_grid(load_config(write_config(resolution=520, bucketing=True)), flux)
+    check_picture_grid(load_config(write_config(resolution=512, bucketing=False)), flux)
+    sd = SimpleNamespace(family=SD1, vae=vae)
+    check_picture_grid(load_config(write_config(resolution=520, bucketing=False)), sd)

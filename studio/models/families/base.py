@@ -173,6 +173,10 @@ class Family(ABC):
         hidden = conditioning.hidden
         return denoiser(noisy.to(hidden.dtype), timesteps, **self.unet_kwargs(conditioning, micro)).sample
 
+    def pixel_multiple(self, vae: torch.nn.Module) -> int:
+        """Picture sides must be multiples of this many pixels (one latent pixel)."""
+        return 2 ** (len(vae.config.block_out_channels) - 1)
+
     # -- sampling -------------------------------------------------------------------------------------------
     @abstractmethod
     def assemble_pipeline(self, components: Components, scheduler: SchedulerMixin) -> DiffusionPipeline:

@@ -116,6 +116,10 @@ class Flux(Family):
                           txt_ids=text_ids, img_ids=image_ids, return_dict=False)[0]
         return unpack_latents(output, channels, height, width)
 
+    def pixel_multiple(self, vae: torch.nn.Module) -> int:
+        """Two latent pixels: latents are packed in 2 × 2 patches (16 px for FLUX.1's VAE)."""
+        return 2 * super().pixel_multiple(vae)
+
     # -- sampling -------------------------------------------------------------------------------------------
     def assemble_pipeline(self, components: Components, scheduler: SchedulerMixin) -> DiffusionPipeline:
         return self.pipeline_class()(
