@@ -74,7 +74,7 @@ class Evaluation:
             family = describe_model(source).family
         except ValueError:  # moved, unreadable or not this user's to read: the grid itself will say so
             family = None
-        if family is not None and family.denoiser_name == "transformer":  # FLUX.1: the only flow-matching family
+        if family is not None and family.flow_matching:
             distilled = _guidance_embedded(Path(source) / "transformer" / "config.json")
             return sampler_choices(True), "euler", float(family.default_guidance) if distilled else 1.0
         return sampler_choices(False), "ddim", UNET_GUIDANCE

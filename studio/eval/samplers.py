@@ -54,11 +54,6 @@ def sampler_name(name: str) -> str:
     raise EvalError(f"sampler {name!r} is unknown: choose one of {choices}.")
 
 
-def is_flow_matching(scheduler: object) -> bool:
-    """True for a flow-matching model's scheduler (FLUX.1's ``FlowMatchEulerDiscreteScheduler``)."""
-    return type(scheduler).__name__.startswith("FlowMatch")
-
-
 def sampler_choices(flow_matching: bool) -> list[str]:
     """The samplers a model can be drawn with: every one for a UNet model, flow-matching Euler for FLUX.1."""
     return list(FLOW_SAMPLERS if flow_matching else SAMPLERS)
@@ -81,8 +76,10 @@ def make_scheduler(name: str, model_config: Mapping[str, object], flow_matching:
 @contextmanager
 def use_sampler(pipe: DiffusionPipeline, name: str) -> Iterator[SchedulerMixin]:
     """Swap ``pipe``'s scheduler for the sampler ``name`` and put the original back afterwards."""
+    from studio.models.families import family_of_pipeline
+
     original = pipe.scheduler
-    pipe.scheduler = make_scheduler(name, original.config, is_flow_matching(original))
+    pipe.scheduler = make_scheduler(name, original.config, family_of_pipeline(pipe).flow_matching)
     try:
         yield pipe.scheduler
     finally:

@@ -33,6 +33,7 @@ class Flux(Family):
     text_encoder_names = ("text_encoder", "text_encoder_2")
     lora_text_encoder_names = ("text_encoder",)  # T5 stays frozen (as in every FLUX trainer)
     denoiser_name = "transformer"
+    flow_matching = True
     offload_cached_text_encoders = True
     default_guidance = 3.5
     lora_naming = LoraNaming(
