@@ -23,7 +23,8 @@ def _common(parser, prompt_required: bool) -> None:
     parser.add_argument("--negative", default="", metavar="N", help="negative prompt")
     parser.add_argument("--steps", type=int, default=25, help="sampling steps (25)")
     parser.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale (5.0)")
-    parser.add_argument("--sampler", default="ddim", help="ddim, euler, euler_a, dpm++_2m, dpm++_2m_karras, unipc, …")
+    parser.add_argument("--sampler", default="auto",
+                        help="auto (DDIM; Euler for FLUX.1), ddim, euler, euler_a, dpm++_2m, dpm++_2m_karras, unipc, …")
     parser.add_argument("--trigger", default="", help="trigger word: every prompt is also drawn without it")
     parser.add_argument("--lora-dir", action="append", default=[], metavar="DIR",
                         help="folder where <lora:name:w> names are looked up (repeatable)")

@@ -7,8 +7,9 @@ drawn (once for all checkpoints), because every metric compares with it; ``inclu
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -17,7 +18,7 @@ from .concepts import ConceptChecker, pick_checker
 from .output import write_outputs
 from .prompts import parse_prompt, prompt_rows
 from .resolve import default_search_dirs, find_run_dir, grid_checkpoints, resolve_lora, run_base_model
-from .samplers import sampler_name, use_sampler
+from .samplers import concrete_sampler, sampler_name, use_sampler
 from .session import Adapters, generate, get_pipeline, image_size, pick_device
 from .spec import MAX_CELLS, EvalError, GridResult, GridSpec, check_spec, column_weights
 from .trigger import placement_for
@@ -236,6 +237,7 @@ def render_grid(spec: GridSpec, out_dir: str | os.PathLike, progress: Callable[[
                         "use fewer prompts, seeds, weights or checkpoints.")
     device = pick_device(spec.device)
     pipe = get_pipeline(base, base_config, device, pipeline_cache)
+    spec = dataclasses.replace(spec, sampler=concrete_sampler(spec.sampler, pipe))
     images, stopped = _render(pipe, spec, rows, weights, progress, should_stop)
     checker = _pick_checker(spec, base, rows, images)
     scorer = None

@@ -44,9 +44,15 @@ def _squash(name: str) -> str:
     return re.sub(r"[^a-z0-9+]", "", name.lower()).replace("dpmpp", "dpm++")
 
 
+AUTO = "auto"  # DDIM for UNet models, flow-matching Euler for FLUX.1
+
+
 def sampler_name(name: str) -> str:
-    """The canonical name for ``"DPM++ 2M Karras"``, ``"dpmpp_2m"``, ``"Euler a"`` …; EvalError when unknown."""
+    """The canonical name for ``"DPM++ 2M Karras"``, ``"dpmpp_2m"``, ``"Euler a"``, ``"auto"`` …; EvalError when
+    unknown."""
     squashed = _squash(str(name or "ddim"))
+    if squashed == AUTO:
+        return AUTO
     table = {_squash(key): key for key in SAMPLERS} | {_squash(v): k for k, v in SAMPLER_LABELS.items()} | _ALIASES
     if squashed in table:
         return table[squashed]
@@ -65,12 +71,24 @@ def make_scheduler(name: str, model_config: Mapping[str, object], flow_matching:
 
     key = sampler_name(name)
     table = FLOW_SAMPLERS if flow_matching else SAMPLERS
+    if key == AUTO:
+        key = next(iter(table))
     if key not in table:
         choices = ", ".join(SAMPLER_LABELS[k] for k in table)
         raise EvalError(f"sampler {SAMPLER_LABELS[key]} draws UNet models; this flow-matching model (FLUX.1) is "
                         f"drawn with {choices}: choose it instead.")
     class_name, extra = table[key]
     return getattr(diffusers, class_name).from_config(model_config, **extra)
+
+
+def concrete_sampler(name: str, pipe: DiffusionPipeline) -> str:
+    """``name``, with ``auto`` replaced by the sampler ``pipe``'s model draws with by default (the grid records it)."""
+    from studio.models.families import family_of_pipeline
+
+    key = sampler_name(name)
+    if key != AUTO:
+        return name
+    return next(iter(FLOW_SAMPLERS if family_of_pipeline(pipe).flow_matching else SAMPLERS))
 
 
 @contextmanager

@@ -120,3 +120,17 @@ def test_a_flow_matching_model_is_drawn_with_flow_euler_and_refuses_unet_sampler
     assert type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler" and scheduler.config.use_dynamic_shifting
     with pytest.raises(EvalError, match="sampler DDIM draws UNet models; this flow-matching model .* Euler"):
         make_scheduler("ddim", config, flow_matching=True)
+
+
+def test_the_auto_sampler_is_ddim_for_unet_models_and_flow_euler_for_flux():
+    """``studio.py grid`` starts from ``--sampler auto``: a FLUX LoRA draws without naming a sampler."""
+    from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler
+
+    from studio.eval.samplers import make_scheduler, sampler_name
+
+    assert sampler_name("Auto") == "auto"
+    ddpm = DDIMScheduler().config
+    flow = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True).config
+    assert type(make_scheduler("auto", ddpm)) is DDIMScheduler
+    made = make_scheduler("auto", flow, flow_matching=True)
+    assert type(made) is FlowMatchEulerDiscreteScheduler and made.config.use_dynamic_shifting
