@@ -1,7 +1,9 @@
 """Samplers by their WebUI names (Euler, Euler a, DDIM, DPM++ 2M, …), built from the model's own scheduler config.
 
 Building from the model's config keeps what the model was trained with (prediction type, zero-terminal-SNR
-betas, timestep spacing); only the solver changes.
+betas, timestep spacing); only the solver changes. A flow-matching model (FLUX.1) is drawn with its own Euler
+scheduler: its pipeline hands the scheduler a sigma schedule only the flow-matching schedulers take, and on its
+straight noise-to-picture paths DDIM's deterministic step is that Euler step.
 """
 from __future__ import annotations
 
@@ -51,11 +53,20 @@ def sampler_name(name: str) -> str:
     raise EvalError(f"sampler {name!r} is unknown: choose one of {choices}.")
 
 
+FLOW_SAMPLERS = ("ddim", "euler")  # what a flow-matching model can be drawn with here (both: its Euler steps)
+
+
 def make_scheduler(name: str, model_config: Mapping[str, object]) -> SchedulerMixin:
     """A scheduler of the sampler ``name`` with the model's noise schedule."""
     import diffusers
 
-    class_name, extra = SAMPLERS[sampler_name(name)]
+    canonical = sampler_name(name)
+    if str(model_config.get("_class_name", "")).startswith("FlowMatch"):
+        if canonical not in FLOW_SAMPLERS:
+            raise EvalError(f"sampler {SAMPLER_LABELS[canonical]!r} cannot draw a flow-matching model (FLUX.1): "
+                            f"choose {' or '.join(SAMPLER_LABELS[key] for key in FLOW_SAMPLERS)}.")
+        return diffusers.FlowMatchEulerDiscreteScheduler.from_config(model_config)
+    class_name, extra = SAMPLERS[canonical]
     return getattr(diffusers, class_name).from_config(model_config, **extra)
 
 

@@ -66,6 +66,9 @@ def add_lora_adapters(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.M
     ``text_encoders``: ``{component: module}`` (one for SD 1.x, two for SDXL); with ``train_text_encoder`` every
     one of them gets a LoRA on ``text_encoder_target_modules``, in the layers whose output the UNet reads
     (``family.text_encoder_layers``: SDXL reads its first encoder's penultimate layer, so its last gets none)."""
+    if config.use_dora and family is not None and not family.lora_naming.webui_file:
+        raise AdapterError(f"use_dora: {family.label} LoRAs reach ComfyUI and Forge as the diffusers file, whose DoRA "
+                           "magnitudes they do not apply; train a plain LoRA (use_dora: false)")
     unet.requires_grad_(False)
     for encoder in text_encoders.values():
         encoder.requires_grad_(False)
