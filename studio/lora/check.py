@@ -228,7 +228,7 @@ def check_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], la
 
 def check_file(path: str | os.PathLike, family: str = "") -> LoraReport:
     """The report for any LoRA file: its keys checked against the layer names of its family's released model
-    (SD 1.5 / SDXL base); shapes are not compared, since the file may be for a model of other widths."""
+    (SD 1.5 / SDXL base / FLUX.1-dev); shapes are not compared, since the file may be for a model of other widths."""
     from safetensors.torch import load_file
 
     from .formats import LoraFormatError, _read_metadata, detect_format, lora_file_path

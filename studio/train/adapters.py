@@ -187,8 +187,17 @@ def read_lora_file(path: str | Path, unet: torch.nn.Module, text_encoders: dict[
     if fmt == "kohya":
         return (*_kohya_to_peft(tensors, unet, text_encoders, family, file), alpha)
     unet_part, text_parts = split_diffusers_lora(tensors)
-    texts = {name: convert_state_dict_to_peft(part) for name, part in text_parts.items() if part}
+    texts = {name: _as_encoder_names(convert_state_dict_to_peft(part), text_encoders.get(name))
+             for name, part in text_parts.items() if part}
     return convert_unet_state_dict_to_peft(unet_part), texts, alpha
+
+
+def _as_encoder_names(state: dict, encoder: torch.nn.Module | None) -> dict:
+    """Text-encoder keys as the live encoder names its layers: diffusers files keep transformers 4's ``text_model.``
+    part, which transformers 5's CLIP no longer has."""
+    if encoder is None or hasattr(encoder, "text_model"):
+        return state
+    return {key.removeprefix("text_model."): value for key, value in state.items()}
 
 
 def load_initial_lora(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.Module], path: str | Path,

@@ -112,3 +112,17 @@ def test_the_cli_names_the_diffusers_file_as_the_one_for_comfyui_and_forge(schne
     final = [line for line in lines if line.startswith("LoRA for ComfyUI")]
     assert len(final) == 1 and final[0].startswith("LoRA for ComfyUI / Forge: ")
     assert final[0].endswith("pytorch_lora_weights.safetensors (the diffusers file; A1111 has no FLUX.1)")
+
+
+def test_a_flux_file_with_alpha_folded_continues_as_the_same_lora(schnell_dir, toy_dataset, tmp_path):
+    """init_lora reads the file's alpha (= rank, the scale being in lora_B) and rescales for the new run's alpha."""
+    import torch
+    from safetensors.torch import load_file
+
+    first = run_training(_config(toy_dataset, schnell_dir, tmp_path / "a", max_steps=2, save_steps=0))
+    more = run_training(_config(toy_dataset, schnell_dir, tmp_path / "b", max_steps=1, save_steps=0, lora_alpha=8,
+                                learning_rate=1e-9, init_lora=str(first.diffusers_lora)))
+    before, after = load_file(str(first.diffusers_lora)), load_file(str(more.diffusers_lora))
+    assert before.keys() == after.keys()
+    for key in before:  # alpha 2 folded (x 0.5) before; alpha 8 folded (x 2) after: the same update B A
+        assert torch.allclose(after[key], before[key], atol=1e-6), key
