@@ -65,6 +65,24 @@ def tiny_sdxl_dir(tmp_path_factory):
     return build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl") / "model")
 
 
+def build_tiny_flux(folder, guidance_embeds: bool = True):
+    """A randomly initialised FLUX.1-shaped pipeline (dev-shaped: with the guidance embedding) saved as a diffusers
+    folder: the toy world's tokenizers and VAE (with a shift factor, as FLUX's VAE has), a two-double, two-single
+    block transformer."""
+    from studio.toyworld.flux_parts import build_flux_pipeline
+
+    pipe = build_flux_pipeline(folder.parent / (folder.name + "-parts"), guidance_embeds=guidance_embeds,
+                               shift_factor=0.1)
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_dir(tmp_path_factory):
+    """A randomly initialised FLUX.1-dev-shaped pipeline saved as a diffusers folder."""
+    return build_tiny_flux(tmp_path_factory.mktemp("tiny-flux") / "model")
+
+
 # The longest test files (minutes each: they train a demo LoRA and read what it draws) run first, so that with
 # `-n 2 --dist loadfile` the two workers share them instead of one worker running them at the end while the other
 # waits. pytest-xdist hands out files in collection order.

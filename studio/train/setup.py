@@ -207,6 +207,8 @@ def build_setup(config: TrainConfig, warn: Callable[[str], None] = log.warning,
     components = load_components(config.base_model, config.base_model_config, allow_pickle=config.allow_pickle,
                                  prediction_type=config.prediction_type, weights=plan)
     objective = components.family.objective(components, config)
+    for sentence in components.family.ignored_settings(config):
+        warn(sentence)
     threads = use_threads(config, components.denoiser, accelerator, note)  # before the priors: they are drawn with it
     data = _with_priors(data, config, components, accelerator, note)
     images, captions, buckets, sampler = data.images, data.captions, data.buckets, data.sampler

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from safetensors.torch import load_file
 
@@ -75,15 +76,22 @@ def test_resume_with_another_process_count(tmp_path, toy_dataset, tiny_sd_dir):
     assert _max_diff(_lora(straight.run_dir), _lora(stopped.run_dir)) <= TOLERANCE
 
 
-def test_sdxl_with_text_encoder_lora_in_two_processes_matches_one_process(tmp_path, toy_dataset, tiny_sdxl_dir):
-    """Both text encoders' LoRAs and the per-picture time ids are sharded like the latents."""
-    settings = dict(train_text_encoder=True, max_steps=8, save_steps=0, validation_steps=0)
-    single = run_training(load_config(_config(tmp_path, toy_dataset, tiny_sdxl_dir, "xl-one", batch_size=4,
-                                              **settings)))
-    done = _cli("--config", str(_config(tmp_path, toy_dataset, tiny_sdxl_dir, "xl-two", batch_size=2, **settings)),
+@pytest.mark.parametrize("model, parts", [
+    ("tiny_sdxl_dir", {"unet", "text_encoder", "text_encoder_2"}),
+    ("tiny_flux_dir", {"transformer", "text_encoder"}),
+])
+def test_text_encoder_lora_in_two_processes_matches_one_process(tmp_path, toy_dataset, request, model, parts):
+    """SDXL: both text encoders' LoRAs and the per-picture time ids are sharded like the latents. FLUX: packed
+    latents, position ids and the flow-matching noise levels are sharded too, and the CLIP encoder's LoRA is
+    all-reduced like the transformer's (T5 has none)."""
+    base = request.getfixturevalue(model)
+    settings = dict(train_text_encoder=True, max_steps=8, save_steps=0, validation_steps=0,
+                    target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    single = run_training(load_config(_config(tmp_path, toy_dataset, base, "one", batch_size=4, **settings)))
+    done = _cli("--config", str(_config(tmp_path, toy_dataset, base, "two", batch_size=2, **settings)),
                 "--num-processes", "2")
     assert done.returncode == 0, done.stderr[-3000:]
-    (run,) = list((tmp_path / "xl-two").iterdir())
+    (run,) = list((tmp_path / "two").iterdir())
     lora = _lora(run)
-    assert {key.split(".")[0] for key in lora} == {"unet", "text_encoder", "text_encoder_2"}
+    assert {key.split(".")[0] for key in lora} == parts
     assert _max_diff(_lora(single.run_dir), lora) <= TOLERANCE

@@ -156,6 +156,16 @@ class Family(ABC):
         """What the denoiser learns to predict (``config``: the run's ``TrainConfig``)."""
         return NoisePrediction(components.noise_scheduler, config.min_snr_gamma)
 
+    def ignored_settings(self, config: Any) -> list[str]:
+        """Sentences naming the settings of ``config`` this family's training does not use (said before step 1)."""
+        flow = [name for name, unset in (("weighting_scheme", "none"), ("flow_shift", 0.0), ("guidance_scale", 1.0))
+                if getattr(config, name) != unset]
+        if not flow:
+            return []
+        verb, pronoun = ("applies", "it") if len(flow) == 1 else ("apply", "them")
+        return [f"{', '.join(flow)} {verb} only to flow-matching models (FLUX.1): this {self.label} model "
+                f"trains without {pronoun}"]
+
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 conditioning: Conditioning, micro: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
         """The denoiser's prediction for ``noisy`` latents (batch, channels, height, width), in the same shape.

@@ -92,6 +92,15 @@ class Flux(Family):
         return FlowMatching(components.noise_scheduler, config.weighting_scheme, config.logit_mean, config.logit_std,
                             config.mode_scale, config.flow_shift)
 
+    def ignored_settings(self, config: Any) -> list[str]:
+        unused = [name for name, unset in (("min_snr_gamma", None), ("prediction_type", "auto"))
+                  if getattr(config, name) != unset]
+        if not unused:
+            return []
+        verb = "applies" if len(unused) == 1 else "apply"
+        return [f"{', '.join(unused)} {verb} only to the UNet families (SD 1.x, SDXL): FLUX.1 trains by flow "
+                "matching; choose its noise levels with weighting_scheme and flow_shift"]
+
     def predict(self, denoiser: torch.nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor,
                 conditioning: Conditioning, micro: torch.Tensor | None = None, guidance: float = 1.0) -> torch.Tensor:
         """Pack ``noisy``, run the transformer as ``FluxPipeline`` does (timestep / 1000, position ids, the guidance
