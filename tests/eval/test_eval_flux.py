@@ -15,23 +15,14 @@ from .family_runs import PROMPT, checkpoint_grid_against_the_base, train_run
 
 
 @pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory):
-    from studio.toyworld.flux_parts import build_flux_pipeline
-
-    folder = tmp_path_factory.mktemp("tiny-flux-dev")
-    build_flux_pipeline(folder / "parts", guidance_embeds=True).save_pretrained(folder / "model")
-    return folder / "model"
-
-
-@pytest.fixture(scope="module")
-def flux_run(tmp_path_factory, flux_dir, eval_dataset):
+def flux_run(tmp_path_factory, tiny_flux_dir, eval_dataset):
     """A 20-step FLUX.1 run (transformer and CLIP, alpha 8 on rank 4) with checkpoints at steps 10 and 20."""
-    return train_run(flux_dir, eval_dataset, tmp_path_factory.mktemp("flux-runs"), output_name="fx")
+    return train_run(tiny_flux_dir, eval_dataset, tmp_path_factory.mktemp("flux-runs"), output_name="fx")
 
 
-def test_flux_grid_draws_checkpoints_by_weight_with_the_base_at_weight_zero(flux_run, flux_dir, tmp_path):
+def test_flux_grid_draws_checkpoints_by_weight_with_the_base_at_weight_zero(flux_run, tiny_flux_dir, tmp_path):
     cache: dict = {}
-    _, base = checkpoint_grid_against_the_base(flux_run, flux_dir, tmp_path / "grid", cache)
+    _, base = checkpoint_grid_against_the_base(flux_run, tiny_flux_dir, tmp_path / "grid", cache)
     (pipe,) = cache.values()
     assert type(pipe).__name__ == "FluxPipeline"
     for part in ("transformer", "text_encoder"):  # the cached pipeline is the base model again, bit for bit
@@ -42,19 +33,19 @@ def test_flux_grid_draws_checkpoints_by_weight_with_the_base_at_weight_zero(flux
                 if not torch.equal(left[name], tensor)] == []
 
 
-def test_weights_drawn_per_picture_match_the_lora_merged_at_that_weight(flux_run, flux_dir, tmp_path):
+def test_weights_drawn_per_picture_match_the_lora_merged_at_that_weight(flux_run, tiny_flux_dir, tmp_path):
     cache: dict = {}
     spec = GridSpec(lora=str(flux_run), prompts=[PROMPT], seeds=[0, 1], weights=[0.3, 0.9], steps=3)
     result = render_grid(spec, tmp_path / "grid", pipeline_cache=cache)
     for cell in result.cells:
         prompt = f"{PROMPT} <lora:pytorch_lora_weights:{cell.weight}>"
-        (alone,) = generate_from_prompt(prompt, base_model=str(flux_dir), lora_dirs=[flux_run], steps=3,
+        (alone,) = generate_from_prompt(prompt, base_model=str(tiny_flux_dir), lora_dirs=[flux_run], steps=3,
                                         seeds=[cell.seed], pipeline_cache=cache)
         drawn = np.asarray(Image.open(cell.path), dtype=np.int16)
         assert np.abs(drawn - np.asarray(alone, dtype=np.int16)).max() <= 2, (cell.seed, cell.weight)
 
 
-def test_an_sd_lora_on_flux_and_a_flux_lora_on_sd_are_refused_with_a_sentence(flux_run, flux_dir, tiny_sd_dir,
+def test_an_sd_lora_on_flux_and_a_flux_lora_on_sd_are_refused_with_a_sentence(flux_run, tiny_flux_dir, tiny_sd_dir,
                                                                                tmp_path):
     import shutil
 
@@ -69,7 +60,7 @@ def test_an_sd_lora_on_flux_and_a_flux_lora_on_sd_are_refused_with_a_sentence(fl
     cache: dict = {}
     with pytest.raises(EvalError, match="is an SD 1.x LoRA and the base model is FLUX.1: pick a LoRA trained on a "
                                         "FLUX.1 model, or an SD 1.x base model"):
-        generate_from_prompt(PROMPT + " <lora:sd:0.5>", base_model=str(flux_dir), lora_dirs=[folder], steps=1,
+        generate_from_prompt(PROMPT + " <lora:sd:0.5>", base_model=str(tiny_flux_dir), lora_dirs=[folder], steps=1,
                              pipeline_cache=cache)
     with pytest.raises(EvalError, match="is a FLUX.1 LoRA and the base model is SD 1.x: pick a LoRA trained on an "
                                         "SD 1.x model, or a FLUX.1 base model"):

@@ -21,15 +21,6 @@ EVERY_LINEAR = ATTENTION + [
 TEXT = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
 
 
-def save_flux_model(folder: Path, guidance_embeds: bool = True) -> Path:
-    """A tiny random FLUX.1 pipeline (dev-like with ``guidance_embeds``, else schnell-like) saved at ``folder/model``."""
-    from studio.toyworld.flux_parts import build_flux_pipeline
-
-    pipe = build_flux_pipeline(folder / "parts", guidance_embeds=guidance_embeds)
-    pipe.save_pretrained(folder / "model")
-    return folder / "model"
-
-
 def load_flux(model_dir: Path):
     from diffusers import FluxPipeline
 

@@ -83,4 +83,5 @@ def test_schnell_has_no_guidance_weights_for_a_guidance_lora_to_patch():
     shapes = bfl_shapes(schnell)
     place = comfyui_slices(schnell)["time_text_embed.guidance_embedder.linear_1"]
     assert "guidance_in.in_layer" not in shapes
-    assert slice_shape(place, shapes) == "guidance_in.in_layer is not a weight of this FLUX model, so the patch is dropped"
+    assert slice_shape(place, shapes) == ("guidance_in.in_layer is not a weight of this FLUX model, so the patch is "
+                                          "dropped")

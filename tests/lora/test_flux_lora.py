@@ -22,18 +22,12 @@ from studio.lora.layout import layout_of, standard_layout
 from studio.models.families import FLUX
 from studio.train.adapters import adapter_state
 
-from .flux_models import ALPHA, ATTENTION, EVERY_LINEAR, RANK, TEXT, adapted, load_flux, save_flux_model, \
-    transformer_inputs
-
-
-@pytest.fixture(scope="module")
-def flux_dir(tmp_path_factory):
-    return save_flux_model(tmp_path_factory.mktemp("tiny-flux"), guidance_embeds=True)
+from .flux_models import ALPHA, ATTENTION, EVERY_LINEAR, RANK, TEXT, adapted, load_flux, transformer_inputs
 
 
 @pytest.fixture(scope="module", params=[ATTENTION, EVERY_LINEAR], ids=["attention", "every-linear"])
-def written(request, flux_dir, tmp_path_factory):
-    pipe = adapted(flux_dir, request.param)
+def written(request, tiny_flux_dir, tmp_path_factory):
+    pipe = adapted(tiny_flux_dir, request.param)
     states = adapter_state(pipe.transformer), {"text_encoder": adapter_state(pipe.text_encoder)}
     layout = layout_of(FLUX, pipe.transformer, {"text_encoder": pipe.text_encoder})
     folder = tmp_path_factory.mktemp("flux-lora")
@@ -118,13 +112,13 @@ def test_the_clients_patch_of_the_bfl_weights_is_the_trained_model(written, clie
         assert torch.allclose(patched[key], expected[key], atol=1e-5), key
 
 
-def test_diffusers_loads_the_file_back_into_the_trained_model(written, flux_dir):
-    reloaded = load_flux(flux_dir)
+def test_diffusers_loads_the_file_back_into_the_trained_model(written, tiny_flux_dir):
+    reloaded = load_flux(tiny_flux_dir)
     reloaded.load_lora_weights(str(written.folder))
     inputs = transformer_inputs(written.pipe.transformer)
     with torch.no_grad():
         trained, loaded = written.pipe.transformer(**inputs)[0], reloaded.transformer(**inputs)[0]
-        base = load_flux(flux_dir).transformer(**inputs)[0]
+        base = load_flux(tiny_flux_dir).transformer(**inputs)[0]
         ids = written.pipe.tokenizer(["a red zq circle"], padding="max_length", return_tensors="pt").input_ids
         text = [pipe.text_encoder(ids).pooler_output for pipe in (written.pipe, reloaded)]
     assert not torch.allclose(trained, base, atol=1e-3)  # the LoRA changes the model ...
