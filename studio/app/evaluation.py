@@ -28,7 +28,7 @@ class Evaluation:
         self.pipeline_cache: dict = {}
 
     def render_grid(self, run_label: str, checkpoint: str, prompts: list[str], seeds: list[int],
-                    weights: list[float], steps: int = 25, guidance: float = UNET_GUIDANCE, sampler: str = "ddim",
+                    weights: list[float], steps: int = 25, guidance: float = UNET_GUIDANCE, sampler: str = "auto",
                     trigger: str = "", all_checkpoints: bool = False, progress=None):
         """Render the weight grid of a run (or of all its checkpoints); returns (GridResult, evaluation.md text).
 

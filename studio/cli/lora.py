@@ -1,4 +1,5 @@
-"""``studio.py inspect FILE``: what a LoRA file is and whether ComfyUI and A1111 load it (``studio/lora/check.py``).
+"""``studio.py inspect FILE``: what a LoRA file is and whether ComfyUI and A1111 (FLUX.1: ComfyUI and Forge) load it
+(``studio/lora/check.py``).
 
 Exit codes: 0 every key loads in both clients, 1 some key would not load or would load wrongly, 2 the file cannot
 be read as a LoRA.
@@ -96,6 +97,6 @@ def register(subparsers) -> None:
     inspect = subparsers.add_parser(
         "inspect", help="what a LoRA file holds and whether ComfyUI and A1111 load every key of it")
     inspect.add_argument("file", help="a LoRA .safetensors file (or a folder holding pytorch_lora_weights.safetensors)")
-    inspect.add_argument("--family", choices=("sd1", "sdxl"),
+    inspect.add_argument("--family", choices=("sd1", "sdxl", "flux"),
                          help="check against this model family when the file does not say which it is for")
     inspect.set_defaults(handler=cmd_inspect)

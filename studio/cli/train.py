@@ -115,5 +115,15 @@ def _train_in_this_process(args) -> int:
         return EXIT_STOPPED
     print(f"run folder: {result.run_dir}")
     print(f"diffusers LoRA: {result.diffusers_lora or 'none (diffusers cannot hold a dora_axis: webui DoRA)'}")
-    print(f"LoRA for ComfyUI / A1111 / Forge: {result.webui_lora}")
+    if result.webui_lora is None and result.diffusers_lora is not None and _for_webuis(result.diffusers_lora):
+        print(f"LoRA for ComfyUI / Forge: {result.diffusers_lora} (the diffusers file; A1111 has no FLUX.1)")
+    else:
+        print(f"LoRA for ComfyUI / A1111 / Forge: {result.webui_lora}")
     return EXIT_OK
+
+
+def _for_webuis(diffusers_file) -> bool:
+    """Whether the run's diffusers file is also the one ComfyUI and Forge load (a FLUX.1 LoRA)."""
+    from studio.lora.info import lora_family
+
+    return lora_family(diffusers_file) == "flux"

@@ -30,7 +30,7 @@ def prompt_loras(prompt: str,
 def generate_from_prompt(prompt: str, *, base_model: str = "", base_model_config: str = "",
                          lora_dirs: Iterable[str | os.PathLike] = (), negative_prompt: str = "",
                          seeds: Iterable[int] = (0,), steps: int = 25, guidance: float = 5.0,
-                         sampler: str = "ddim", width: int = 0, height: int = 0, device: str = "auto",
+                         sampler: str = "auto", width: int = 0, height: int = 0, device: str = "auto",
                          pipeline_cache: dict | None = None) -> list[Image.Image]:
     """One picture per seed for ``prompt``, with every ``<lora:name:w>`` it names applied at its weight.
 

@@ -134,7 +134,8 @@ class Adapters:
         names = [self.names[str(path)] for path in weights]
         from .weighting import PARTS
 
-        components = [part for part in PARTS if getattr(self.pipe, part, None) is not None]
+        components = [part for part in getattr(self.pipe, "_lora_loadable_modules", PARTS)  # FLUX.1: not T5
+                      if part in PARTS and getattr(self.pipe, part, None) is not None]
         self._save_base_weights()
         with torch.no_grad():
             self.pipe.fuse_lora(components=components, lora_scale=1.0, adapter_names=names)
@@ -204,8 +205,12 @@ def _check_loadable(pipe, lora_path: str) -> None:
     trained_on = family_named(said)
     base = family_of_pipeline(pipe)
     if trained_on is not base:
-        raise EvalError(f"{lora_path} is an {trained_on.label} LoRA and the base model is {base.label}: pick a LoRA "
-                        f"trained on an {base.label} model, or an {trained_on.label} base model.")
+        raise EvalError(f"{lora_path} is {_a(trained_on.label)} LoRA and the base model is {base.label}: pick a LoRA "
+                        f"trained on {_a(base.label)} model, or {_a(trained_on.label)} base model.")
+
+
+def _a(label: str) -> str:  # "an SDXL", "a FLUX.1"
+    return f"{'an' if label.startswith('SD') else 'a'} {label}"
 
 
 class EarlierAdaptersReport(logging.Filter):

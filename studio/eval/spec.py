@@ -40,7 +40,7 @@ class GridSpec:
     negative_prompt: str = ""
     steps: int = 25
     guidance: float = 5.0
-    sampler: str = "ddim"
+    sampler: str = "auto"  # DDIM for UNet models, flow-matching Euler for FLUX.1 (samplers.AUTO)
     trigger: str = ""
     lora_dirs: list[str] = field(default_factory=list)
     clip_model: str = ""

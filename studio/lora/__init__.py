@@ -1,5 +1,5 @@
 """LoRA files: diffusers and kohya/WebUI formats, their metadata, reading either back, and which keys ComfyUI and
-A1111 load (``check.py``).
+A1111 (FLUX.1: ComfyUI and Forge, ``flux_keys.py``) load (``check.py``).
 
 The names below are imported on first use, so ``studio.py inspect`` (``studio/cli/lora.py``) registers without torch.
 """

@@ -1,10 +1,10 @@
-"""Will a LoRA file load in ComfyUI and A1111, on which layers, at which scale: the report behind the save-time
-check and ``studio.py inspect``.
+"""Will a LoRA file load in ComfyUI and A1111 (FLUX.1: ComfyUI and Forge), on which layers, at which scale: the
+report behind the save-time check and ``studio.py inspect``.
 
 ``check_tensors`` groups a file's tensors by module, looks every module up with both clients' rules
 (``clients.py``) on a base-model layout (``layout.py``) and lists what each client loads, ignores or would patch
 wrongly; ``expected`` (the layer each module was trained on) turns a module that lands on another layer into a
-problem.
+problem. On FLUX.1 a module must also land on a weight the model has, in rows that exist (``flux_keys``).
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from . import clients
 from .layout import BaseLayout
 
 CLIENTS = ("ComfyUI", "A1111")
+FLUX_CLIENTS = ("ComfyUI", "Forge")  # A1111 has no FLUX.1
+FORGE_MOST_UNMATCHED = 12  # Forge loads nothing of a file with more keys that match no layer
 
 
 @dataclass
@@ -113,10 +115,18 @@ def group_modules(tensors: dict[str, torch.Tensor]) -> dict[str, Module]:
     return modules
 
 
-def _target_shape(layout: BaseLayout, target) -> torch.Size | None:
+def _target_shape(layout: BaseLayout, target) -> torch.Size | str | None:
+    """The shape of the weight (FLUX.1: of the rows) ``target`` patches; a sentence part when the base model has
+    no such weight; None when the layout does not know."""
+    from .flux_keys import slice_shape
+
     component, path = target
     if component == "unet":
         return layout.unet.get(path, (None, None))[1]
+    if component == "transformer":
+        return slice_shape(layout.slices[path], layout.bfl)
+    if component == "bfl":
+        return layout.bfl[path]
     return layout.text.get(component, {}).get(path)
 
 
@@ -133,13 +143,19 @@ def _fit_problem(module: Module, shape, client: str) -> str | None:
     return None
 
 
+def _key_map(client: str, layout: BaseLayout) -> dict:
+    if client == "ComfyUI":
+        return clients.comfyui_key_map(layout)
+    return clients.forge_key_map(layout) if client == "Forge" else clients.a1111_modules(layout)
+
+
 def _check_client(client: str, modules: dict[str, Module], layout: BaseLayout, expected, shapes: bool
                   ) -> ClientCheck:
     check = ClientCheck(client, total=sum(len(m.keys) for m in modules.values()))
     if client == "A1111" and not layout.standard:
         check.note = "A1111 builds only the released SD 1.x / SDXL block layouts, and this base model has another"
         return check
-    key_map = clients.comfyui_key_map(layout) if client == "ComfyUI" else clients.a1111_modules(layout)
+    key_map = _key_map(client, layout)
     partial = clients.a1111_partial_attention(modules, key_map) if client == "A1111" else {}
     for name, missing in partial.items():
         check.ignored += modules[name].keys
@@ -159,13 +175,18 @@ def _check_client(client: str, modules: dict[str, Module], layout: BaseLayout, e
         want = (expected or {}).get(name)
         if want is not None and tuple(want) != tuple(target):
             check.problems.append(f"{name} patches {target[0]} {target[1]} instead of {want[0]} {want[1]}")
-        problem = _fit_problem(module, _target_shape(layout, target), client) if shapes else None
+        shape = _target_shape(layout, target)
+        problem = f"{name}: {shape}" if isinstance(shape, str) else (
+            _fit_problem(module, shape, client) if shapes else None)
         if problem:
             check.problems.append(problem)
+    if client == "Forge" and len(check.ignored) > FORGE_MOST_UNMATCHED:
+        check.problems.append(f"{len(check.ignored)} keys match no layer, more than the {FORGE_MOST_UNMATCHED} "
+                              "Forge tolerates: it loads nothing of this file")
     return check
 
 
-def _alpha_problems(modules: dict[str, Module], metadata: dict[str, str]) -> list[str]:
+def _alpha_problems(modules: dict[str, Module], metadata: dict[str, str], names: tuple[str, ...]) -> list[str]:
     """Where the clients' scale (alpha / rank, 1.0 without an alpha tensor) differs from the trained one."""
     trained = _trained_alpha(metadata)
     problems = []
@@ -173,7 +194,7 @@ def _alpha_problems(modules: dict[str, Module], metadata: dict[str, str]) -> lis
         if module.down is None:
             continue
         if module.alpha is None and trained is not None and abs(trained - module.rank) > 1e-6:
-            problems.append(f"{module.name} has no .alpha tensor: ComfyUI and A1111 apply scale 1.0, not the "
+            problems.append(f"{module.name} has no .alpha tensor: {' and '.join(names)} apply scale 1.0, not the "
                             f"trained alpha/rank = {trained:g}/{module.rank}")
             break
         if module.alpha is not None and module.alpha != module.alpha:
@@ -185,7 +206,8 @@ def _alpha_problems(modules: dict[str, Module], metadata: dict[str, str]) -> lis
 def _trained_alpha(metadata: dict[str, str]) -> float | None:
     try:
         config = json.loads(metadata.get("lora_adapter_metadata", "{}"))
-        value = config.get("unet.lora_alpha", config.get("text_encoder.lora_alpha", metadata.get("ss_network_alpha")))
+        value = next((config[f"{part}.lora_alpha"] for part in ("unet", "transformer", "text_encoder")
+                      if f"{part}.lora_alpha" in config), metadata.get("ss_network_alpha"))
         return float(value) if value not in (None, "None", "") else None
     except (TypeError, ValueError):
         return None
@@ -197,15 +219,16 @@ def check_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], la
                   ) -> LoraReport:
     """``shapes``: also require every module to fit its layer's weight (off when the base model is a stand-in)."""
     modules = group_modules(tensors)
-    checks = [_check_client(client, modules, layout, expected, shapes) for client in CLIENTS]
+    names = FLUX_CLIENTS if layout.family == "flux" else CLIENTS
+    checks = [_check_client(client, modules, layout, expected, shapes) for client in names]
     shown = {k: v for k, v in metadata.items() if k.startswith(("ss_", "sshs_", "modelspec."))}
     return LoraReport(str(path), fmt, layout.family, layout_name or f"the {layout.family} base model", modules,
-                      checks, _alpha_problems(modules, metadata), shown)
+                      checks, _alpha_problems(modules, metadata, names), shown)
 
 
 def check_file(path: str | os.PathLike, family: str = "") -> LoraReport:
     """The report for any LoRA file: its keys checked against the layer names of its family's released model
-    (SD 1.5 / SDXL base); shapes are not compared, since the file may be for a model of other widths."""
+    (SD 1.5 / SDXL base / FLUX.1-dev); shapes are not compared, since the file may be for a model of other widths."""
     from safetensors.torch import load_file
 
     from .formats import LoraFormatError, _read_metadata, detect_format, lora_file_path
@@ -221,6 +244,6 @@ def check_file(path: str | os.PathLike, family: str = "") -> LoraReport:
             raise LoraFormatError(f"{source.name}: {error}") from error
         fmt = "mixed"
     family = family or _family_name(tensors, metadata) or "sd1"
-    names = {"sd1": "SD 1.5", "sdxl": "SDXL base 1.0"}
+    names = {"sd1": "SD 1.5", "sdxl": "SDXL base 1.0", "flux": "FLUX.1-dev"}
     return check_tensors(tensors, metadata, standard_layout(family), fmt=fmt, path=str(source),
                          layout_name=f"the {names.get(family, family)} layout", shapes=False)

@@ -1,5 +1,5 @@
-"""Which LoRA keys ComfyUI and A1111 load, and the weight each computes from them: our own implementation of the
-rules in their code, checked here so a file is known to load before anyone tries it.
+"""Which LoRA keys ComfyUI, A1111 and Forge load, and the weight each computes from them: our own implementation of
+the rules in their code, checked here so a file is known to load before anyone tries it.
 
 ComfyUI (``comfy/lora.py`` ``model_lora_keys_unet`` / ``model_lora_keys_clip`` / ``load_lora``,
 ``comfy/weight_adapter``): a module name is looked up in a key map built from the base model; the UNet is known as
@@ -14,6 +14,11 @@ A1111 (``extensions-builtin/Lora/networks.py`` ``load_network``): the name is co
 the model's modules named by their original paths; failing that ``lora_unet`` -> ``diffusion_model`` and
 ``lora_te1_text_model`` -> ``0_transformer_text_model`` / ``transformer_text_model`` are tried. Unmatched keys are
 printed as "Failed to match keys" and ignored. Scale = alpha / dim, 1.0 without an alpha.
+
+FLUX.1 (``flux_keys``): ComfyUI and Forge map the transformer's diffusers names onto slices of its weights in Black
+Forest Labs' layout and the CLIP text encoder's as above; A1111 has no FLUX.1. Forge
+(``extensions-builtin/sd_forge_lora/networks.py`` ``load_lora_for_models``) loads a file only when at most 12 of its
+keys match nothing, and logs those.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from typing import Iterable
 
 import torch
 
+from .flux_keys import client_key_map
 from .layout import BaseLayout
 
 CLIP_PARTS = {"mlp.fc1": "mlp_fc1", "mlp.fc2": "mlp_fc2", "self_attn.k_proj": "self_attn_k_proj",
@@ -38,6 +44,17 @@ Target = tuple[str, str]  # (component, path in the base model's diffusers / tra
 
 def comfyui_key_map(layout: BaseLayout) -> dict[str, Target]:
     """Every module name ComfyUI maps on this base model -> the layer it patches."""
+    if layout.family == "flux":
+        return {**client_key_map(layout.slices, layout.bfl, "ComfyUI"), **_clip_keys(layout)}
+    return {**_unet_keys(layout), **_clip_keys(layout)}
+
+
+def forge_key_map(layout: BaseLayout) -> dict[str, Target]:
+    """Every module name Forge maps on this FLUX.1 model -> the layer it patches (its UNet rules are ComfyUI's)."""
+    return {**client_key_map(layout.slices, layout.bfl, "Forge"), **_clip_keys(layout)}
+
+
+def _unet_keys(layout: BaseLayout) -> dict[str, Target]:
     keys: dict[str, Target] = {}
     for path, (ldm, _shape) in layout.unet.items():
         target = ("unet", path)
@@ -48,8 +65,13 @@ def comfyui_key_map(layout: BaseLayout) -> dict[str, Target]:
         processor = path.replace(".to_", ".processor.to_")
         processor = processor[:-2] if processor.endswith(".to_out.0") else processor
         keys[processor] = keys[f"unet.{processor}"] = target
-    encoders = list(layout.text)
-    for component in encoders:
+    return keys
+
+
+def _clip_keys(layout: BaseLayout) -> dict[str, Target]:
+    """The CLIP text encoders' names (``model_lora_keys_clip``); Forge's copy of it names them alike."""
+    keys: dict[str, Target] = {}
+    for component in layout.text:
         second = component == "text_encoder_2"
         prefixes = ("lora_te2_",) if second else ("lora_te_", "lora_te1_")
         for index in range(min(layout.text_layers.get(component, 0), 32)):

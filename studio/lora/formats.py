@@ -2,7 +2,8 @@
 
 * diffusers: ``<dir>/pytorch_lora_weights.safetensors`` written by the model family's pipeline
   (``save_lora_weights``) with the PEFT adapter configs as metadata, so ``lora_alpha`` survives the round trip
-  (without them diffusers reloads the LoRA with alpha = rank); text-encoder keys keep ``text_model.``.
+  (without them diffusers reloads the LoRA with alpha = rank); text-encoder keys keep ``text_model.``. For FLUX.1
+  it is also the file ComfyUI and Forge load (``diffusers_webui.py``), checked against their key rules.
 * kohya / WebUI: one ``.safetensors`` with ``lora_unet_*`` and per-encoder ``lora_te_*`` (SD 1.x) or
   ``lora_te1_*`` / ``lora_te2_*`` (SDXL) modules, a real ``.alpha`` per module (``.dora_scale`` for a WebUI-axis
   DoRA), kohya's ``ss_*`` metadata and additional-network hashes (see ``kohya.py``), optionally checked against
@@ -23,7 +24,7 @@ import torch
 
 from studio.util.fs import atomic_write_bytes
 
-from . import DIFFUSERS_WEIGHT_NAME, kohya
+from . import DIFFUSERS_WEIGHT_NAME, hashes, kohya
 
 if TYPE_CHECKING:
     from studio.models.families import Family
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 ADAPTER_METADATA_KEY = "lora_adapter_metadata"
 KOHYA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
-DIFFUSERS_PREFIXES = ("unet.", "text_encoder.", "text_encoder_2.")
+DIFFUSERS_PREFIXES = ("unet.", "transformer.", "text_encoder.", "text_encoder_2.")
 
 
 class LoraFormatError(ValueError):
@@ -79,6 +80,7 @@ def save_diffusers_lora(
     te_targets: Iterable[str] | None = None,
     metadata: dict[str, str] | None = None,
     family: Family | None = None,
+    layout: BaseLayout | None = None,
 ) -> Path:
     """Write ``out_dir/pytorch_lora_weights.safetensors``; the family's ``pipe.load_lora_weights(out_dir)`` reads
     it back.
@@ -87,9 +89,14 @@ def save_diffusers_lora(
     two-encoder families (SDXL). ``unet_targets`` / ``te_targets`` are the ``target_modules`` the adapters were
     created with; ``metadata`` (strings, e.g. from ``build_kohya_metadata``) is stored next to diffusers' own
     adapter metadata. ``family`` (``studio.models.families``) defaults to SDXL when a second encoder is given.
+    Where this file is also the WebUIs' (FLUX.1), an alpha other than the rank is folded into ``lora_B``
+    (``diffusers_webui``), and with ``layout`` the bytes are checked against ComfyUI's and Forge's key rules before
+    they replace the file (``LoraCheckError`` naming the module; the previous file stays).
     """
     from diffusers.utils import convert_state_dict_to_diffusers
     from safetensors.torch import load_file, save
+
+    from . import diffusers_webui
 
     texts = text_states_by_encoder(text_encoder_state)
     if texts and not te_targets:
@@ -100,6 +107,8 @@ def save_diffusers_lora(
     out.mkdir(parents=True, exist_ok=True)
     layers: dict = {}
     family = _family_for(family, texts)
+    unet_state, texts, metadata, alpha = diffusers_webui.scale_for_webuis(family, unet_state, texts, metadata, rank,
+                                                                          alpha)
     if unet_state:
         # PEFT names as they are: diffusers' old-style conversion maps only linear layers, and a file that mixes
         # both styles (conv LoRA = LoCon) is read back with its attention LoRA silently dropped.
@@ -115,7 +124,10 @@ def save_diffusers_lora(
         tensors = _with_text_model_part(load_file(str(written)))
         file_metadata = _read_metadata(written)
     file_metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    return atomic_write_bytes(out / DIFFUSERS_WEIGHT_NAME, save(tensors, file_metadata))
+    target, data = out / DIFFUSERS_WEIGHT_NAME, save(tensors, file_metadata)
+    if layout is not None:
+        _check_before_replacing(target, data, layout, diffusers_webui.diffusers_targets(unet_state, texts, family))
+    return atomic_write_bytes(target, data)
 
 
 def save_kohya_lora(
@@ -149,7 +161,7 @@ def save_kohya_lora(
     tensors = kohya.to_kohya_state(unet_state, texts, rank, alpha, namer)
     file_metadata = {**kohya.base_metadata(family), "ss_network_dim": str(rank), "ss_network_alpha": str(alpha)}
     file_metadata.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    model_hash, legacy_hash = kohya.addnet_hashes(tensors, file_metadata)
+    model_hash, legacy_hash = hashes.addnet_hashes(tensors, file_metadata)
     file_metadata["sshs_model_hash"], file_metadata["sshs_legacy_hash"] = model_hash, legacy_hash
     data = save(tensors, file_metadata)
     if layout is not None:
@@ -158,7 +170,7 @@ def save_kohya_lora(
 
 
 class LoraCheckError(ValueError):
-    """A LoRA file that ComfyUI or A1111 would not load as trained; the message names the module."""
+    """A LoRA file that ComfyUI or A1111 (FLUX.1: Forge) would not load as trained; the message names the module."""
 
 
 def _check_before_replacing(target: Path, data: bytes, layout, expected) -> None:

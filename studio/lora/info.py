@@ -13,6 +13,9 @@ from .formats import ADAPTER_METADATA_KEY, DIFFUSERS_WEIGHT_NAME, KOHYA_PREFIXES
 # Leaf names shown to users, dotted; a kohya name matches the same name with "." -> "_".
 KNOWN_TARGETS = (
     "to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+    # FLUX.1's transformer (diffusers names)
+    "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp",
+    "norm1.linear", "norm1_context.linear", "norm.linear", "x_embedder", "context_embedder",
     "q_proj", "k_proj", "v_proj", "out_proj", "mlp.fc1", "mlp.fc2",
     "conv1", "conv2", "conv_shortcut", "time_emb_proj", "conv_in", "conv_out",
 )
@@ -36,7 +39,7 @@ class LoraInfo:
     use_dora: bool
     output_name: str
     metadata: dict[str, str] = field(default_factory=dict)
-    family: str = ""  # the model family the LoRA was trained on: "sd1", "sdxl", or "" when the file does not say
+    family: str = ""  # the family the LoRA was trained on: "sd1", "sdxl", "flux", or "" when the file does not say
 
 
 def _target_label(module: str) -> str:
@@ -64,7 +67,8 @@ def _alpha(state, metadata: dict[str, str], fmt: str, rank: int | None) -> float
         config = json.loads(metadata.get(ADAPTER_METADATA_KEY, "{}"))
     except ValueError:
         config = {}
-    alpha = config.get("unet.lora_alpha", config.get("text_encoder.lora_alpha"))
+    alpha = next((config[f"{part}.lora_alpha"] for part in ("unet", "transformer", "text_encoder")
+                  if f"{part}.lora_alpha" in config), None)
     return float(alpha) if alpha is not None else rank
 
 
@@ -95,10 +99,19 @@ def read_lora_info(path: str | os.PathLike) -> LoraInfo:
     )
 
 
+# Names only FLUX.1 LoRAs hold (SD3's transformer has no single-stream blocks): diffusers, kohya (BFL names),
+# OneTrainer, SimpleTuner's LyCORIS and ComfyUI's own forms
+FLUX_MARKS = ("transformer.single_transformer_blocks.", "lora_unet_double_blocks_", "lora_unet_single_blocks_",
+              "lora_transformer_single_transformer_blocks_", "lycoris_single_transformer_blocks_",
+              "diffusion_model.double_blocks.", "diffusion_model.single_blocks.")
+
+
 def _family_name(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
-    """"sdxl" or "sd1" when the metadata or the names say so, "" when the file does not tell (a UNet-only
-    diffusers LoRA without metadata names the same modules for both families)."""
+    """"flux", "sdxl" or "sd1" when the metadata or the names say so, "" when the file does not tell (a UNet-only
+    diffusers LoRA without metadata names the same modules for both SD families)."""
     said = metadata.get("ss_base_model_version", "") + " " + metadata.get("modelspec.architecture", "")
+    if "flux" in said or any(k.startswith(FLUX_MARKS) for k in state):
+        return "flux"
     if "sdxl" in said or "stable-diffusion-xl" in said:
         return "sdxl"
     if "sd_v1" in said or "stable-diffusion-v1" in said:

@@ -1,4 +1,4 @@
-"""The kohya / A1111 / ComfyUI ("WebUI") LoRA layout: key names, training metadata and the additional-network hashes.
+"""The kohya / A1111 / ComfyUI ("WebUI") LoRA layout: key names and training metadata (hashes: ``hashes.py``).
 
 Written by hand rather than with diffusers' ``convert_state_dict_to_kohya``, which stores ``alpha = rank`` and
 names SD 1.x text-encoder modules ``lora_te1_...``, which ComfyUI and A1111 do not load for SD 1.x.
@@ -10,8 +10,6 @@ UNet keys as ``lora_unet_`` + diffusers path with ``.`` -> ``_``; scale = alpha 
 from __future__ import annotations
 
 import datetime
-import functools
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -19,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+from .hashes import a1111_legacy_model_hash, file_sha256
 
 if TYPE_CHECKING:
     from studio.models.families import Family
@@ -177,43 +177,6 @@ def kohya_targets(unet_state: dict[str, torch.Tensor] | None, text_states: dict[
     return targets
 
 
-def addnet_hashes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> tuple[str, str]:
-    """(sshs_model_hash, sshs_legacy_hash) as kohya's ``precalculate_safetensors_hashes`` computes them.
-
-    The file is serialised with only the ``ss_*`` metadata; the model hash is the SHA-256 of everything after the
-    header, the legacy hash the first 8 hex digits of the SHA-256 of the 64 KiB at offset 1 MiB.
-    """
-    from safetensors.torch import save
-
-    data = save(dict(tensors), {k: v for k, v in metadata.items() if k.startswith("ss_")})
-    header = int.from_bytes(data[:8], "little")
-    model_hash = hashlib.sha256(data[8 + header :]).hexdigest()
-    legacy_hash = hashlib.sha256(data[0x100000 : 0x100000 + 0x10000]).hexdigest()[:8]
-    return model_hash, legacy_hash
-
-
-def a1111_legacy_model_hash(path: str | os.PathLike) -> str:
-    """A1111's old 8-digit model hash (``ss_sd_model_hash``): SHA-256 of the 64 KiB at offset 1 MiB."""
-    with open(path, "rb") as handle:
-        handle.seek(0x100000)
-        return hashlib.sha256(handle.read(0x10000)).hexdigest()[:8]
-
-
-@functools.lru_cache(maxsize=4)
-def _sha256_of(path: str, _size: int, _mtime: float) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a whole file (kohya's ``ss_new_sd_model_hash``), computed once per file version."""
-    stat = os.stat(path)
-    return _sha256_of(str(path), stat.st_size, stat.st_mtime)
-
-
 def _timestamp(value) -> float:
     if isinstance(value, datetime.datetime):
         return value.timestamp()
@@ -239,10 +202,14 @@ _DIRECT = {
     "network_alpha": "ss_network_alpha", "mixed_precision": "ss_mixed_precision", "noise_offset": "ss_noise_offset",
     "min_snr_gamma": "ss_min_snr_gamma", "clip_skip": "ss_clip_skip", "keep_tokens": "ss_keep_tokens",
     "zero_terminal_snr": "ss_zero_terminal_snr",
+    # flow matching (FLUX.1), under the names sd-scripts' flux_train_network.py writes
+    "weighting_scheme": "ss_weighting_scheme", "logit_mean": "ss_logit_mean", "logit_std": "ss_logit_std",
+    "mode_scale": "ss_mode_scale", "guidance_scale": "ss_guidance_scale", "flow_shift": "ss_discrete_flow_shift",
+    "model_prediction_type": "ss_model_prediction_type",
 }
 _SPECIAL = {
     "started_at", "finished_at", "use_dora", "resolution", "base_model_name", "base_model_path", "tag_frequency",
-    "dataset_dirs", "prediction_type", "trigger_phrase", "description",
+    "dataset_dirs", "prediction_type", "trigger_phrase", "description", "architecture",
 }
 
 
@@ -254,8 +221,11 @@ def build_kohya_metadata(values: Mapping[str, object], family: Family | None = N
     steps, network_dim, network_alpha, use_dora, mixed_precision, resolution (int or (w, h)), base_model_name,
     noise_offset, min_snr_gamma, tag_frequency ({dir: {tag: count}}), dataset_dirs ({dir: {"n_repeats",
     "img_count"}}); optional: clip_skip, keep_tokens, zero_terminal_snr, base_model_path (a single-file base
-    model adds ``ss_sd_model_hash`` / ``ss_new_sd_model_hash`` as kohya computes them), prediction_type, trigger_phrase, description. Values are written as kohya writes them (``str(v)``,
-    nested values as JSON). The ``sshs_*`` hashes depend on the tensors and are added by ``save_kohya_lora``.
+    model adds ``ss_sd_model_hash`` / ``ss_new_sd_model_hash`` as kohya computes them), prediction_type, trigger_phrase,
+    description, architecture (``modelspec.architecture`` when it depends on the model: FLUX.1 dev or schnell) and the
+    flow-matching settings weighting_scheme, logit_mean, logit_std, mode_scale, guidance_scale, flow_shift,
+    model_prediction_type. Values are written as kohya writes them (``str(v)``, nested values as JSON). The
+    ``sshs_*`` hashes depend on the tensors and are added by ``save_kohya_lora``.
     """
     unknown = sorted(set(values) - set(_DIRECT) - _SPECIAL)
     if unknown:
@@ -292,8 +262,10 @@ def _special_metadata(values: Mapping[str, object]) -> dict[str, str]:
             meta[target] = json.dumps(values[key])
     if values.get("output_name") is not None:
         meta["modelspec.title"] = str(values["output_name"])
-    if values.get("prediction_type") is not None:
+    if values.get("prediction_type") not in (None, "flow"):  # kohya writes none for flow matching (FLUX.1)
         meta["modelspec.prediction_type"] = "v" if str(values["prediction_type"]).startswith("v") else "epsilon"
+    if values.get("architecture"):
+        meta["modelspec.architecture"] = str(values["architecture"])
     for key in ("trigger_phrase", "description"):
         if values.get(key):
             meta[f"modelspec.{key}"] = str(values[key])

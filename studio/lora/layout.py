@@ -1,10 +1,12 @@
 """The layers of a base model that a LoRA file can patch, in the names each client knows them by.
 
-A ``BaseLayout`` lists, for one base model, every Linear / Conv2d layer of the UNet under its diffusers path and
-its original ("LDM") path, and every text-encoder layer under its transformers path (without the
-``text_model.`` part that transformers 5 no longer has). It is built from the live model a run trains
-(``layout_of``) or, for a file of unknown origin, from the family's shipped SD 1.5 / SDXL configs on the meta
-device (``standard_layout``), which is also the only layout A1111's fixed model configs build.
+A ``BaseLayout`` lists, for one base model, every Linear / Conv2d layer of the denoiser under its diffusers path
+and its original path (the UNet's "LDM" block names; the FLUX.1 transformer's weight in Black Forest Labs'
+layout, ``flux_keys``), and every text-encoder layer under its transformers path (without the ``text_model.`` part
+that transformers 5 no longer has). It is built from the live model a run trains (``layout_of``) or, for a file of
+unknown origin, from the family's released model on the meta device (``standard_layout``: SD 1.5 or SDXL base from
+the shipped configs, FLUX.1-dev from ``flux_keys.RELEASED_CONFIG``); A1111's fixed model configs build only the
+first two.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from .flux_keys import BflSlice
+
 if TYPE_CHECKING:
     from studio.models.families import Family
 
@@ -24,14 +28,18 @@ LDM_FIELDS = ("layers_per_block", "down_block_types", "up_block_types", "transfo
 
 @dataclass
 class BaseLayout:
-    """``unet``: diffusers path -> (LDM path, weight shape); ``text``: component -> {path: weight shape};
-    ``standard``: the UNet has the block layout of the family's released model (what A1111 can load)."""
+    """``unet``: the denoiser's diffusers path -> (original path, weight shape); ``text``: component -> {path:
+    weight shape}; ``standard``: the UNet has the block layout of the family's released model (what A1111 can
+    load). FLUX.1 only: ``bfl`` holds the transformer's weights in BFL's layout (path -> shape) and ``slices``
+    where each diffusers weight lives among them."""
 
     family: str
     unet: dict[str, tuple[str, torch.Size]]
     text: dict[str, dict[str, torch.Size]] = field(default_factory=dict)
     standard: bool = True
     text_layers: dict[str, int] = field(default_factory=dict)
+    bfl: dict[str, torch.Size] = field(default_factory=dict)
+    slices: dict[str, BflSlice] = field(default_factory=dict)
 
 
 def _patchable(model: nn.Module) -> dict[str, torch.Size]:
@@ -74,17 +82,28 @@ def _plain(value):
 
 
 def layout_of(family: Family, unet: nn.Module, text_encoders: dict[str, nn.Module | None] | None = None) -> BaseLayout:
-    """The layout of a live model (the UNet and ``{component: encoder}``; PEFT wrappers are looked through)."""
+    """The layout of a live model (the denoiser — UNet or FLUX.1 transformer — and ``{component: encoder}``;
+    PEFT wrappers are looked through)."""
     config = dict(unet.config)
     text = {name: _patchable(encoder) for name, encoder in (text_encoders or {}).items() if encoder is not None}
     layers = {name: int(encoder.config.num_hidden_layers) for name, encoder in (text_encoders or {}).items()
               if encoder is not None}
+    if family.name == "flux":
+        return _flux_layout(_patchable(unet), config, text, layers)
     return BaseLayout(family.name, _ldm_paths(_patchable(unet), config), text, _is_standard(family, config), layers)
 
 
-@functools.lru_cache(maxsize=2)
+def _flux_layout(paths: dict[str, torch.Size], config: dict, text: dict, layers: dict) -> BaseLayout:
+    from .flux_keys import bfl_shapes, comfyui_slices
+
+    slices = comfyui_slices(config)
+    unet = {path: (slices[path].key, shape) for path, shape in paths.items() if path in slices}
+    return BaseLayout("flux", unet, text, True, layers, bfl_shapes(config), slices)
+
+
+@functools.lru_cache(maxsize=3)
 def standard_layout(family_name: str) -> BaseLayout:
-    """The layout of the family's released model (SD 1.5 or SDXL base), built on the meta device."""
+    """The layout of the family's released model (SD 1.5, SDXL base or FLUX.1-dev), built on the meta device."""
     import json
 
     from accelerate import init_empty_weights
@@ -94,6 +113,8 @@ def standard_layout(family_name: str) -> BaseLayout:
     from studio.models.families import family_named
 
     family = family_named(family_name)
+    if family.name == "flux":
+        return _released_flux_layout()
     folder = family.config_dir
     encoders = {"text_encoder": CLIPTextModel}
     if (folder / "text_encoder_2").is_dir():
@@ -103,3 +124,21 @@ def standard_layout(family_name: str) -> BaseLayout:
         text = {name: cls(CLIPTextConfig(**json.loads((folder / name / "config.json").read_text())))
                 for name, cls in encoders.items()}
     return layout_of(family, unet, text)
+
+
+def _released_flux_layout() -> BaseLayout:
+    """FLUX.1-dev: the transformer from its config and CLIP ViT-L/14's text encoder (the one a FLUX.1 LoRA may
+    change), on the meta device."""
+    from accelerate import init_empty_weights
+    from diffusers import FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from studio.models.families import FLUX
+
+    from .flux_keys import RELEASED_CONFIG
+
+    with init_empty_weights():
+        transformer = FluxTransformer2DModel(**RELEASED_CONFIG)
+        clip = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                            num_attention_heads=12, projection_dim=768))
+    return layout_of(FLUX, transformer, {"text_encoder": clip})

@@ -90,6 +90,9 @@ def add_lora_adapters(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.M
     ``text_encoders``: ``{component: module}`` (one for SD 1.x, two for SDXL); with ``train_text_encoder`` every
     one of them gets a LoRA on ``text_encoder_target_modules``, in the layers whose output the UNet reads
     (``family.text_encoder_layers``: SDXL reads its first encoder's penultimate layer, so its last gets none)."""
+    if config.use_dora and family is not None and not family.lora_naming.webui_file:
+        raise AdapterError(f"use_dora: {family.label} LoRAs reach ComfyUI and Forge as the diffusers file, whose DoRA "
+                           "magnitudes they do not apply; train a plain LoRA (use_dora: false)")
     unet.requires_grad_(False)
     for encoder in text_encoders.values():
         encoder.requires_grad_(False)
@@ -217,8 +220,17 @@ def read_lora_file(path: str | Path, unet: torch.nn.Module, text_encoders: dict[
     if fmt == "kohya":
         return (*_kohya_to_peft(tensors, unet, text_encoders, family, file), alpha)
     unet_part, text_parts = split_diffusers_lora(tensors)
-    texts = {name: convert_state_dict_to_peft(part) for name, part in text_parts.items() if part}
+    texts = {name: _as_encoder_names(convert_state_dict_to_peft(part), text_encoders.get(name))
+             for name, part in text_parts.items() if part}
     return convert_unet_state_dict_to_peft(unet_part), texts, alpha
+
+
+def _as_encoder_names(state: dict, encoder: torch.nn.Module | None) -> dict:
+    """Text-encoder keys as the live encoder names its layers: diffusers files keep transformers 4's ``text_model.``
+    part, which transformers 5's CLIP no longer has."""
+    if encoder is None or hasattr(encoder, "text_model"):
+        return state
+    return {key.removeprefix("text_model."): value for key, value in state.items()}
 
 
 def load_initial_lora(unet: torch.nn.Module, text_encoders: dict[str, torch.nn.Module], path: str | Path,

@@ -1,5 +1,6 @@
 """The LoRA files a run leaves behind: the WebUI/kohya file for ComfyUI, A1111 and Forge (checked against their
-key rules as it is written) and diffusers' ``pytorch_lora_weights.safetensors``.
+key rules as it is written) and diffusers' ``pytorch_lora_weights.safetensors``. FLUX.1 runs write only the
+diffusers file: ComfyUI and Forge load it as it is, so it is the one checked (``studio.lora.diffusers_webui``).
 
 A DoRA trained along the WebUI axis (``dora_axis: webui``, see ``studio.lora.dora``) has no diffusers form: PEFT,
 which diffusers loads DoRA through, normalises output rows, so that run writes the WebUI file only.
@@ -60,13 +61,14 @@ def write_diffusers_lora(folder: Path, setup: TrainingSetup, dtype: torch.dtype 
     if webui_axis_dora(config):
         return write_webui_lora(Path(folder), setup, dtype, run_info, step, epoch)
     unet, text = lora_states(setup, dtype)
-    metadata = build_kohya_metadata(kohya_values(setup, run_info or {}, step, epoch), setup.components.family)
+    family = setup.components.family
+    metadata = build_kohya_metadata(kohya_values(setup, run_info or {}, step, epoch), family)
     return save_diffusers_lora(
         folder, unet, text, rank=config.lora_rank, alpha=config.effective_alpha(), use_dora=config.use_dora,
         unet_targets=adapter_targets(setup.accelerator.unwrap_model(setup.components.denoiser), config.target_modules),
         te_targets=config.text_encoder_target_modules,
         metadata={"studio.output_name": config.resolved_output_name(), **metadata},
-        family=setup.components.family,
+        family=family, layout=None if family.lora_naming.webui_file else base_layout(setup),
     )
 
 
@@ -126,6 +128,21 @@ def kohya_values(setup: TrainingSetup, run_info: dict, step: int | None, epoch: 
         "dataset_dirs": {Path(config.train_data_dir).name or "data": {"n_repeats": config.repeats, "img_count": setup.num_images}},
     }
     values.update({key: value for key, value in (("epoch", epoch), ("steps", step)) if value is not None})
+    values.update(family_values(setup))
+    return values
+
+
+def family_values(setup: TrainingSetup) -> dict:
+    """Metadata values only some families have: FLUX.1's architecture (dev or schnell, read from the transformer)
+    and the flow-matching settings, under the names sd-scripts gives them."""
+    config, values = setup.config, {}
+    architecture_of = getattr(setup.components.family, "architecture_of", None)
+    if architecture_of is not None:
+        values["architecture"] = architecture_of(setup.accelerator.unwrap_model(setup.components.denoiser))
+    if setup.objective.prediction_type == "flow":
+        values.update(weighting_scheme=config.weighting_scheme, logit_mean=config.logit_mean,
+                      logit_std=config.logit_std, mode_scale=config.mode_scale, guidance_scale=config.guidance_scale,
+                      flow_shift=config.flow_shift, model_prediction_type="raw")
     return values
 
 
@@ -133,12 +150,8 @@ def write_final_files(run_dir: Path, setup: TrainingSetup, run_info: dict, step:
                       warn: Callable[[str], None], note: Callable[[str], None] | None = None,
                       ) -> tuple[Path | None, Path | None]:
     """The final files in ``save_precision``: (diffusers file or None, WebUI/kohya file). ``note`` (a message
-    callback) hears which clients load the WebUI file: "loads in ComfyUI and A1111: 64/64 keys, alpha 8 ..."."""
-    from safetensors.torch import load_file
-
-    from studio.lora.check import check_tensors
-    from studio.lora.formats import _read_metadata
-
+    callback) hears which clients load the WebUI file: "loads in ComfyUI and A1111: 64/64 keys, alpha 8 ..."
+    (FLUX.1: the diffusers file, in ComfyUI and Forge)."""
     config = setup.config
     dtype = PRECISIONS[config.save_precision]
     diffusers_file = None
@@ -148,13 +161,34 @@ def write_final_files(run_dir: Path, setup: TrainingSetup, run_info: dict, step:
         warn("DoRA with dora_axis: diffusers: only the diffusers file is written — ComfyUI and A1111 apply "
              "dora_scale per input column, PEFT per output row; train with dora_axis: webui for a WebUI file")
         return diffusers_file, None
-    if not setup.components.family.lora_naming.webui_file:
+    if not setup.components.family.lora_naming.webui_file:  # FLUX.1: the diffusers file is ComfyUI's and Forge's
+        if note is not None:
+            note(f"{diffusers_file.name} {_report(diffusers_file, setup).summary()}{_folded(setup)}; A1111 has no "
+                 f"{setup.components.family.label}")
         return diffusers_file, None
     webui_file = Path(write_webui_lora(run_dir, setup, dtype, run_info, step, epoch))
     if webui_axis_dora(config):
         warn("DoRA along the WebUI axis: no diffusers file (PEFT's DoRA normalises the other axis); "
              f"{webui_file.name} is the LoRA, for ComfyUI, A1111 and Forge")
     if note is not None:
-        report = check_tensors(load_file(str(webui_file)), _read_metadata(webui_file), base_layout(setup))
-        note(f"{webui_file.name} {report.summary()}")
+        note(f"{webui_file.name} {_report(webui_file, setup).summary()}")
     return diffusers_file, webui_file
+
+
+def _folded(setup: TrainingSetup) -> str:
+    from studio.lora.diffusers_webui import folds_alpha
+
+    rank, alpha = setup.config.lora_rank, setup.config.effective_alpha()
+    if not folds_alpha(setup.components.family, rank, alpha):
+        return ""
+    return f" (alpha {alpha:g} / rank {rank} folded into lora_B)"
+
+
+def _report(path: Path, setup: TrainingSetup):
+    """What ComfyUI and A1111 (FLUX.1: Forge) make of the file ``path`` on the trained model."""
+    from safetensors.torch import load_file
+
+    from studio.lora.check import check_tensors
+    from studio.lora.formats import _read_metadata
+
+    return check_tensors(load_file(str(path)), _read_metadata(path), base_layout(setup))

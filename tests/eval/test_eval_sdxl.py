@@ -1,58 +1,25 @@
 """Evaluation on a tiny random SDXL: checkpoint x weight grids, weight 0 is the base model, <lora:…> prompts, verdict."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from studio.eval import GridSpec, make_verdict, render_grid
+from studio.eval import make_verdict
 from studio.eval.generate import generate_from_prompt
-from studio.eval.samplers import use_sampler
-from studio.eval.session import generate
 
-PROMPT = "a red zq circle on a white background"
+from .family_runs import PROMPT, checkpoint_grid_against_the_base, train_run
 
 
 @pytest.fixture(scope="module")
 def sdxl_run(tmp_path_factory, tiny_sdxl_dir, eval_dataset):
     """A 20-step SDXL run (UNet and both text encoders) with checkpoints at steps 10 and 20."""
-    from studio.config import load_config
-    from studio.train import run_training
-
-    config = load_config({
-        "train_data_dir": str(eval_dataset), "base_model": str(tiny_sdxl_dir), "resolution": 32, "batch_size": 4,
-        "lora_rank": 4, "lora_alpha": 8, "learning_rate": 2e-3, "max_steps": 20, "save_steps": 10,
-        "train_text_encoder": True, "output_dir": str(tmp_path_factory.mktemp("sdxl-runs")), "output_name": "xl",
-    })
-    result = run_training(config)
-    assert result.status == "finished"
-    return result.run_dir
+    return train_run(tiny_sdxl_dir, eval_dataset, tmp_path_factory.mktemp("sdxl-runs"), output_name="xl")
 
 
 def test_sdxl_grid_checkpoints_by_weight_with_the_base_at_weight_zero(sdxl_run, tiny_sdxl_dir, tmp_path):
-    from studio.models import load_pipeline
-
-    cache: dict = {}
-    spec = GridSpec(lora=str(sdxl_run), prompts=[PROMPT], seeds=[0], weights=[0.4, 0.9], steps=3,
-                    include_reference=True, checkpoints=["all"])
-    result = render_grid(spec, tmp_path / "grid", pipeline_cache=cache)
-    index = json.loads(result.index_json.read_text())
-    assert [row["checkpoint"] for row in index["rows"]] == ["step 10", "final"]
-    assert index["columns"] == ["weight 0 (base)", "weight 0.4", "weight 0.9"]
-    assert all(Image.open(c.path).size == (32, 32) for c in result.cells)
-
-    base = load_pipeline(str(tiny_sdxl_dir))
-    base.set_progress_bar_config(disable=True)
-    with use_sampler(base, "ddim"):  # the grid's default sampler
-        expected = np.asarray(generate(base, [PROMPT], [""], [0], steps=3, guidance=5.0, width=32, height=32)[0])
-    for cell in result.cells:
-        same = np.array_equal(np.asarray(Image.open(cell.path)), expected)
-        assert same == (cell.weight == 0.0), (cell.checkpoint, cell.weight)
-    final = result.metrics["by_checkpoint"]["final"]["change_by_weight"]
-    assert 0 < final[0.4] < final[0.9]
+    result, _ = checkpoint_grid_against_the_base(sdxl_run, tiny_sdxl_dir, tmp_path / "grid", {})
     verdict = make_verdict(result.metrics)
     assert verdict.weight_reasons and verdict.best_checkpoint in ("step 10", "final")
 

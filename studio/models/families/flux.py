@@ -36,10 +36,13 @@ class Flux(Family):
     flow_matching = True
     offload_cached_text_encoders = True
     default_guidance = 3.5
+    # The diffusers file is the one ComfyUI and Forge load (studio.lora.flux_keys); A1111 has no FLUX.1.
+    # architecture: dev's; a schnell run's files say flux-1-schnell/lora (architecture_of).
     lora_naming = LoraNaming(
         text_prefixes={"text_encoder": "lora_te1_"},
         base_model_version="flux1",
         architecture="flux-1-dev/lora",
+        extra_metadata={"modelspec.implementation": "https://github.com/black-forest-labs/flux"},
         webui_file=False,
     )
 
