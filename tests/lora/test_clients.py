@@ -76,16 +76,25 @@ def test_every_key_maps_to_the_trained_layer_with_the_trained_alpha(written):
 
 @pytest.mark.parametrize("client_weight", [comfyui_weight, a1111_weight], ids=["ComfyUI", "A1111"])
 def test_the_clients_formula_on_the_file_equals_the_trained_layer(written, client_weight):
+    """Each client's patch formula, applied to the file's tensors, reproduces the trained layer (one layer of every
+    kind and shape)."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(written.path))
     models = {"unet": written.unet, **written.texts}
     generator = torch.Generator().manual_seed(9)
-    worst = 0.0
+    worst, seen = 0.0, set()
+    named = {component: dict(model.named_modules()) for component, model in models.items()}
     for name, (component, path) in written.expected.items():
-        modules = dict(models[component].named_modules())
+        modules = named[component]
         layer = modules.get(path) or modules[f"text_model.{path}"]  # CLIPTextModelWithProjection keeps text_model.
         base = layer.get_base_layer()
+        # One layer per kind and shape: the formula depends on nothing else, and every key's mapping is checked
+        # by the test above (SDXL's every-layer file has hundreds of large convolutions).
+        kind = (component, type(base).__name__, tuple(base.weight.shape))
+        if kind in seen:
+            continue
+        seen.add(kind)
         weight = client_weight(base.weight.detach(), tensors[f"{name}.lora_up.weight"],
                                tensors[f"{name}.lora_down.weight"], tensors[f"{name}.alpha"].item(),
                                tensors.get(f"{name}.dora_scale"))
