@@ -83,7 +83,7 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_latest_finishes(write_co
     import signal
     import time
 
-    config_path = write_config(max_steps=150, save_steps=1000)
+    config_path = write_config(max_steps=60, save_steps=1000)
     process = subprocess.Popen([sys.executable, "studio.py", "train", "--config", str(config_path), "--quiet"],
                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     output = config_path.parent / "output"
@@ -95,12 +95,12 @@ def test_ctrl_c_saves_a_checkpoint_exits_130_and_resume_latest_finishes(write_co
     assert process.returncode == 130, err[-2000:]
     run = next(output.glob("tiny-*"))
     stopped_at = json.loads((run / "run.json").read_text())
-    assert stopped_at["status"] == "stopped" and 3 <= stopped_at["step"] < 150
+    assert stopped_at["status"] == "stopped" and 3 <= stopped_at["step"] < 60
     assert (run / "checkpoints" / f"step-{stopped_at['step']:06d}").is_dir()
     done = subprocess.run([sys.executable, "studio.py", "train", "--config", str(config_path), "--quiet",
                            "--resume", "latest"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert [r["step"] for r in RunFolder(run).loss_log()] == list(range(1, 151))
+    assert [r["step"] for r in RunFolder(run).loss_log()] == list(range(1, 61))
 
 
 def _lora_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
