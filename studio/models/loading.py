@@ -39,8 +39,8 @@ def default_model_path() -> Path:
 
 
 def toy_world_models() -> list[Path]:
-    """The shipped toy-world models: the SD 1.x one (the default base model) and the SDXL one."""
-    return [default_model_path(), default_model_path().parent / "toy-world-sdxl"]
+    """The shipped toy-world models: the SD 1.x one (the default base model), the SDXL one and the FLUX.1 one."""
+    return [default_model_path()] + [default_model_path().parent / name for name in ("toy-world-sdxl", "toy-world-flux")]
 
 
 def load_components(

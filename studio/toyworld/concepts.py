@@ -21,7 +21,7 @@ MIN_READABLE_SHARE = 0.5  # weight-0 pictures with a background and a shape read
 
 
 def is_toy_world_model(base_model: str) -> bool:
-    """True for the shipped toy-world models (SD 1.x or SDXL; "" is the embedded one)."""
+    """True for the shipped toy-world models (SD 1.x, SDXL or FLUX.1; "" is the embedded one)."""
     from studio.models import toy_world_models
 
     if not base_model.strip():

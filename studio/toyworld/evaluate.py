@@ -57,16 +57,23 @@ def generate(pipe: DiffusionPipeline, prompts: list[str], seed: int, steps: int 
              batch: int = 16, progress: Callable[[int, int], None] | None = None) -> list[Image.Image]:
     """Draw one image per prompt; image ``i`` uses a CPU generator seeded ``seed + i`` whatever the batching.
 
-    ``progress(done, total)`` is called after every batch (the studio's Evaluation tab shows it).
+    The model's family gives the guidance arguments (FLUX's toy, which has no guidance embedding, is drawn with
+    true classifier-free guidance against the empty prompt) and the picture's side. ``progress(done, total)`` is
+    called after every batch (the studio's Evaluation tab shows it).
     """
     import torch
 
+    from studio.models.families import family_of_pipeline
+
+    family = family_of_pipeline(pipe)
+    side = family.native_size(pipe)
     images: list[Image.Image] = []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start:start + batch]
         generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
         with torch.inference_mode():
-            output = pipe(chunk, generator=generators, num_inference_steps=steps, guidance_scale=guidance)
+            output = pipe(chunk, generator=generators, num_inference_steps=steps, width=side, height=side,
+                          **family.call_kwargs(pipe, [""] * len(chunk), guidance))
         images.extend(output.images)
         if progress is not None:
             progress(len(images), len(prompts))
@@ -227,7 +234,7 @@ def summary_lines(base: dict | None, stars: dict | None) -> list[str]:
 
 
 def load_pipeline(model_dir: str | os.PathLike) -> DiffusionPipeline:
-    """A toy-world model's pipeline (SD 1.x or SDXL, whichever the folder holds) on the CPU."""
+    """A toy-world model's pipeline (SD 1.x, SDXL or FLUX.1, whichever the folder holds) on the CPU."""
     from studio.models import load_pipeline as load_base_model
 
     pipe = load_base_model(str(model_dir))
@@ -244,7 +251,7 @@ def _weights(text: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, required=True, help="a toy-world diffusers folder (SD 1.x or SDXL)")
+    parser.add_argument("--model", type=Path, required=True, help="a toy-world diffusers folder (SD 1.x, SDXL or FLUX.1)")
     parser.add_argument("--lora", type=Path, help="LoRA .safetensors to test on star prompts")
     parser.add_argument("--weights", type=_weights, default=list(DEFAULT_WEIGHTS))
     parser.add_argument("--prompts", type=int, default=96, help="base-world prompts")

@@ -8,8 +8,9 @@ Both runs use the preset as it is, except that the second sets ``prior_count: 0`
 prompts (``a {colour} zq star on a {background} background``) and on the same prompts without the trigger word
 (``a red star on ...``) at every weight, with fixed seeds; the checker reads the pictures. The training wall time of
 each run is recorded too, wall clock and CPU seconds. Prompts of the other shapes without the trigger word
-(``a red circle on ...``) are drawn as well: the share read as stars is how far the star spreads to them. Either
-toy world works: ``--preset presets/demo/demo-star-sdxl.yaml --model assets/toy-world-sdxl``. ``--variant`` replaces
+(``a red circle on ...``) are drawn as well: the share read as stars is how far the star spreads to them. Every
+toy world works: ``--preset presets/demo/demo-star-sdxl.yaml --model assets/toy-world-sdxl``, or ``demo-star-flux.yaml``
+with ``assets/toy-world-flux``. ``--variant`` replaces
 the two runs with named sets of config changes (a JSON object each; ``NAME={}`` is the preset as it is), which is how
 a preset is tuned.
 """

@@ -107,20 +107,39 @@ class Ema:
             live.copy_(shadow)
 
 
+# (clean latents, noise, generator) -> (noisy latents, timesteps, the target the denoiser is trained to predict)
+Corruption = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def v_prediction(scheduler: DDIMScheduler) -> Corruption:
+    """Noise at a uniformly drawn timestep of ``scheduler``; the target is the velocity ``a·noise - s·latents``."""
+    alphas = scheduler.alphas_cumprod
+
+    def corrupt(latents: torch.Tensor, noise: torch.Tensor, generator: torch.Generator):
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents),), generator=generator)
+        noisy = scheduler.add_noise(latents, noise, t)
+        a = alphas[t].sqrt().view(-1, 1, 1, 1)
+        s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
+        return noisy, t, a * noise - s * latents
+
+    return corrupt
+
+
 def train_denoiser(modules: list[torch.nn.Module],
                    predict: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-                   scheduler: DDIMScheduler, pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-                   args: argparse.Namespace, log: Callable[[str], None]) -> None:
-    """v-prediction training of ``modules`` (UNet and text encoders) on cached latents.
+                   scheduler: DDIMScheduler | None, pool: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+                   args: argparse.Namespace, log: Callable[[str], None], corrupt: Corruption | None = None) -> None:
+    """Train ``modules`` (denoiser and text encoders) on cached latents: v-prediction on ``scheduler`` unless
+    ``corrupt`` says how latents are noised and what the target is (flow matching for FLUX).
 
-    ``predict(noisy, timesteps, tokens)`` runs the text encoders and the UNet as the model's family does.
+    ``predict(noisy, timesteps, tokens)`` runs the text encoders and the denoiser as the model's family does.
     """
     means, stds, ids, empty_ids = pool
+    corrupt = corrupt or v_prediction(scheduler)
     params = [p for module in modules for p in module.parameters()]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     ema = Ema(modules, args.ema)
     generator = torch.Generator().manual_seed(args.seed)
-    alphas = scheduler.alphas_cumprod
     for module in modules:
         module.train()
     started = time.time()
@@ -128,16 +147,13 @@ def train_denoiser(modules: list[torch.nn.Module],
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr)
         index = torch.randint(0, len(means), (args.batch,), generator=generator)
-        latents = (means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)) * args.scale
+        sampled = means[index] + stds[index] * torch.randn(means[index].shape, generator=generator)
+        latents = (sampled - getattr(args, "shift", 0.0)) * args.scale
         tokens = ids[index].clone()
         drop = torch.rand(args.batch, generator=generator) < 0.1
         tokens[drop] = empty_ids
         noise = torch.randn(latents.shape, generator=generator)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (args.batch,), generator=generator)
-        noisy = scheduler.add_noise(latents, noise, t)
-        a = alphas[t].sqrt().view(-1, 1, 1, 1)
-        s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
-        target = a * noise - s * latents
+        noisy, t, target = corrupt(latents, noise, generator)
         loss = F.mse_loss(predict(noisy, t, tokens), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -146,7 +162,7 @@ def train_denoiser(modules: list[torch.nn.Module],
         ema.update(step)
         if step % 250 == 0 or step == args.steps - 1:
             rate = (time.time() - started) / (step + 1)
-            log(f"unet step {step}/{args.steps} loss {loss.item():.4f} {rate:.3f} s/step")
+            log(f"{getattr(args, 'denoiser_name', 'unet')} step {step}/{args.steps} loss {loss.item():.4f} {rate:.3f} s/step")
     ema.copy_to_live()
     for module in modules:
         module.eval()
