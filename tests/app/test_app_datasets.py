@@ -10,13 +10,7 @@ from studio.app.datasets import TOY_WORLD_RESOLUTION
 from studio.app.review import thumbnail
 from studio.data.scan import save_decisions
 from studio.data.synthetic import synthetic_image
-from studio.app import Studio
 from studio.app.errors import StudioError
-
-
-@pytest.fixture
-def studio(tmp_path):
-    return Studio(tmp_path / "workspace")
 
 
 @pytest.fixture

@@ -6,17 +6,11 @@ import json
 
 import pytest
 
-from studio.app import Studio
 
 FLUX_INDEX = {"_class_name": "FluxPipeline", "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
               "text_encoder": ["transformers", "CLIPTextModel"], "text_encoder_2": ["transformers", "T5EncoderModel"],
               "tokenizer": ["transformers", "CLIPTokenizer"], "tokenizer_2": ["transformers", "T5TokenizerFast"],
               "transformer": ["diffusers", "FluxTransformer2DModel"], "vae": ["diffusers", "AutoencoderKL"]}
-
-
-@pytest.fixture
-def studio(tmp_path):
-    return Studio(tmp_path / "workspace")
 
 
 @pytest.fixture
