@@ -65,7 +65,7 @@ class Evaluation:
         """(the samplers the run's base model can be drawn with, the one to start from, the guidance to start from):
         a flow-matching model (FLUX.1) has the flow-matching Euler sampler and its family's guidance; UNet models
         keep every sampler, DDIM and guidance 5. Read from the model's files, nothing loaded."""
-        from studio.eval.samplers import sampler_choices
+        from studio.eval.samplers import default_sampler, sampler_choices
         from studio.models import describe_model
 
         run = self.studio.runs.find(run_label)
@@ -76,8 +76,8 @@ class Evaluation:
             family = None
         if family is not None and family.flow_matching:
             distilled = _guidance_embedded(Path(source) / "transformer" / "config.json")
-            return sampler_choices(True), "euler", float(family.default_guidance) if distilled else 1.0
-        return sampler_choices(False), "ddim", UNET_GUIDANCE
+            return sampler_choices(True), default_sampler(True), float(family.default_guidance) if distilled else 1.0
+        return sampler_choices(False), default_sampler(False), UNET_GUIDANCE
 
     def _check_prompt_loras(self, prompts: list[str], run_dir: Path) -> None:
         """Every ``<lora:name:w>`` of the prompts names a LoRA this user may read (names are looked up as the grid

@@ -60,6 +60,11 @@ def sampler_name(name: str) -> str:
     raise EvalError(f"sampler {name!r} is unknown: choose one of {choices}.")
 
 
+def default_sampler(flow_matching: bool) -> str:
+    """What ``auto`` means: DDIM for a UNet model, flow-matching Euler for FLUX.1 (each table's first)."""
+    return next(iter(FLOW_SAMPLERS if flow_matching else SAMPLERS))
+
+
 def sampler_choices(flow_matching: bool) -> list[str]:
     """The samplers a model can be drawn with: every one for a UNet model, flow-matching Euler for FLUX.1."""
     return list(FLOW_SAMPLERS if flow_matching else SAMPLERS)
@@ -72,7 +77,7 @@ def make_scheduler(name: str, model_config: Mapping[str, object], flow_matching:
     key = sampler_name(name)
     table = FLOW_SAMPLERS if flow_matching else SAMPLERS
     if key == AUTO:
-        key = next(iter(table))
+        key = default_sampler(flow_matching)
     if key not in table:
         choices = ", ".join(SAMPLER_LABELS[k] for k in table)
         raise EvalError(f"sampler {SAMPLER_LABELS[key]} draws UNet models; this flow-matching model (FLUX.1) is "
@@ -88,7 +93,7 @@ def concrete_sampler(name: str, pipe: DiffusionPipeline) -> str:
     key = sampler_name(name)
     if key != AUTO:
         return name
-    return next(iter(FLOW_SAMPLERS if family_of_pipeline(pipe).flow_matching else SAMPLERS))
+    return default_sampler(family_of_pipeline(pipe).flow_matching)
 
 
 @contextmanager

@@ -138,9 +138,10 @@ def load_data(config: TrainConfig, num_processes: int = 1) -> TrainingData:
 def _prepare_models(components: Components, config: TrainConfig, accelerator: Accelerator, plan: WeightPlan):
     """Move the models to the device, add the LoRA (fp32) and store the frozen base as ``plan`` says.
 
-    ``auto`` casts the base before the adapters are added, as it always has; the other choices add them while
-    the base is still fp32, so their initial values are exact fp32 draws (PEFT creates an adapter in its base
-    layer's dtype), and cast only the frozen tensors afterwards."""
+    ``auto`` and nf4 cast the base while moving it, before the adapters are added; bf16, fp16 and fp8 arrive
+    from disk in their compute dtype (``load_dtype``; fp16 keeps an fp32 load for its fp32 VAE). Either way PEFT
+    creates each adapter in its base layer's dtype and it is then cast to fp32; only the frozen tensors are
+    stored as the plan says."""
     from studio.models.precision import cast_vae_inputs, store_base_weights
 
     device = accelerator.device
@@ -281,7 +282,7 @@ def _offload_cached_encoders(components: Components, device: torch.device, note:
     (FLUX's T5-XXL is about 9 GB in bf16); samples and priors still encode new prompts with them on the CPU."""
     if not components.family.offload_cached_text_encoders or device.type == "cpu":
         return
-    for name, encoder in components.text_encoders.items():
+    for encoder in components.text_encoders.values():
         encoder.to("cpu")
     note(f"text encoders moved to the CPU: every caption's conditioning is cached ({components.family.label})")
 

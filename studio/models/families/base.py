@@ -109,8 +109,8 @@ class Family(ABC):
     text_encoder_names: ClassVar[tuple[str, ...]] = ("text_encoder",)
     lora_text_encoder_names: ClassVar[tuple[str, ...]] = ("text_encoder",)  # those a LoRA may change
     default_guidance: ClassVar[float] = 7.5  # the pipeline's own default guidance scale
-    denoiser_name: ClassVar[str] = "unet"
-    flow_matching: ClassVar[bool] = False  # trained and drawn by flow matching (FLUX) instead of DDPM noise  # the pipeline attribute and diffusers LoRA prefix of the denoiser
+    denoiser_name: ClassVar[str] = "unet"  # the pipeline attribute and diffusers LoRA prefix of the denoiser
+    flow_matching: ClassVar[bool] = False  # trained and drawn by flow matching (FLUX) instead of DDPM noise
     # Frozen text encoders whose outputs are cached leave the training device (FLUX's T5 is ~9 GB in bf16).
     offload_cached_text_encoders: ClassVar[bool] = False
 
@@ -194,7 +194,7 @@ class Family(ABC):
 
     def native_size(self, pipe: DiffusionPipeline) -> int:
         """The side in pixels the model draws by default."""
-        return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+        return int(self.denoiser_of(pipe).config.sample_size) * int(pipe.vae_scale_factor)
 
     def initial_latents(self, pipe: DiffusionPipeline, seed: int, width: int, height: int) -> torch.Tensor:
         """The starting noise for ``seed`` in the form the pipeline's ``latents`` argument takes: drawn on the
